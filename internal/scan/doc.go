@@ -1,0 +1,2 @@
+// Package scan defines the interface every scan engine implements.
+package scan
