@@ -1,0 +1,3 @@
+# want: 2:8 Invalid engine | "builtin", "clamd"
+engine "yara" {}
+watch "/srv" {}

@@ -1,0 +1,3 @@
+# want: 3:7 Missing path for watch
+watch "/srv" {}
+watch {}

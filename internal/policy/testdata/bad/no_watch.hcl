@@ -1,0 +1,4 @@
+# want: 1:1 No watch block
+settings {
+  workers = 2
+}

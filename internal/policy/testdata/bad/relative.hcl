@@ -1,0 +1,2 @@
+# want: 2:7 Relative watch path
+watch "srv/uploads" {}

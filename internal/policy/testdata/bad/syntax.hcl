@@ -1,0 +1,4 @@
+# want: 4:1 Argument or block definition required
+watch "/srv" {
+}
+}

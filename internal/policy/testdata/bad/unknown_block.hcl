@@ -1,0 +1,3 @@
+# want: 2:1 Unsupported block type
+watches "/srv" {}
+watch "/srv" {}

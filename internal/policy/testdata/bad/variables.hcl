@@ -1,0 +1,5 @@
+# want: 3:13 Variables not allowed
+settings {
+  workers = var.workers
+}
+watch "/srv" {}
