@@ -1,0 +1,270 @@
+package clamav
+
+import (
+	"bufio"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+)
+
+// FunctionalityLevel is the ClamAV functionality level (FLEVEL) whose hash
+// signature semantics we follow, ClamAV 1.4.2's: signatures whose
+// MinFL/MaxFL range excludes it are skipped, as ClamAV skips them.
+const FunctionalityLevel = 212
+
+// maxLine bounds one database line; ClamAV's own limit is far lower.
+const maxLine = 1 << 20
+
+// kind is a hash algorithm; a signature's kind follows from its length.
+type kind uint8
+
+const (
+	kindMD5 kind = iota
+	kindSHA1
+	kindSHA256
+	numKinds
+)
+
+var kindNames = [numKinds]string{"md5", "sha1", "sha256"}
+
+func (k kind) String() string { return kindNames[k] }
+
+// kinds is a set of hash kinds.
+type kinds uint8
+
+func (s kinds) has(k kind) bool { return s&(1<<k) != 0 }
+
+// anySize marks a signature that matches files of every size (`*`).
+const anySize = -1
+
+// sig is one parsed hash signature line.
+type sig struct {
+	kind kind
+	hash []byte // raw digest
+	size int64  // anySize or > 0
+	name string
+}
+
+// parseHashDB reads a hash database in ClamAV's format,
+// HashString:FileSize:MalwareName[:MinFL[:MaxFL]], calling add for each
+// signature within our functionality level. It returns how many signatures
+// it left out for their level. Every error names file:line.
+func parseHashDB(file string, r io.Reader, add func(sig)) (excluded int, err error) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 64<<10), maxLine)
+	line := 0
+	for sc.Scan() {
+		line++
+		text := sc.Text()
+		if text == "" || text[0] == '#' || strings.TrimSpace(text) == "" {
+			continue
+		}
+		s, ok, err := parseHashLine(text)
+		if err != nil {
+			return excluded, fmt.Errorf("%s:%d: %w", file, line, err)
+		}
+		if !ok {
+			excluded++
+			continue
+		}
+		add(s)
+	}
+	if err := sc.Err(); err != nil {
+		if errors.Is(err, bufio.ErrTooLong) {
+			return excluded, fmt.Errorf("%s:%d: line longer than %d bytes", file, line+1, maxLine)
+		}
+		return excluded, fmt.Errorf("%s:%d: read: %w", file, line+1, err)
+	}
+	return excluded, nil
+}
+
+// parseHashLine parses one signature line; ok is false when the signature
+// is valid but outside our functionality level.
+func parseHashLine(text string) (s sig, ok bool, err error) {
+	f := strings.Split(text, ":")
+	if len(f) < 3 || len(f) > 5 {
+		return s, false, fmt.Errorf("%d fields, want 3 to 5 (hash:size:name[:minfl[:maxfl]])", len(f))
+	}
+	h := f[0]
+	for i := 0; i < len(h); i++ {
+		if !isHex(h[i]) {
+			return s, false, fmt.Errorf("hash has non-hex character %q at column %d", h[i], i+1)
+		}
+	}
+	switch len(h) {
+	case 32:
+		s.kind = kindMD5
+	case 40:
+		s.kind = kindSHA1
+	case 64:
+		s.kind = kindSHA256
+	default:
+		return s, false, fmt.Errorf("hash has %d hex digits, want 32, 40 or 64", len(h))
+	}
+	if s.hash, err = hex.DecodeString(h); err != nil {
+		return s, false, fmt.Errorf("hash: %w", err)
+	}
+	if f[1] == "*" {
+		s.size = anySize
+	} else {
+		n, err := strconv.ParseUint(f[1], 10, 63)
+		if err != nil || n == 0 {
+			return s, false, fmt.Errorf("file size %q is not a positive number or *", clip(f[1]))
+		}
+		s.size = int64(n)
+	}
+	if f[2] == "" {
+		return s, false, errors.New("empty malware name")
+	}
+	s.name = f[2]
+	if len(f) > 3 && f[3] != "" {
+		min, err := strconv.ParseUint(f[3], 10, 32)
+		if err != nil {
+			return s, false, fmt.Errorf("minimum functionality level %q is not a number", clip(f[3]))
+		}
+		if min > FunctionalityLevel {
+			return s, false, nil
+		}
+	}
+	if len(f) > 4 && f[4] != "" {
+		max, err := strconv.ParseUint(f[4], 10, 32)
+		if err != nil {
+			return s, false, fmt.Errorf("maximum functionality level %q is not a number", clip(f[4]))
+		}
+		if max < FunctionalityLevel {
+			return s, false, nil
+		}
+	}
+	return s, true, nil
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+// clip keeps hostile input from flooding an error message.
+func clip(s string) string {
+	if len(s) > 40 {
+		return s[:40] + "..."
+	}
+	return s
+}
+
+// digest is a raw hash of one kind, used as a map key.
+type digest interface {
+	[16]byte | [20]byte | [32]byte
+}
+
+type sizedKey[H digest] struct {
+	size int64
+	hash H
+}
+
+// table holds the signatures of one hash kind. sizes lets Scan decide from
+// a file's size alone, without reading it, that no signature can match.
+type table[H digest] struct {
+	sized map[sizedKey[H]]string
+	any   map[H]string
+	sizes map[int64]struct{}
+}
+
+func (t *table[H]) add(s sig) {
+	h := H(s.hash)
+	if s.size == anySize {
+		if t.any == nil {
+			t.any = make(map[H]string)
+		}
+		if _, dup := t.any[h]; !dup {
+			t.any[h] = s.name
+		}
+		return
+	}
+	if t.sized == nil {
+		t.sized = make(map[sizedKey[H]]string)
+		t.sizes = make(map[int64]struct{})
+	}
+	k := sizedKey[H]{s.size, h}
+	if _, dup := t.sized[k]; !dup {
+		t.sized[k] = s.name
+	}
+	t.sizes[s.size] = struct{}{}
+}
+
+func (t *table[H]) wants(size int64) bool {
+	if len(t.any) > 0 {
+		return true
+	}
+	_, ok := t.sizes[size]
+	return ok
+}
+
+func (t *table[H]) lookup(sum []byte, size int64) (string, bool) {
+	h := H(sum)
+	if name, ok := t.sized[sizedKey[H]{size, h}]; ok {
+		return name, true
+	}
+	name, ok := t.any[h]
+	return name, ok
+}
+
+func (t *table[H]) len() int { return len(t.sized) + len(t.any) }
+
+// set is a block list or an allow list, all kinds.
+type set struct {
+	md5    table[[16]byte]
+	sha1   table[[20]byte]
+	sha256 table[[32]byte]
+}
+
+func (s *set) add(g sig) {
+	switch g.kind {
+	case kindMD5:
+		s.md5.add(g)
+	case kindSHA1:
+		s.sha1.add(g)
+	case kindSHA256:
+		s.sha256.add(g)
+	}
+}
+
+// kinds reports which hashes a file of this size needs for a lookup.
+func (s *set) kinds(size int64) kinds {
+	var k kinds
+	if s.md5.wants(size) {
+		k |= 1 << kindMD5
+	}
+	if s.sha1.wants(size) {
+		k |= 1 << kindSHA1
+	}
+	if s.sha256.wants(size) {
+		k |= 1 << kindSHA256
+	}
+	return k
+}
+
+// lookup checks the computed sums (nil where not computed), MD5 first.
+func (s *set) lookup(sums *[numKinds][]byte, size int64) (string, bool) {
+	if sums[kindMD5] != nil {
+		if name, ok := s.md5.lookup(sums[kindMD5], size); ok {
+			return name, true
+		}
+	}
+	if sums[kindSHA1] != nil {
+		if name, ok := s.sha1.lookup(sums[kindSHA1], size); ok {
+			return name, true
+		}
+	}
+	if sums[kindSHA256] != nil {
+		if name, ok := s.sha256.lookup(sums[kindSHA256], size); ok {
+			return name, true
+		}
+	}
+	return "", false
+}
+
+func (s *set) counts() [numKinds]int {
+	return [numKinds]int{s.md5.len(), s.sha1.len(), s.sha256.len()}
+}

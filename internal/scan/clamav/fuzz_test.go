@@ -1,0 +1,32 @@
+package clamav
+
+import (
+	"bytes"
+	"regexp"
+	"testing"
+)
+
+var fuzzErr = regexp.MustCompile(`^fuzz\.hdb:[1-9][0-9]*: `)
+
+func FuzzParseHashDB(f *testing.F) {
+	f.Add([]byte("44d88612fea8a8f36de82e1278abb02f:68:Eicar-Test-Signature\n"))
+	f.Add([]byte("# comment\n\n3395856ce81f2b7382dee72602f798b642f14140:*:Sha1.Any:73\r\n"))
+	f.Add([]byte("275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f:68:X:1:300\n"))
+	f.Add([]byte("zz:1:x\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		_, err := parseHashDB("fuzz.hdb", bytes.NewReader(data), func(s sig) {
+			if want := map[kind]int{kindMD5: 16, kindSHA1: 20, kindSHA256: 32}[s.kind]; len(s.hash) != want {
+				t.Fatalf("got %d-byte %s hash want %d", len(s.hash), s.kind, want)
+			}
+			if s.size != anySize && s.size <= 0 {
+				t.Fatalf("got size %d want > 0 or any", s.size)
+			}
+			if s.name == "" {
+				t.Fatal("got an empty name")
+			}
+		})
+		if err != nil && !fuzzErr.MatchString(err.Error()) {
+			t.Fatalf("got error %q want it to start with fuzz.hdb:LINE: ", err)
+		}
+	})
+}

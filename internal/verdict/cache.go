@@ -1,0 +1,211 @@
+package verdict
+
+import (
+	"sync"
+
+	"golang.org/x/sys/cpu"
+	"golang.org/x/sys/unix"
+)
+
+// Key identifies one state of one file: any write changes Mtime or Ctime
+// (and a chmod or rename changes Ctime), so a changed file has a new Key.
+type Key struct {
+	Dev, Ino     uint64
+	Mtime, Ctime int64 // unix ns
+	Size         int64
+}
+
+// KeyOf is the Key of a file's fstat.
+func KeyOf(st *unix.Stat_t) Key {
+	return Key{
+		Dev:   uint64(st.Dev),
+		Ino:   uint64(st.Ino),
+		Mtime: st.Mtim.Nano(),
+		Ctime: st.Ctim.Nano(),
+		Size:  st.Size,
+	}
+}
+
+// inode is the part of a Key that names the file rather than its state:
+// the cache holds at most one verdict per inode.
+type inode struct{ dev, ino uint64 }
+
+type slot struct {
+	key     Key
+	version string
+	ref     bool // CLOCK's second-chance bit
+}
+
+type shard struct {
+	mu     sync.Mutex
+	index  map[inode]int32 // into slots
+	slots  []slot
+	cap    int
+	hand   int
+	hits   uint64
+	misses uint64
+	_      cpu.CacheLinePad // shards are hit from every worker: no false sharing
+}
+
+// Cache is a bounded set of clean verdicts keyed by (Key, database
+// version), safe for concurrent use. It is sharded by inode, each shard
+// with its own lock and CLOCK eviction, so that workers seldom contend.
+type Cache struct {
+	shards []shard
+	mask   uint64
+}
+
+const maxShards = 64
+
+// NewCache returns a cache of at most capacity verdicts; a capacity below 1
+// gives a cache that holds nothing.
+func NewCache(capacity int) *Cache {
+	capacity = max(capacity, 0)
+	n := maxShards
+	// Small caches get fewer shards so that each holds a useful number.
+	for n > 1 && capacity/n < 16 {
+		n /= 2
+	}
+	c := &Cache{shards: make([]shard, n), mask: uint64(n - 1)}
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.cap = capacity / n
+		if i < capacity%n {
+			s.cap++
+		}
+		s.index = make(map[inode]int32)
+	}
+	return c
+}
+
+func (c *Cache) shard(k Key) *shard {
+	// Inode numbers are often sequential: mix them before masking.
+	h := (k.Ino ^ k.Dev*0x9e3779b97f4a7c15) * 0xbf58476d1ce4e5b9
+	return &c.shards[(h>>32)&c.mask]
+}
+
+// Clean reports whether k was found clean under version. A stale verdict
+// for k's inode (older state or other version) is dropped.
+func (c *Cache) Clean(k Key, version string) bool {
+	s := c.shard(k)
+	id := inode{k.Dev, k.Ino}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	i, ok := s.index[id]
+	if !ok {
+		s.misses++
+		return false
+	}
+	sl := &s.slots[i]
+	if sl.key != k || sl.version != version {
+		s.remove(id, i)
+		s.misses++
+		return false
+	}
+	sl.ref = true
+	s.hits++
+	return true
+}
+
+// Add records that k was found clean under version, replacing whatever
+// was known of k's inode.
+func (c *Cache) Add(k Key, version string) {
+	s := c.shard(k)
+	id := inode{k.Dev, k.Ino}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cap == 0 {
+		return
+	}
+	if i, ok := s.index[id]; ok {
+		s.slots[i] = slot{key: k, version: version, ref: true}
+		return
+	}
+	if len(s.slots) < s.cap {
+		s.index[id] = int32(len(s.slots))
+		s.slots = append(s.slots, slot{key: k, version: version})
+		return
+	}
+	// CLOCK: sweep, clearing reference bits, to the first slot not used
+	// since the last sweep. New entries start unreferenced so that a burst
+	// of one-off files does not push out the ones opened again and again.
+	for {
+		if s.hand >= len(s.slots) {
+			s.hand = 0
+		}
+		sl := &s.slots[s.hand]
+		if !sl.ref {
+			break
+		}
+		sl.ref = false
+		s.hand++
+	}
+	old := s.slots[s.hand]
+	delete(s.index, inode{old.key.Dev, old.key.Ino})
+	s.slots[s.hand] = slot{key: k, version: version}
+	s.index[id] = int32(s.hand)
+	s.hand++
+}
+
+// Forget drops the verdict held for k's inode (Dev, Ino), whatever state
+// or version it was for.
+func (c *Cache) Forget(k Key) {
+	s := c.shard(k)
+	id := inode{k.Dev, k.Ino}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if i, ok := s.index[id]; ok {
+		s.remove(id, i)
+	}
+}
+
+// remove deletes slot i by moving the last slot into its place.
+func (s *shard) remove(id inode, i int32) {
+	delete(s.index, id)
+	last := int32(len(s.slots) - 1)
+	if i != last {
+		moved := s.slots[last]
+		s.slots[i] = moved
+		s.index[inode{moved.key.Dev, moved.key.Ino}] = i
+	}
+	s.slots[last] = slot{} // drop the version string reference
+	s.slots = s.slots[:last]
+}
+
+// Len is the number of verdicts held.
+func (c *Cache) Len() int {
+	n := 0
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.Lock()
+		n += len(s.slots)
+		s.mu.Unlock()
+	}
+	return n
+}
+
+// Stats returns the lookups answered and not answered by Clean since the
+// cache was made; Reset does not clear them, so they suit counters.
+func (c *Cache) Stats() (hits, misses uint64) {
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.Lock()
+		hits += s.hits
+		misses += s.misses
+		s.mu.Unlock()
+	}
+	return hits, misses
+}
+
+// Reset drops every verdict.
+func (c *Cache) Reset() {
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.Lock()
+		clear(s.index)
+		clear(s.slots)
+		s.slots = s.slots[:0]
+		s.hand = 0
+		s.mu.Unlock()
+	}
+}

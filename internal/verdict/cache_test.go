@@ -1,0 +1,271 @@
+package verdict
+
+import (
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+var base = Key{Dev: 2049, Ino: 1234, Mtime: 1_700_000_000_000_000_001, Ctime: 1_700_000_000_000_000_002, Size: 4096}
+
+func TestCacheLookup(t *testing.T) {
+	const v = "db1"
+	tests := []struct {
+		name    string
+		key     Key
+		version string
+		want    bool
+	}{
+		{"same key and version", base, v, true},
+		{"other dev", Key{base.Dev + 1, base.Ino, base.Mtime, base.Ctime, base.Size}, v, false},
+		{"other ino", Key{base.Dev, base.Ino + 1, base.Mtime, base.Ctime, base.Size}, v, false},
+		{"other mtime", Key{base.Dev, base.Ino, base.Mtime + 1, base.Ctime, base.Size}, v, false},
+		{"other ctime", Key{base.Dev, base.Ino, base.Mtime, base.Ctime + 1, base.Size}, v, false},
+		{"other size", Key{base.Dev, base.Ino, base.Mtime, base.Ctime, base.Size + 1}, v, false},
+		{"other version", base, "db2", false},
+		{"empty version", base, "", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := NewCache(100)
+			c.Add(base, v)
+			if got := c.Clean(tt.key, tt.version); got != tt.want {
+				t.Fatalf("got Clean=%v want %v", got, tt.want)
+			}
+			hits, misses := c.Stats()
+			if wantHits := map[bool]uint64{true: 1}[tt.want]; hits != wantHits || hits+misses != 1 {
+				t.Fatalf("got hits=%d misses=%d want hits=%d of 1 lookup", hits, misses, wantHits)
+			}
+			// A miss on the same inode means its verdict is stale: dropped.
+			sameInode := tt.key.Dev == base.Dev && tt.key.Ino == base.Ino
+			wantLen := 1
+			if !tt.want && sameInode {
+				wantLen = 0
+			}
+			if got := c.Len(); got != wantLen {
+				t.Fatalf("got Len=%d want %d", got, wantLen)
+			}
+		})
+	}
+}
+
+func TestCacheAddReplacesInode(t *testing.T) {
+	c := NewCache(10)
+	c.Add(base, "v1")
+	changed := base
+	changed.Mtime++
+	c.Add(changed, "v2")
+	if got := c.Len(); got != 1 {
+		t.Fatalf("got Len=%d want 1 (one verdict per inode)", got)
+	}
+	if c.Clean(base, "v1") {
+		t.Fatal("got the replaced verdict, want a miss")
+	}
+	c.Add(changed, "v2")
+	if !c.Clean(changed, "v2") {
+		t.Fatal("got a miss for the new verdict, want a hit")
+	}
+}
+
+func keyN(i int) Key {
+	return Key{Dev: 2049, Ino: uint64(i) + 1, Mtime: int64(i), Ctime: int64(i), Size: int64(i)}
+}
+
+func TestCacheBound(t *testing.T) {
+	tests := []struct {
+		name     string
+		capacity int
+		adds     int
+		minLen   int // shards fill unevenly until every one is full
+		maxLen   int
+	}{
+		{"under capacity", 100, 50, 50, 50},
+		{"at capacity", 100, 100, 90, 100},
+		{"far over capacity", 100, 10_000, 100, 100},
+		{"one", 1, 10, 1, 1},
+		{"not a multiple of shards", 1000, 5000, 1000, 1000},
+		{"large", 100_000, 300_000, 100_000, 100_000},
+		{"zero holds nothing", 0, 10, 0, 0},
+		{"negative holds nothing", -5, 10, 0, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := NewCache(tt.capacity)
+			for i := range tt.adds {
+				c.Add(keyN(i), "v")
+				if i%997 == 0 && c.Len() > max(tt.capacity, 0) {
+					t.Fatalf("got Len=%d after %d adds want <= %d", c.Len(), i+1, tt.capacity)
+				}
+			}
+			if got := c.Len(); got < tt.minLen || got > tt.maxLen {
+				t.Fatalf("got Len=%d want %d to %d", got, tt.minLen, tt.maxLen)
+			}
+			// The newest verdict always survives its own Add.
+			if tt.maxLen > 0 && !c.Clean(keyN(tt.adds-1), "v") {
+				t.Fatal("got a miss for the last added key, want a hit")
+			}
+		})
+	}
+}
+
+func TestCacheClockKeepsReferenced(t *testing.T) {
+	c := NewCache(4) // small enough for a single shard
+	if len(c.shards) != 1 {
+		t.Fatalf("got %d shards want 1", len(c.shards))
+	}
+	for i := range 4 {
+		c.Add(keyN(i), "v")
+	}
+	if !c.Clean(keyN(0), "v") {
+		t.Fatal("got a miss for key 0 want a hit")
+	}
+	c.Add(keyN(4), "v") // evicts the first unreferenced: key 1
+	for i, want := range []bool{true, false, true, true, true} {
+		if got := c.Clean(keyN(i), "v"); got != want {
+			t.Errorf("key %d: got Clean=%v want %v", i, got, want)
+		}
+	}
+}
+
+func TestCacheForget(t *testing.T) {
+	c := NewCache(10)
+	c.Add(base, "v")
+	other := keyN(7)
+	c.Add(other, "v")
+	changed := base
+	changed.Mtime, changed.Size = base.Mtime+5, base.Size+5
+	c.Forget(changed) // by inode: the old state goes too
+	if c.Clean(base, "v") {
+		t.Fatal("got a hit after Forget want a miss")
+	}
+	if !c.Clean(other, "v") {
+		t.Fatal("got a miss for another inode after Forget want a hit")
+	}
+	c.Forget(keyN(99)) // unknown: no effect
+	if got := c.Len(); got != 1 {
+		t.Fatalf("got Len=%d want 1", got)
+	}
+}
+
+func TestCacheReset(t *testing.T) {
+	c := NewCache(1000)
+	for i := range 500 {
+		c.Add(keyN(i), "v")
+	}
+	c.Clean(keyN(1), "v")
+	c.Reset()
+	if got := c.Len(); got != 0 {
+		t.Fatalf("got Len=%d after Reset want 0", got)
+	}
+	if c.Clean(keyN(1), "v") {
+		t.Fatal("got a hit after Reset want a miss")
+	}
+	if hits, misses := c.Stats(); hits != 1 || misses != 1 {
+		t.Fatalf("got hits=%d misses=%d want 1 and 1 (Reset keeps counters)", hits, misses)
+	}
+	for i := range 2000 {
+		c.Add(keyN(i), "v")
+	}
+	if got := c.Len(); got != 1000 {
+		t.Fatalf("got Len=%d after refill want 1000", got)
+	}
+}
+
+func TestKeyOf(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "f")
+	if err := os.WriteFile(p, []byte("hello"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(p, &st); err != nil {
+		t.Fatal(err)
+	}
+	k := KeyOf(&st)
+	want := Key{uint64(st.Dev), st.Ino, st.Mtim.Nano(), st.Ctim.Nano(), 5}
+	if k != want {
+		t.Fatalf("got %+v want %+v", k, want)
+	}
+	if k.Mtime < 1e18 {
+		t.Fatalf("got mtime %d want unix nanoseconds", k.Mtime)
+	}
+	if err := os.Chmod(p, 0o600); err != nil { // changes ctime only
+		t.Fatal(err)
+	}
+	if err := unix.Stat(p, &st); err != nil {
+		t.Fatal(err)
+	}
+	if KeyOf(&st) == k {
+		t.Fatal("got the same key after chmod want a new ctime")
+	}
+}
+
+func TestCacheConcurrent(t *testing.T) {
+	const (
+		capacity = 256
+		workers  = 8
+		rounds   = 5000
+	)
+	c := NewCache(capacity)
+	var wg sync.WaitGroup
+	var lookups [workers]uint64
+	for w := range workers {
+		wg.Go(func() {
+			for i := range rounds {
+				k := keyN((i*7 + w*13) % 1000)
+				switch i % 4 {
+				case 0, 1:
+					c.Add(k, "v")
+				case 2:
+					c.Clean(k, "v")
+					lookups[w]++
+				case 3:
+					if i%40 == 3 {
+						c.Forget(k)
+					} else {
+						c.Clean(k, "v2")
+						lookups[w]++
+					}
+				}
+				if i%500 == 0 {
+					if n := c.Len(); n > capacity {
+						t.Errorf("got Len=%d want <= %d", n, capacity)
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	var want uint64
+	for _, n := range lookups {
+		want += n
+	}
+	hits, misses := c.Stats()
+	if hits+misses != want {
+		t.Fatalf("got %d hits + %d misses want %d lookups", hits, misses, want)
+	}
+	if n := c.Len(); n > capacity {
+		t.Fatalf("got Len=%d want <= %d", n, capacity)
+	}
+}
+
+func BenchmarkCacheHit(b *testing.B) {
+	const n = 10_000
+	c := NewCache(2 * n) // room to spare: shards fill unevenly
+	for i := range n {
+		c.Add(keyN(i), "0123456789abcdef0123456789abcdef")
+	}
+	version := "0123456789abcdef0123456789abcdef"
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			if !c.Clean(keyN(i%n), version) {
+				b.Error("got a miss want a hit")
+				return
+			}
+			i += 7
+		}
+	})
+}
