@@ -1,0 +1,150 @@
+package testutil
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// fakeTB records what a helper does to its test instead of doing it.
+type fakeTB struct {
+	testing.TB
+	mu       sync.Mutex
+	skipped  string
+	fatal    string
+	errs     []string
+	cleanups []func()
+}
+
+func (f *fakeTB) Helper() {}
+func (f *fakeTB) Skip(args ...any) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.skipped = fmt.Sprint(args...)
+}
+func (f *fakeTB) Fatalf(format string, args ...any) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.fatal = fmt.Sprintf(format, args...)
+}
+func (f *fakeTB) Errorf(format string, args ...any) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.errs = append(f.errs, fmt.Sprintf(format, args...))
+}
+func (f *fakeTB) Cleanup(fn func()) { f.cleanups = append(f.cleanups, fn) }
+func (f *fakeTB) runCleanups() {
+	for i := len(f.cleanups) - 1; i >= 0; i-- {
+		f.cleanups[i]()
+	}
+}
+
+func TestSkip(t *testing.T) {
+	tests := []struct {
+		name      string
+		ci        string
+		wantSkip  bool
+		wantFatal bool
+	}{
+		{name: "local", ci: "", wantSkip: true},
+		{name: "ci", ci: "true", wantFatal: true},
+		{name: "ci false", ci: "false", wantSkip: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv("CI", tt.ci)
+			f := &fakeTB{}
+			skip(f, "no widget")
+			if got := f.skipped != ""; got != tt.wantSkip {
+				t.Errorf("skipped: got %v (%q) want %v", got, f.skipped, tt.wantSkip)
+			}
+			if got := f.fatal != ""; got != tt.wantFatal {
+				t.Errorf("fatal: got %v (%q) want %v", got, f.fatal, tt.wantFatal)
+			}
+			if msg := f.skipped + f.fatal; !strings.Contains(msg, "no widget") {
+				t.Errorf("reason: got %q want it to contain %q", msg, "no widget")
+			}
+		})
+	}
+}
+
+func TestSkipUnlessRoot(t *testing.T) {
+	t.Setenv("CI", "")
+	f := &fakeTB{}
+	SkipUnlessRoot(f)
+	if got, want := f.skipped != "", os.Geteuid() != 0; got != want {
+		t.Errorf("skipped: got %v want %v", got, want)
+	}
+}
+
+func TestSkipUnlessFanotify(t *testing.T) {
+	t.Setenv("CI", "")
+	f := &fakeTB{}
+	SkipUnlessFanotify(f)
+	if f.fatal != "" {
+		t.Fatalf("got fatal %q want a pass or a skip", f.fatal)
+	}
+	if f.skipped == "" && probeFanotify() != nil {
+		t.Errorf("not skipped although the probe failed: %v", probeFanotify())
+	}
+}
+
+func TestTempDir(t *testing.T) {
+	var dir string
+	t.Run("use", func(t *testing.T) {
+		dir = TempDir(t)
+		tmp, err := filepath.EvalSymlinks(os.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if filepath.Dir(dir) != tmp {
+			t.Errorf("got %s want a directory directly under %s", dir, tmp)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "f"), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("after the test: got %v want the directory removed", err)
+	}
+}
+
+func TestDeadline(t *testing.T) {
+	tests := []struct {
+		name     string
+		d        time.Duration
+		work     time.Duration
+		wantFire bool
+	}{
+		{name: "fires", d: 10 * time.Millisecond, work: 200 * time.Millisecond, wantFire: true},
+		{name: "stopped at cleanup", d: 200 * time.Millisecond, work: 0, wantFire: false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := &fakeTB{}
+			fired := make(chan struct{})
+			Deadline(f, tt.d, func() { close(fired) })
+			time.Sleep(tt.work)
+			f.runCleanups()
+			time.Sleep(2 * tt.d) // a timer left armed would fire now
+			var got bool
+			select {
+			case <-fired:
+				got = true
+			default:
+			}
+			if got != tt.wantFire {
+				t.Errorf("onTimeout called: got %v want %v", got, tt.wantFire)
+			}
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			if got := len(f.errs) > 0; got != tt.wantFire {
+				t.Errorf("errors: got %q want failed=%v", f.errs, tt.wantFire)
+			}
+		})
+	}
+}

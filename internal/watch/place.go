@@ -1,0 +1,528 @@
+package watch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"golang.org/x/sys/unix"
+
+	"github.com/vigilsec/vigil/internal/policy"
+)
+
+// Marker places one mark on a directory. The daemon implements it with a
+// fanotify group (FAN_MARK_ADD|FAN_MARK_ONLYDIR, dirfd=fd, pathname "");
+// tests record the calls. fd is only valid during the call.
+type Marker interface {
+	MarkDir(fd int, path string, events policy.Events) error
+}
+
+// Root is one watched directory.
+type Root struct {
+	Path      string
+	Recursive bool // cover every subdirectory, not only the directory's own files
+	Events    policy.Events
+}
+
+// Stats counts what a placement did.
+type Stats struct {
+	Dirs    int // directories marked
+	Missing int // roots that do not exist or are not directories
+	Errors  int // directories that could not be opened, listed or marked
+	Elapsed time.Duration
+}
+
+// Rate is the placement speed in directories per second.
+func (s Stats) Rate() float64 {
+	if s.Elapsed <= 0 {
+		return 0
+	}
+	return float64(s.Dirs) / s.Elapsed.Seconds()
+}
+
+const (
+	direntBufSize = 64 << 10
+	// maxMarkErrLogs bounds the mark failures logged one by one; the rest
+	// are only counted.
+	maxMarkErrLogs = 5
+	maxUserMarks   = "/proc/sys/fs/fanotify/max_user_marks"
+)
+
+// Place marks every root and, for recursive roots, every directory below
+// it, each directory once with the union of the events of the roots
+// covering its files. Missing roots are logged and counted, not errors.
+// The only errors are ctx ending and the fanotify mark limit (ENOSPC).
+func Place(ctx context.Context, m Marker, roots []Root, log hclog.Logger) (Stats, error) {
+	return NewWalker(m, log).Place(ctx, roots)
+}
+
+// Walker places marks; it keeps the roots of its last Place so that event
+// sources can later walk a new or moved-in directory with Subtree. A Walker
+// is safe for concurrent use.
+type Walker struct {
+	m       Marker
+	log     hclog.Logger
+	workers int
+	tab     atomic.Pointer[table]
+}
+
+// NewWalker returns a Walker marking through m. log may be nil.
+func NewWalker(m Marker, log hclog.Logger) *Walker {
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
+	return &Walker{m: m, log: log.Named("watch"), workers: runtime.NumCPU()}
+}
+
+// Place marks the trees of roots, see the package function Place, and
+// remembers roots for Subtree.
+func (w *Walker) Place(ctx context.Context, roots []Root) (Stats, error) {
+	start := time.Now()
+	tab := newTable(roots)
+	w.tab.Store(tab)
+	r := w.newRun(ctx, tab)
+	for _, p := range tab.paths {
+		if r.stopped() {
+			break
+		}
+		if r.visited(p) {
+			continue // reached from a recursive root above it
+		}
+		fd, err := openDir(unix.AT_FDCWD, p, 0)
+		switch {
+		case errors.Is(err, unix.ENOENT):
+			w.log.Warn("watch root missing", "path", p)
+			r.missing++
+			continue
+		case errors.Is(err, unix.ENOTDIR):
+			w.log.Warn("watch root is not a directory", "path", p)
+			r.missing++
+			continue
+		case err != nil:
+			w.log.Error("open watch root", "path", p, "error", err)
+			r.errs.Add(1)
+			continue
+		}
+		r.walk(item{fd: fd, path: p, down: tab.downAbove(p)})
+	}
+	return r.finish(start)
+}
+
+// Subtree marks dir and the directories below it as the roots of the last
+// Place say, for a directory that was created or moved in after Place.
+// Roots below dir that appeared with it are placed too.
+func (w *Walker) Subtree(ctx context.Context, dir string) (Stats, error) {
+	start := time.Now()
+	tab := w.tab.Load()
+	if tab == nil {
+		tab = newTable(nil)
+	}
+	dir = filepath.Clean(dir)
+	r := w.newRun(ctx, tab)
+	// O_NOFOLLOW: a symlink put where the directory was is not walked.
+	fd, err := openDir(unix.AT_FDCWD, dir, unix.O_NOFOLLOW)
+	if err != nil {
+		w.log.Debug("open directory", "dir", dir, "error", err)
+		r.errs.Add(1)
+	} else {
+		r.walk(item{fd: fd, path: dir, down: tab.downAbove(dir)})
+	}
+	for _, p := range tab.paths {
+		if r.stopped() {
+			break
+		}
+		if !under(p, dir) || r.visited(p) {
+			continue
+		}
+		fd, err := openDir(unix.AT_FDCWD, p, 0)
+		if err != nil {
+			continue // not there yet: a later Subtree will place it
+		}
+		r.walk(item{fd: fd, path: p, down: tab.downAbove(p)})
+	}
+	return r.finish(start)
+}
+
+// cover is what roots ask of one directory: self for the files directly in
+// it, down for every directory below it.
+type cover struct{ self, down policy.Events }
+
+// table is the roots by canonical path.
+type table struct {
+	byPath map[string]cover
+	paths  []string // sorted: a path comes before the paths below it
+}
+
+func newTable(roots []Root) *table {
+	t := &table{byPath: make(map[string]cover, len(roots))}
+	for _, r := range roots {
+		// Canonical paths let the walk, which never follows symlinks, find
+		// nested roots by the path it builds.
+		p := filepath.Clean(r.Path)
+		if real, err := filepath.EvalSymlinks(p); err == nil {
+			p = real
+		}
+		c, ok := t.byPath[p]
+		if !ok {
+			t.paths = append(t.paths, p)
+		}
+		c.self |= r.Events
+		if r.Recursive {
+			c.down |= r.Events
+		}
+		t.byPath[p] = c
+	}
+	slices.Sort(t.paths)
+	return t
+}
+
+// downAbove is the union of the recursive roots strictly above p.
+func (t *table) downAbove(p string) policy.Events {
+	var ev policy.Events
+	for _, rp := range t.paths {
+		if rp != p && under(p, rp) {
+			ev |= t.byPath[rp].down
+		}
+	}
+	return ev
+}
+
+// under reports whether p is dir or below it.
+func under(p, dir string) bool {
+	if dir == "/" {
+		return strings.HasPrefix(p, "/")
+	}
+	return p == dir || strings.HasPrefix(p, dir) && p[len(dir)] == '/'
+}
+
+func openDir(dirfd int, name string, flags int) (int, error) {
+	var fd int
+	err := ignoringEINTR(func() (err error) {
+		fd, err = unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC|flags, 0)
+		return err
+	})
+	return fd, err
+}
+
+type devIno struct{ dev, ino uint64 }
+
+// run is one placement: shared by the walks of its roots, so that a
+// directory reached from several roots is marked once.
+type run struct {
+	w   *Walker
+	ctx context.Context
+	tab *table
+
+	mu         sync.Mutex
+	seen       map[devIno]cover // what each directory was marked and walked with
+	reached    map[string]bool  // roots reached by a walk
+	exactNlink map[uint64]bool  // by device: a link count of 2 means no subdirectory
+
+	dirs     atomic.Int64
+	errs     atomic.Int64
+	markErrs atomic.Int64
+	missing  int
+
+	fatalOnce sync.Once
+	fatal     error
+	cancel    context.CancelFunc
+}
+
+func (w *Walker) newRun(ctx context.Context, tab *table) *run {
+	ctx, cancel := context.WithCancel(ctx)
+	return &run{
+		w: w, ctx: ctx, tab: tab, cancel: cancel,
+		seen:       make(map[devIno]cover),
+		reached:    make(map[string]bool),
+		exactNlink: make(map[uint64]bool),
+	}
+}
+
+func (r *run) stopped() bool { return r.ctx.Err() != nil }
+
+func (r *run) visited(p string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.reached[p]
+}
+
+func (r *run) finish(start time.Time) (Stats, error) {
+	defer r.cancel()
+	st := Stats{
+		Dirs:    int(r.dirs.Load()),
+		Missing: r.missing,
+		Errors:  int(r.errs.Load()),
+		Elapsed: time.Since(start),
+	}
+	if n := r.markErrs.Load(); n > maxMarkErrLogs {
+		r.w.log.Warn("mark errors not logged", "count", n-maxMarkErrLogs)
+	}
+	if r.fatal != nil {
+		return st, r.fatal
+	}
+	if err := r.ctx.Err(); err != nil {
+		return st, fmt.Errorf("place marks: %w", context.Cause(r.ctx))
+	}
+	return st, nil
+}
+
+// item is a directory waiting to be opened, marked and listed. The start of
+// a walk comes open (fd); the others are opened relative to their parent,
+// which stays open until its last child is.
+type item struct {
+	parent *dirRef
+	fd     int
+	path   string
+	name   int // offset of the name in path, when parent is set
+	down   policy.Events
+}
+
+type dirRef struct {
+	fd   int
+	refs atomic.Int32
+}
+
+func (d *dirRef) release() {
+	if d.refs.Add(-1) == 0 {
+		unix.Close(d.fd)
+	}
+}
+
+// drop abandons an item that will not be processed.
+func (it item) drop() {
+	if it.parent != nil {
+		it.parent.release()
+	} else {
+		unix.Close(it.fd)
+	}
+}
+
+// queue is a LIFO of items: depth first keeps few parents open at a time.
+type queue struct {
+	mu      sync.Mutex
+	cond    sync.Cond
+	items   []item
+	pending int // queued or being processed
+}
+
+func (q *queue) push(items ...item) {
+	if len(items) == 0 {
+		return
+	}
+	q.mu.Lock()
+	q.items = append(q.items, items...)
+	q.pending += len(items)
+	q.mu.Unlock()
+	if len(items) == 1 {
+		q.cond.Signal()
+	} else {
+		q.cond.Broadcast()
+	}
+}
+
+// pop waits for an item; false when the walk is over.
+func (q *queue) pop() (item, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for len(q.items) == 0 && q.pending > 0 {
+		q.cond.Wait()
+	}
+	if q.pending == 0 {
+		return item{}, false
+	}
+	it := q.items[len(q.items)-1]
+	q.items = q.items[:len(q.items)-1]
+	return it, true
+}
+
+func (q *queue) done() {
+	q.mu.Lock()
+	q.pending--
+	end := q.pending == 0
+	q.mu.Unlock()
+	if end {
+		q.cond.Broadcast()
+	}
+}
+
+// walk processes start and everything below it on a pool of workers.
+func (r *run) walk(start item) {
+	q := &queue{}
+	q.cond.L = &q.mu
+	q.push(start)
+	var wg sync.WaitGroup
+	for range max(r.w.workers, 1) {
+		wg.Go(func() {
+			buf := make([]byte, direntBufSize)
+			var kids []item
+			for {
+				it, ok := q.pop()
+				if !ok {
+					return
+				}
+				if r.stopped() {
+					it.drop()
+				} else {
+					kids = r.process(it, buf, kids[:0])
+					q.push(kids...)
+				}
+				q.done()
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// process opens, marks and lists one directory, and returns its
+// subdirectories to walk (appended to kids).
+func (r *run) process(it item, buf []byte, kids []item) []item {
+	fd := it.fd
+	if it.parent != nil {
+		var err error
+		fd, err = openDir(it.parent.fd, it.path[it.name:], unix.O_NOFOLLOW)
+		it.parent.release()
+		if err != nil {
+			r.dirErr(it.path, "open", err)
+			return kids
+		}
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		r.dirErr(it.path, "stat", err)
+		return kids
+	}
+	key := devIno{uint64(st.Dev), uint64(st.Ino)}
+	want := cover{self: it.down, down: it.down}
+
+	r.mu.Lock()
+	if c, ok := r.tab.byPath[it.path]; ok {
+		r.reached[it.path] = true
+		want.self |= c.self
+		want.down |= c.down
+	}
+	had, seen := r.seen[key]
+	now := cover{self: had.self | want.self, down: had.down | want.down}
+	r.seen[key] = now
+	r.mu.Unlock()
+
+	// Seen already: a bind mount or another path to the same directory.
+	// Mark and walk again only for what the first visit lacked.
+	if now.self != had.self {
+		// A failed mark still walks on: the subdirectories may take theirs.
+		if err := r.w.m.MarkDir(fd, it.path, now.self); err != nil {
+			r.markErr(it.path, err)
+		} else if !seen {
+			r.dirs.Add(1)
+		}
+	}
+	if now.down == 0 || now.down == had.down || r.leaf(fd, key.dev, &st) {
+		unix.Close(fd)
+		return kids
+	}
+
+	parent := &dirRef{fd: fd}
+	parent.refs.Store(1)
+	for {
+		var n int
+		err := ignoringEINTR(func() (err error) {
+			n, err = unix.Getdents(fd, buf)
+			return err
+		})
+		if err != nil {
+			r.dirErr(it.path, "list", err)
+			break
+		}
+		if n <= 0 {
+			break
+		}
+		err = parseDirents(buf[:n], func(name []byte, typ uint8) {
+			path := join(it.path, name)
+			off := len(path) - len(name)
+			dir, err := isDir(fd, path[off:], typ)
+			if err != nil {
+				r.dirErr(path, "stat", err)
+				return
+			}
+			if dir {
+				parent.refs.Add(1)
+				kids = append(kids, item{parent: parent, path: path, name: off, down: now.down})
+			}
+		})
+		if err != nil {
+			r.dirErr(it.path, "list", err)
+			break
+		}
+	}
+	parent.release()
+	return kids
+}
+
+// leaf reports whether the directory has no subdirectory, from its link
+// count (2 + subdirectories) on the filesystems known to keep it exact. Most
+// directories of a tree are leaves: this spares two getdents calls each.
+func (r *run) leaf(fd int, dev uint64, st *unix.Stat_t) bool {
+	if st.Nlink != 2 {
+		return false
+	}
+	r.mu.Lock()
+	exact, ok := r.exactNlink[dev]
+	r.mu.Unlock()
+	if !ok {
+		var sfs unix.Statfs_t
+		if err := unix.Fstatfs(fd, &sfs); err != nil {
+			return false
+		}
+		switch sfs.Type {
+		// ext4 sets 1, not 2, once a directory outgrows the link count.
+		case unix.EXT4_SUPER_MAGIC, unix.TMPFS_MAGIC, unix.XFS_SUPER_MAGIC:
+			exact = true
+		}
+		r.mu.Lock()
+		r.exactNlink[dev] = exact
+		r.mu.Unlock()
+	}
+	return exact
+}
+
+func join(dir string, name []byte) string {
+	if strings.HasSuffix(dir, "/") {
+		return dir + string(name)
+	}
+	return dir + "/" + string(name)
+}
+
+// dirErr counts a directory that vanished or cannot be read mid-walk: it
+// happens on live trees, so it is not worth more than a debug line.
+func (r *run) dirErr(dir, op string, err error) {
+	r.errs.Add(1)
+	r.w.log.Debug("skip directory", "dir", dir, "error", fmt.Errorf("%s: %w", op, err))
+}
+
+func (r *run) markErr(dir string, err error) {
+	if errors.Is(err, unix.ENOSPC) {
+		r.fatalOnce.Do(func() {
+			limit := "unknown"
+			if b, rerr := os.ReadFile(maxUserMarks); rerr == nil {
+				limit = strings.TrimSpace(string(b))
+			}
+			r.fatal = fmt.Errorf("mark %s: %w: fanotify mark limit reached after %d directories (fs.fanotify.max_user_marks = %s): raise the sysctl",
+				dir, err, r.dirs.Load(), limit)
+			r.cancel()
+		})
+		return
+	}
+	r.errs.Add(1)
+	if r.markErrs.Add(1) <= maxMarkErrLogs {
+		r.w.log.Warn("mark directory", "dir", dir, "error", err)
+	}
+}
