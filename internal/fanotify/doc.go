@@ -1,0 +1,2 @@
+// Package fanotify is a thin typed wrapper over the fanotify system calls.
+package fanotify

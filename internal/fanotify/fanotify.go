@@ -1,0 +1,157 @@
+package fanotify
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"sync/atomic"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// Permission is the set of permission events vigil answers.
+const Permission = unix.FAN_OPEN_PERM | unix.FAN_OPEN_EXEC_PERM | unix.FAN_ACCESS_PERM
+
+// Event is one fanotify event. Fd is an open, read-only descriptor of the
+// file (FAN_NOFD for overflow events); the receiver owns it.
+type Event struct {
+	Mask uint64
+	Fd   int
+	Pid  int32
+}
+
+// IsPermission reports whether the event waits for a response.
+func (e Event) IsPermission() bool { return e.Mask&Permission != 0 }
+
+// Overflow reports whether the kernel dropped events (FAN_Q_OVERFLOW).
+func (e Event) Overflow() bool { return e.Mask&unix.FAN_Q_OVERFLOW != 0 }
+
+// Group is a fanotify group. Reads block in the Go runtime's poller, so
+// Close unblocks a pending ReadEvents; responses and marks hold the
+// descriptor while they use it, so none can hit a reused fd number.
+type Group struct {
+	f   *os.File
+	rc  syscall.RawConn
+	buf []byte
+
+	noEvictable atomic.Bool // kernel refused FAN_MARK_EVICTABLE
+}
+
+// Init creates a group. FAN_CLOEXEC and FAN_NONBLOCK are always added;
+// eventFlags are the open(2) flags of event descriptors.
+func Init(flags, eventFlags uint) (*Group, error) {
+	fd, err := unix.FanotifyInit(flags|unix.FAN_CLOEXEC|unix.FAN_NONBLOCK, eventFlags)
+	if err != nil {
+		return nil, fmt.Errorf("fanotify_init: %w", err)
+	}
+	f := os.NewFile(uintptr(fd), "fanotify")
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("fanotify_init: %w", err)
+	}
+	// 4096 bytes hold 170 events: several per read(2) under load.
+	return &Group{f: f, rc: rc, buf: make([]byte, 4096)}, nil
+}
+
+// Mark calls fanotify_mark(2). With path "" the object is dirfd itself.
+func (g *Group) Mark(flags uint, mask uint64, dirfd int, path string) error {
+	var err error
+	cerr := g.rc.Control(func(fd uintptr) {
+		err = unix.FanotifyMark(int(fd), flags, mask, dirfd, path)
+	})
+	if cerr != nil {
+		return cerr
+	}
+	return err
+}
+
+// Respond answers a permission event.
+func (g *Group) Respond(eventFd int, allow bool) error {
+	// struct fanotify_response: fd s32, response u32.
+	response := uint32(unix.FAN_DENY)
+	if allow {
+		response = unix.FAN_ALLOW
+	}
+	var b [8]byte
+	binary.NativeEndian.PutUint32(b[0:4], uint32(int32(eventFd)))
+	binary.NativeEndian.PutUint32(b[4:8], response)
+	var err error
+	cerr := g.rc.Write(func(fd uintptr) bool {
+		_, err = unix.Write(int(fd), b[:])
+		return true
+	})
+	if cerr != nil {
+		return fmt.Errorf("respond fd %d: %w", eventFd, cerr)
+	}
+	if err != nil {
+		return fmt.Errorf("respond fd %d: %w", eventFd, err)
+	}
+	return nil
+}
+
+// ReadEvents blocks until events arrive and appends them to dst. It must
+// not be called concurrently with itself.
+func (g *Group) ReadEvents(dst []Event) ([]Event, error) {
+	n, err := g.f.Read(g.buf)
+	if err != nil {
+		return dst, fmt.Errorf("read fanotify: %w", err)
+	}
+	return Parse(g.buf[:n], dst)
+}
+
+// Close closes the group. The kernel allows every event still waiting for
+// a response and removes every mark.
+func (g *Group) Close() error { return g.f.Close() }
+
+// Parse decodes a buffer of fanotify_event_metadata records.
+func Parse(b []byte, dst []Event) ([]Event, error) {
+	for len(b) > 0 {
+		if len(b) < unix.FAN_EVENT_METADATA_LEN {
+			return dst, errors.New("parse fanotify events: short record")
+		}
+		// struct fanotify_event_metadata: event_len u32, vers u8, reserved u8,
+		// metadata_len u16, mask u64, fd s32, pid s32.
+		eventLen := binary.NativeEndian.Uint32(b[0:4])
+		if vers := b[4]; vers != unix.FANOTIFY_METADATA_VERSION {
+			return dst, fmt.Errorf("parse fanotify events: metadata version %d, want %d", vers, unix.FANOTIFY_METADATA_VERSION)
+		}
+		if eventLen < unix.FAN_EVENT_METADATA_LEN || int(eventLen) > len(b) {
+			return dst, fmt.Errorf("parse fanotify events: bad event length %d", eventLen)
+		}
+		dst = append(dst, Event{
+			Mask: binary.NativeEndian.Uint64(b[8:16]),
+			Fd:   int(int32(binary.NativeEndian.Uint32(b[16:20]))),
+			Pid:  int32(binary.NativeEndian.Uint32(b[20:24])),
+		})
+		b = b[eventLen:]
+	}
+	return dst, nil
+}
+
+// IgnoreFile adds an ignore mark for mask on the file open at fd: the
+// kernel stops reporting those events for it until the file is modified
+// (no FAN_MARK_IGNORED_SURV_MODIFY), which makes it a clean cache that
+// costs nothing on re-open. The mark is evictable where the kernel allows
+// (5.19+), so it never pins the inode in memory.
+func (g *Group) IgnoreFile(fd int, mask uint64) error {
+	if !g.noEvictable.Load() {
+		err := g.Mark(unix.FAN_MARK_ADD|unix.FAN_MARK_IGNORED_MASK|unix.FAN_MARK_EVICTABLE, mask, fd, "")
+		if !errors.Is(err, unix.EINVAL) {
+			return err
+		}
+		g.noEvictable.Store(true)
+	}
+	return g.Mark(unix.FAN_MARK_ADD|unix.FAN_MARK_IGNORED_MASK, mask, fd, "")
+}
+
+// UnignoreFile removes an ignore mark placed by IgnoreFile.
+func (g *Group) UnignoreFile(fd int, mask uint64) error {
+	err := g.Mark(unix.FAN_MARK_REMOVE|unix.FAN_MARK_IGNORED_MASK, mask, fd, "")
+	if errors.Is(err, unix.ENOENT) {
+		return nil
+	}
+	return err
+}

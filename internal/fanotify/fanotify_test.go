@@ -1,0 +1,172 @@
+package fanotify
+
+import (
+	"encoding/binary"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/vigilsec/vigil/internal/testutil"
+)
+
+func record(mask uint64, fd, pid int32) []byte {
+	b := make([]byte, unix.FAN_EVENT_METADATA_LEN)
+	binary.NativeEndian.PutUint32(b[0:], unix.FAN_EVENT_METADATA_LEN)
+	b[4] = unix.FANOTIFY_METADATA_VERSION
+	binary.NativeEndian.PutUint16(b[6:], unix.FAN_EVENT_METADATA_LEN)
+	binary.NativeEndian.PutUint64(b[8:], mask)
+	binary.NativeEndian.PutUint32(b[16:], uint32(fd))
+	binary.NativeEndian.PutUint32(b[20:], uint32(pid))
+	return b
+}
+
+func TestParse(t *testing.T) {
+	two := append(record(unix.FAN_OPEN_PERM, 5, 100), record(unix.FAN_Q_OVERFLOW, -1, 0)...)
+	badVersion := record(unix.FAN_OPEN_PERM, 5, 100)
+	badVersion[4] = 2
+	badLen := record(unix.FAN_OPEN_PERM, 5, 100)
+	binary.NativeEndian.PutUint32(badLen[0:], 4096)
+	tests := []struct {
+		name    string
+		buf     []byte
+		want    []Event
+		wantErr bool
+	}{
+		{"two events", two, []Event{{unix.FAN_OPEN_PERM, 5, 100}, {unix.FAN_Q_OVERFLOW, -1, 0}}, false},
+		{"empty", nil, nil, false},
+		{"short", two[:10], nil, true},
+		{"bad version", badVersion, nil, true},
+		{"length past buffer", badLen, nil, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := Parse(tt.buf, nil)
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("error: got %v, want error %v", err, tt.wantErr)
+			}
+			if len(got) != len(tt.want) {
+				t.Fatalf("got %v, want %v", got, tt.want)
+			}
+			for i := range got {
+				if got[i] != tt.want[i] {
+					t.Errorf("event %d: got %+v, want %+v", i, got[i], tt.want[i])
+				}
+			}
+		})
+	}
+}
+
+// TestPermissionRoundTrip marks a temp directory, denies one open and
+// allows another, through a real content-class group.
+func TestPermissionRoundTrip(t *testing.T) {
+	testutil.SkipUnlessFanotify(t)
+	dir := testutil.TempDir(t)
+	path := filepath.Join(dir, "f")
+	if err := os.WriteFile(path, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	g, err := Init(unix.FAN_CLASS_CONTENT, unix.O_RDONLY|unix.O_CLOEXEC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Closing the group releases any open still waiting on it.
+	testutil.Deadline(t, 10*time.Second, func() { g.Close() })
+	defer g.Close()
+	if err := g.Mark(unix.FAN_MARK_ADD|unix.FAN_MARK_ONLYDIR, unix.FAN_OPEN_PERM|unix.FAN_EVENT_ON_CHILD, unix.AT_FDCWD, dir); err != nil {
+		t.Fatal(err)
+	}
+	for _, allow := range []bool{false, true} {
+		opened := make(chan error, 1)
+		go func() {
+			_, err := os.ReadFile(path)
+			opened <- err
+		}()
+		evs, err := g.ReadEvents(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ev := range evs {
+			if !ev.IsPermission() {
+				t.Fatalf("event %+v is not a permission event", ev)
+			}
+			if err := g.Respond(ev.Fd, allow); err != nil {
+				t.Fatal(err)
+			}
+			unix.Close(ev.Fd)
+		}
+		err = <-opened
+		if allow && err != nil {
+			t.Errorf("allowed open: %v", err)
+		}
+		if !allow && !errors.Is(err, unix.EPERM) {
+			t.Errorf("denied open: got %v, want EPERM", err)
+		}
+	}
+}
+
+// TestIgnoreFile: an ignore mark silences events for the file until it is
+// modified.
+func TestIgnoreFile(t *testing.T) {
+	testutil.SkipUnlessFanotify(t)
+	dir := testutil.TempDir(t)
+	path := filepath.Join(dir, "f")
+	if err := os.WriteFile(path, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// A notification group: nothing here can block.
+	g, err := Init(unix.FAN_CLASS_NOTIF, unix.O_RDONLY|unix.O_CLOEXEC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	if err := g.Mark(unix.FAN_MARK_ADD|unix.FAN_MARK_ONLYDIR, unix.FAN_OPEN|unix.FAN_EVENT_ON_CHILD, unix.AT_FDCWD, dir); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.IgnoreFile(int(f.Fd()), unix.FAN_OPEN); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	drain(t, g) // the open above
+
+	os.ReadFile(path)
+	if n := drain(t, g); n != 0 {
+		t.Errorf("ignored file: got %d events, want 0", n)
+	}
+	if err := os.WriteFile(path, []byte("changed"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	drain(t, g) // the write's open
+	os.ReadFile(path)
+	if n := drain(t, g); n != 1 {
+		t.Errorf("modified file: got %d events, want 1 (the modification clears the ignore mark)", n)
+	}
+}
+
+// drain counts the events readable within 100ms.
+func drain(t *testing.T, g *Group) int {
+	t.Helper()
+	n := 0
+	for {
+		g.f.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+		evs, err := g.ReadEvents(nil)
+		for _, ev := range evs {
+			unix.Close(ev.Fd)
+		}
+		n += len(evs)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			g.f.SetReadDeadline(time.Time{})
+			return n
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -1,0 +1,2 @@
+// Package features probes what the running kernel offers vigil.
+package features
