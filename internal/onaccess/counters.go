@@ -1,0 +1,75 @@
+package onaccess
+
+import (
+	"sync/atomic"
+	"time"
+)
+
+// Counters count what the loop did. Every permission event read ends in
+// exactly one of Allowed or Denied (or RespondErrors when the kernel
+// refused the answer).
+type Counters struct {
+	Events        atomic.Uint64 // permission events read
+	Allowed       atomic.Uint64
+	Denied        atomic.Uint64
+	Blocked       atomic.Uint64 // denied because infected
+	Alerted       atomic.Uint64 // infected, allowed by an alert watch
+	Scans         atomic.Uint64
+	CacheHits     atomic.Uint64 // user-space clean cache
+	Self          atomic.Uint64 // vigil's own opens
+	Excluded      atomic.Uint64 // out of scope or excluded
+	Skipped       atomic.Uint64 // not regular, or over max_file_size
+	Errors        atomic.Uint64 // on_error decided
+	Timeouts      atomic.Uint64
+	QueueFull     atomic.Uint64
+	Overflows     atomic.Uint64
+	NoFd          atomic.Uint64
+	RespondErrors atomic.Uint64
+	IgnoreErrors  atomic.Uint64
+
+	// Decision latency of scanned events, in power-of-two microsecond
+	// buckets: bucket i counts latencies below 2^i µs.
+	latency [latencyBuckets]atomic.Uint64
+}
+
+const latencyBuckets = 24 // up to ~8 s
+
+func (c *Counters) count(allow bool) {
+	if allow {
+		c.Allowed.Add(1)
+	} else {
+		c.Denied.Add(1)
+	}
+}
+
+func (c *Counters) observe(d time.Duration) {
+	us := uint64(d / time.Microsecond)
+	i := 0
+	for i < latencyBuckets-1 && us >= 1<<i {
+		i++
+	}
+	c.latency[i].Add(1)
+}
+
+// Snapshot is a copy of Counters at one moment.
+type Snapshot struct {
+	Events, Allowed, Denied, Blocked, Alerted, Scans, CacheHits, Self,
+	Excluded, Skipped, Errors, Timeouts, QueueFull, Overflows, NoFd,
+	RespondErrors, IgnoreErrors uint64
+	Latency [latencyBuckets]uint64
+}
+
+func (c *Counters) snapshot() Snapshot {
+	s := Snapshot{
+		Events: c.Events.Load(), Allowed: c.Allowed.Load(), Denied: c.Denied.Load(),
+		Blocked: c.Blocked.Load(), Alerted: c.Alerted.Load(), Scans: c.Scans.Load(),
+		CacheHits: c.CacheHits.Load(), Self: c.Self.Load(), Excluded: c.Excluded.Load(),
+		Skipped: c.Skipped.Load(), Errors: c.Errors.Load(), Timeouts: c.Timeouts.Load(),
+		QueueFull: c.QueueFull.Load(), Overflows: c.Overflows.Load(), NoFd: c.NoFd.Load(),
+		RespondErrors: c.RespondErrors.Load(), IgnoreErrors: c.IgnoreErrors.Load(),
+	}
+	for i := range c.latency {
+		s.Latency[i] = c.latency[i].Load()
+	}
+	return s
+}

@@ -1,0 +1,474 @@
+package onaccess
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"golang.org/x/sys/unix"
+
+	"github.com/vigilsec/vigil/internal/alert"
+	"github.com/vigilsec/vigil/internal/fanotify"
+	"github.com/vigilsec/vigil/internal/policy"
+	"github.com/vigilsec/vigil/internal/scan"
+	"github.com/vigilsec/vigil/internal/verdict"
+)
+
+// Source delivers fanotify events (a *fanotify.Group).
+type Source interface {
+	ReadEvents(dst []fanotify.Event) ([]fanotify.Event, error)
+}
+
+// Responder answers permission events (a *fanotify.Group).
+type Responder interface {
+	Respond(fd int, allow bool) error
+}
+
+// Ignorer keeps the kernel quiet about clean, unmodified files (a
+// *fanotify.Group). Optional.
+type Ignorer interface {
+	IgnoreFile(fd int, mask uint64) error
+	UnignoreFile(fd int, mask uint64) error
+}
+
+// Alerter records verdicts that matter (an *alert.Log).
+type Alerter interface {
+	Emit(alert.Record)
+}
+
+// State is what decides: a policy and the engine built from it. The
+// daemon swaps both at once on reload.
+type State struct {
+	Policy *policy.Policy
+	Engine scan.Engine
+}
+
+// Config wires a Loop.
+type Config struct {
+	Source    Source
+	Responder Responder
+	Ignorer   Ignorer // nil: no kernel-side clean cache
+	Alerts    Alerter
+	Cache     *verdict.Cache
+	Log       hclog.Logger
+	Workers   int
+	QueueSize int // pending scans; when full, on_error decides at once
+}
+
+// ignoreMask is what an ignore mark on a clean file silences.
+const ignoreMask = fanotify.Permission
+
+// Loop is the permission loop: one reader goroutine that settles what it
+// can at once (own process, out of scope, excluded, cached) and a pool of
+// workers that scan the rest.
+type Loop struct {
+	cfg   Config
+	log   hclog.Logger
+	state atomic.Pointer[State]
+	queue chan *request
+	self  int32
+
+	counters Counters
+}
+
+// New returns a loop deciding with st until Swap.
+func New(cfg Config, st *State) *Loop {
+	if cfg.Workers < 1 {
+		cfg.Workers = 1
+	}
+	if cfg.QueueSize < 1 {
+		cfg.QueueSize = 64 * cfg.Workers
+	}
+	if cfg.Log == nil {
+		cfg.Log = hclog.NewNullLogger()
+	}
+	l := &Loop{
+		cfg:   cfg,
+		log:   cfg.Log,
+		queue: make(chan *request, cfg.QueueSize),
+		self:  int32(os.Getpid()),
+	}
+	l.state.Store(st)
+	return l
+}
+
+// Swap installs a new policy and engine for the events read from now on.
+func (l *Loop) Swap(st *State) { l.state.Store(st) }
+
+// State returns the policy and engine in force.
+func (l *Loop) State() *State { return l.state.Load() }
+
+// Run reads and answers events until the source fails. When ctx is done
+// the caller closes the source (which makes the kernel allow whatever is
+// still pending), and Run returns nil.
+func (l *Loop) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	for range l.cfg.Workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for r := range l.queue {
+				l.scan(ctx, r)
+			}
+		}()
+	}
+	err := l.read(ctx)
+	close(l.queue)
+	wg.Wait()
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+func (l *Loop) read(ctx context.Context) error {
+	events := make([]fanotify.Event, 0, 256)
+	linkBuf := make([]byte, unix.PathMax)
+	for {
+		var err error
+		events, err = l.cfg.Source.ReadEvents(events[:0])
+		for _, ev := range events {
+			l.handle(ev, linkBuf)
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+	}
+}
+
+// handle settles an event at once or queues it for a worker. It must
+// leave every permission event either answered or owned by a request.
+func (l *Loop) handle(ev fanotify.Event, linkBuf []byte) {
+	if ev.Overflow() {
+		n := l.counters.Overflows.Add(1)
+		// Power-of-two logging: loud enough to notice, never a flood.
+		if n&(n-1) == 0 {
+			l.log.Warn("fanotify queue overflow: events were lost", "count", n)
+		}
+		return
+	}
+	if ev.Fd < 0 {
+		// No descriptor (the kernel could not open the file): nothing to
+		// respond to, the kernel has already decided.
+		l.counters.NoFd.Add(1)
+		return
+	}
+	if !ev.IsPermission() {
+		unix.Close(ev.Fd)
+		return
+	}
+	l.counters.Events.Add(1)
+	start := time.Now()
+	if ev.Pid == l.self {
+		l.settle(ev.Fd, true)
+		l.counters.Self.Add(1)
+		return
+	}
+	st := l.state.Load()
+	var sb unix.Stat_t
+	if err := unix.Fstat(ev.Fd, &sb); err != nil {
+		l.settle(ev.Fd, st.Policy.Settings.OnError == policy.OnErrorAllow)
+		l.counters.Errors.Add(1)
+		l.log.Error("stat event file", "pid", ev.Pid, "error", err)
+		return
+	}
+	if sb.Mode&unix.S_IFMT != unix.S_IFREG {
+		// FIFOs, sockets and devices are never read.
+		l.settle(ev.Fd, true)
+		l.counters.Skipped.Add(1)
+		return
+	}
+	path, err := fdPath(ev.Fd, linkBuf, sb.Nlink == 0)
+	if err != nil {
+		l.settle(ev.Fd, st.Policy.Settings.OnError == policy.OnErrorAllow)
+		l.counters.Errors.Add(1)
+		l.log.Error("resolve event path", "pid", ev.Pid, "error", err)
+		return
+	}
+	w, excluded := st.Policy.Match(path)
+	if w == nil || excluded || !wants(w.On, ev.Mask) || l.excludedProcess(st.Policy, ev.Pid) {
+		l.settle(ev.Fd, true)
+		l.counters.Excluded.Add(1)
+		return
+	}
+	if sb.Size > w.MaxFileSize {
+		l.settle(ev.Fd, true)
+		l.counters.Skipped.Add(1)
+		l.log.Debug("file over max_file_size not scanned", "path", path, "size", sb.Size)
+		return
+	}
+	key := verdict.KeyOf(&sb)
+	if l.cfg.Cache != nil && l.cfg.Cache.Clean(key, st.Engine.Version()) {
+		// The kernel's ignore mark was evicted or never placed: renew it.
+		l.ignore(ev.Fd, key)
+		l.settle(ev.Fd, true)
+		l.counters.CacheHits.Add(1)
+		return
+	}
+	r := &request{
+		fd:    ev.Fd,
+		pid:   ev.Pid,
+		path:  path,
+		watch: w,
+		state: st,
+		key:   key,
+		start: start,
+	}
+	timeout := st.Policy.Settings.ScanTimeout
+	r.deadline = start.Add(timeout)
+	// The timer is the watchdog: whatever happens to the scan, the event
+	// is answered by its deadline.
+	r.timer = time.AfterFunc(timeout, func() { l.fail(r, errTimeout) })
+	select {
+	case l.queue <- r:
+	default:
+		l.fail(r, errQueueFull)
+		r.close()
+	}
+}
+
+var (
+	errTimeout   = errors.New("scan timed out")
+	errQueueFull = errors.New("scan queue full")
+)
+
+// settle answers an event that needs no scan and releases its descriptor.
+func (l *Loop) settle(fd int, allow bool) {
+	if err := l.cfg.Responder.Respond(fd, allow); err != nil {
+		l.counters.RespondErrors.Add(1)
+		l.log.Error("respond", "error", err)
+	}
+	l.counters.count(allow)
+	unix.Close(fd)
+}
+
+func (l *Loop) scan(ctx context.Context, r *request) {
+	defer r.close()
+	if r.answered() {
+		return
+	}
+	if err := ctx.Err(); err != nil {
+		l.fail(r, err)
+		return
+	}
+	f := os.NewFile(uintptr(r.fd), r.path)
+	r.file = f
+	sctx, cancel := context.WithDeadline(ctx, r.deadline)
+	res, err := r.state.Engine.Scan(sctx, f)
+	cancel()
+	l.counters.Scans.Add(1)
+	switch {
+	case err != nil:
+		l.fail(r, err)
+	case res.Infected:
+		l.infected(r, res.Signature)
+	default:
+		l.clean(r)
+	}
+}
+
+func (l *Loop) clean(r *request) {
+	if l.cfg.Cache != nil {
+		l.cfg.Cache.Add(r.key, r.state.Engine.Version())
+	}
+	l.ignore(r.fd, r.key)
+	r.respond(l, true)
+}
+
+// ignore places the kernel-side clean mark, then checks the file did not
+// change between the scan and the mark: a write in that window would not
+// clear a mark that did not exist yet.
+func (l *Loop) ignore(fd int, key verdict.Key) {
+	if l.cfg.Ignorer == nil {
+		return
+	}
+	if err := l.cfg.Ignorer.IgnoreFile(fd, ignoreMask); err != nil {
+		l.counters.IgnoreErrors.Add(1)
+		return
+	}
+	var sb unix.Stat_t
+	if err := unix.Fstat(fd, &sb); err != nil || verdict.KeyOf(&sb) != key {
+		if err := l.cfg.Ignorer.UnignoreFile(fd, ignoreMask); err != nil {
+			l.log.Error("remove ignore mark from changed file", "error", err)
+		}
+		if l.cfg.Cache != nil {
+			l.cfg.Cache.Forget(key)
+		}
+	}
+}
+
+func (l *Loop) infected(r *request, signature string) {
+	block := r.watch.Action != policy.ActionAlert
+	if !r.respond(l, !block) {
+		return // the deadline answered first
+	}
+	action := "alerted"
+	if block {
+		action = "blocked"
+		l.counters.Blocked.Add(1)
+	} else {
+		l.counters.Alerted.Add(1)
+	}
+	rec := l.record(r, action)
+	rec.Signature = signature
+	l.cfg.Alerts.Emit(rec)
+	l.log.Warn("infected file "+action, "path", r.path, "signature", signature, "pid", r.pid,
+		"exe", rec.Exe, "engine", r.state.Engine.Name(), "elapsed", time.Since(r.start))
+}
+
+// fail answers with the watch's on_error verdict.
+func (l *Loop) fail(r *request, cause error) {
+	allow := r.watch.OnError == policy.OnErrorAllow
+	if !r.respond(l, allow) {
+		return
+	}
+	l.counters.Errors.Add(1)
+	switch {
+	case errors.Is(cause, errTimeout) || errors.Is(cause, context.DeadlineExceeded):
+		l.counters.Timeouts.Add(1)
+	case errors.Is(cause, errQueueFull):
+		l.counters.QueueFull.Add(1)
+	}
+	rec := l.record(r, "error")
+	rec.Error = cause.Error()
+	l.cfg.Alerts.Emit(rec)
+	l.log.Error("scan failed, on_error decides", "path", r.path, "verdict", verdictName(allow),
+		"pid", r.pid, "engine", r.state.Engine.Name(), "error", cause)
+}
+
+func (l *Loop) record(r *request, action string) alert.Record {
+	rec := alert.Record{
+		Time:   time.Now(),
+		Action: action,
+		Path:   r.path,
+		PID:    r.pid,
+		Watch:  r.watch.Path,
+		Engine: r.state.Engine.Name(),
+	}
+	rec.UID, rec.Exe = processInfo(r.pid)
+	return rec
+}
+
+func (l *Loop) excludedProcess(p *policy.Policy, pid int32) bool {
+	if !p.HasProcessExcludes() {
+		return false
+	}
+	uid, exe := processInfo(pid)
+	return p.ExcludedProcess(uid, exe)
+}
+
+// Counters returns a snapshot of the loop's counters.
+func (l *Loop) Counters() Snapshot { return l.counters.snapshot() }
+
+// wants reports whether a watch asked for any event in mask.
+func wants(on policy.Events, mask uint64) bool {
+	return mask&unix.FAN_OPEN_PERM != 0 && on&policy.EventOpen != 0 ||
+		mask&unix.FAN_OPEN_EXEC_PERM != 0 && on&policy.EventExec != 0 ||
+		mask&unix.FAN_ACCESS_PERM != 0 && on&policy.EventAccess != 0
+}
+
+func verdictName(allow bool) string {
+	if allow {
+		return "allow"
+	}
+	return "deny"
+}
+
+// fdPath is the path the file was opened by. A deleted file's link ends in
+// " (deleted)", which is not part of its name.
+func fdPath(fd int, buf []byte, deleted bool) (string, error) {
+	n, err := unix.Readlink("/proc/self/fd/"+strconv.Itoa(fd), buf)
+	if err != nil {
+		return "", fmt.Errorf("readlink fd %d: %w", fd, err)
+	}
+	p := string(buf[:n])
+	if deleted {
+		p = strings.TrimSuffix(p, " (deleted)")
+	}
+	return p, nil
+}
+
+// processInfo returns the owner and executable of a process; the owner of
+// /proc/PID is the process's effective uid. Either may be unknown (zero
+// value) when the process has exited.
+func processInfo(pid int32) (uid uint32, exe string) {
+	dir := "/proc/" + strconv.Itoa(int(pid))
+	var sb unix.Stat_t
+	if unix.Stat(dir, &sb) == nil {
+		uid = sb.Uid
+	} else {
+		uid = ^uint32(0)
+	}
+	exe, _ = os.Readlink(dir + "/exe")
+	return uid, exe
+}
+
+// request is an event waiting for a scan. Exactly one of the worker and
+// the deadline timer answers it; the descriptor is closed only after the
+// answer, under the same lock, so no response can name a reused fd.
+type request struct {
+	mu       sync.Mutex
+	done     bool
+	closed   bool
+	fd       int
+	file     *os.File
+	pid      int32
+	path     string
+	watch    *policy.Watch
+	state    *State
+	key      verdict.Key
+	start    time.Time
+	deadline time.Time
+	timer    *time.Timer
+}
+
+// respond answers the event unless it was answered already; it reports
+// whether this call answered.
+func (r *request) respond(l *Loop, allow bool) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.done || r.closed {
+		return false
+	}
+	r.done = true
+	if err := l.cfg.Responder.Respond(r.fd, allow); err != nil {
+		l.counters.RespondErrors.Add(1)
+		l.log.Error("respond", "path", r.path, "error", err)
+	}
+	l.counters.count(allow)
+	l.counters.observe(time.Since(r.start))
+	return true
+}
+
+func (r *request) answered() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.done
+}
+
+// close releases the descriptor once the request can no longer be
+// answered by anyone.
+func (r *request) close() {
+	r.timer.Stop()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return
+	}
+	r.closed = true
+	if r.file != nil {
+		r.file.Close()
+	} else {
+		unix.Close(r.fd)
+	}
+}

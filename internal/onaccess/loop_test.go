@@ -1,0 +1,365 @@
+package onaccess
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/vigilsec/vigil/internal/alert"
+	"github.com/vigilsec/vigil/internal/fanotify"
+	"github.com/vigilsec/vigil/internal/policy"
+	"github.com/vigilsec/vigil/internal/scan"
+	"github.com/vigilsec/vigil/internal/verdict"
+)
+
+// fakeSource hands out batches sent on a channel; closing it ends Run.
+type fakeSource chan []fanotify.Event
+
+func (s fakeSource) ReadEvents(dst []fanotify.Event) ([]fanotify.Event, error) {
+	b, ok := <-s
+	if !ok {
+		return dst, errors.New("source closed")
+	}
+	return append(dst, b...), nil
+}
+
+type response struct {
+	fd    int
+	allow bool
+	path  string
+}
+
+// fakeResponder records each response with the path its fd named.
+type fakeResponder struct {
+	mu   sync.Mutex
+	got  []response
+	done chan struct{} // one send per response
+}
+
+func (r *fakeResponder) Respond(fd int, allow bool) error {
+	p, _ := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", fd))
+	r.mu.Lock()
+	r.got = append(r.got, response{fd, allow, p})
+	r.mu.Unlock()
+	r.done <- struct{}{}
+	return nil
+}
+
+// fakeEngine finds "INFECTED" in a file, fails on "FAIL" and hangs until
+// its context ends on "HANG".
+type fakeEngine struct {
+	mu    sync.Mutex
+	scans int
+}
+
+func (e *fakeEngine) Scan(ctx context.Context, f *os.File) (scan.Result, error) {
+	e.mu.Lock()
+	e.scans++
+	e.mu.Unlock()
+	b := make([]byte, 64)
+	n, _ := f.ReadAt(b, 0)
+	switch s := string(b[:n]); {
+	case strings.HasPrefix(s, "INFECTED"):
+		return scan.Result{Infected: true, Signature: "Test.Sig"}, nil
+	case strings.HasPrefix(s, "FAIL"):
+		return scan.Result{}, errors.New("engine broke")
+	case strings.HasPrefix(s, "HANG"):
+		<-ctx.Done()
+		return scan.Result{}, ctx.Err()
+	}
+	return scan.Result{}, nil
+}
+
+func (e *fakeEngine) Name() string    { return "fake" }
+func (e *fakeEngine) Version() string { return "1" }
+
+func (e *fakeEngine) count() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.scans
+}
+
+type fakeAlerts struct {
+	mu   sync.Mutex
+	recs []alert.Record
+}
+
+func (a *fakeAlerts) Emit(r alert.Record) {
+	a.mu.Lock()
+	a.recs = append(a.recs, r)
+	a.mu.Unlock()
+}
+
+func (a *fakeAlerts) actions() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var s []string
+	for _, r := range a.recs {
+		s = append(s, r.Action)
+	}
+	return s
+}
+
+type harness struct {
+	t      *testing.T
+	dir    string
+	src    fakeSource
+	resp   *fakeResponder
+	engine *fakeEngine
+	alerts *fakeAlerts
+	loop   *Loop
+	done   chan error
+}
+
+func newHarness(t *testing.T, queue int, policyFmt string) *harness {
+	t.Helper()
+	dir := t.TempDir()
+	src := fmt.Sprintf(policyFmt, dir, dir, dir)
+	pol, diags := policy.Parse([]byte(src), "test.hcl")
+	if diags.HasErrors() {
+		t.Fatalf("policy: %v", diags)
+	}
+	h := &harness{
+		t:      t,
+		dir:    dir,
+		src:    make(fakeSource),
+		resp:   &fakeResponder{done: make(chan struct{}, 1024)},
+		engine: &fakeEngine{},
+		alerts: &fakeAlerts{},
+		done:   make(chan error, 1),
+	}
+	h.loop = New(Config{
+		Source:    h.src,
+		Responder: h.resp,
+		Alerts:    h.alerts,
+		Cache:     verdict.NewCache(128),
+		Workers:   2,
+		QueueSize: queue,
+	}, &State{Policy: pol, Engine: h.engine})
+	go func() { h.done <- h.loop.Run(context.Background()) }()
+	t.Cleanup(func() {
+		close(h.src)
+		<-h.done
+	})
+	return h
+}
+
+const basePolicy = `
+settings {
+  scan_timeout  = "200ms"
+  max_file_size = "1KiB"
+}
+watch "%s" {
+  exclude  = ["*.skip"]
+  on_error = "deny"
+}
+watch "%s/logs" {
+  action   = "alert"
+  on_error = "allow"
+}
+watch "%s/bin" {
+  on = ["exec"]
+}
+`
+
+// event opens name (created with content) and returns an event for it
+// from another process.
+func (h *harness) event(name, content string, mask uint64) fanotify.Event {
+	h.t.Helper()
+	p := filepath.Join(h.dir, name)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		h.t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		h.t.Fatal(err)
+	}
+	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return fanotify.Event{Mask: mask, Fd: fd, Pid: 1}
+}
+
+// send delivers events and waits for n responses.
+func (h *harness) send(n int, evs ...fanotify.Event) []response {
+	h.t.Helper()
+	h.resp.mu.Lock()
+	start := len(h.resp.got)
+	h.resp.mu.Unlock()
+	h.src <- evs
+	for range n {
+		select {
+		case <-h.resp.done:
+		case <-time.After(5 * time.Second):
+			h.t.Fatalf("%d of %d responses after 5s", len(h.resp.got)-start, n)
+		}
+	}
+	h.resp.mu.Lock()
+	defer h.resp.mu.Unlock()
+	return append([]response(nil), h.resp.got[start:]...)
+}
+
+func TestDecisions(t *testing.T) {
+	open, exec := uint64(unix.FAN_OPEN_PERM), uint64(unix.FAN_OPEN_EXEC_PERM)
+	tests := []struct {
+		name      string
+		file      string
+		content   string
+		mask      uint64
+		wantAllow bool
+		wantScan  bool
+		wantAlert string
+	}{
+		{"clean", "a/clean", "hello", open, true, true, ""},
+		{"infected in block watch", "a/evil", "INFECTED", open, false, true, "blocked"},
+		{"infected in alert watch", "logs/evil", "INFECTED", open, true, true, "alerted"},
+		{"excluded glob", "a/evil.skip", "INFECTED", open, true, false, ""},
+		{"engine error, on_error deny", "a/broken", "FAIL", open, false, true, "error"},
+		{"engine error, on_error allow", "logs/broken", "FAIL", open, true, true, "error"},
+		{"engine hangs, deadline decides", "a/hang", "HANG", open, false, true, "error"},
+		{"over max_file_size", "a/big", "INFECTED" + strings.Repeat("x", 2000), open, true, false, ""},
+		{"open in exec-only watch", "bin/tool", "INFECTED", open, true, false, ""},
+		{"exec in exec-only watch", "bin/tool2", "INFECTED", exec, false, true, "blocked"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t, 16, basePolicy)
+			got := h.send(1, h.event(tt.file, tt.content, tt.mask))
+			if got[0].allow != tt.wantAllow {
+				t.Errorf("allow: got %v, want %v", got[0].allow, tt.wantAllow)
+			}
+			if want := filepath.Join(h.dir, tt.file); got[0].path != want {
+				t.Errorf("responded to fd of %q, want %q", got[0].path, want)
+			}
+			if scanned := h.engine.count() > 0; scanned != tt.wantScan {
+				t.Errorf("scanned: got %v, want %v", scanned, tt.wantScan)
+			}
+			var want []string
+			if tt.wantAlert != "" {
+				want = []string{tt.wantAlert}
+			}
+			if got := h.alerts.actions(); fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Errorf("alerts: got %v, want %v", got, want)
+			}
+		})
+	}
+}
+
+func TestOwnProcessAllowedUnscanned(t *testing.T) {
+	h := newHarness(t, 16, basePolicy)
+	ev := h.event("a/evil", "INFECTED", unix.FAN_OPEN_PERM)
+	ev.Pid = int32(os.Getpid())
+	if got := h.send(1, ev); !got[0].allow {
+		t.Errorf("own open: got deny, want allow")
+	}
+	if n := h.engine.count(); n != 0 {
+		t.Errorf("own open scanned %d times, want 0", n)
+	}
+}
+
+func TestCleanCacheHit(t *testing.T) {
+	h := newHarness(t, 16, basePolicy)
+	h.send(1, h.event("a/clean", "hello", unix.FAN_OPEN_PERM))
+	p := filepath.Join(h.dir, "a/clean")
+	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := h.send(1, fanotify.Event{Mask: unix.FAN_OPEN_PERM, Fd: fd, Pid: 1}); !got[0].allow {
+		t.Errorf("cached clean file denied")
+	}
+	if n := h.engine.count(); n != 1 {
+		t.Errorf("scans: got %d, want 1 (second open from the cache)", n)
+	}
+	// A write changes the key: scanned again, and found.
+	h.send(1, h.event("a/clean", "INFECTED now", unix.FAN_OPEN_PERM))
+	if n := h.engine.count(); n != 2 {
+		t.Errorf("scans after a write: got %d, want 2", n)
+	}
+}
+
+func TestSpecialFilesNeverRead(t *testing.T) {
+	h := newHarness(t, 16, basePolicy)
+	fifo := filepath.Join(h.dir, "fifo")
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fd, err := unix.Open(fifo, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := h.send(1, fanotify.Event{Mask: unix.FAN_OPEN_PERM, Fd: fd, Pid: 1}); !got[0].allow {
+		t.Errorf("fifo: got deny, want allow")
+	}
+	if n := h.engine.count(); n != 0 {
+		t.Errorf("fifo scanned %d times", n)
+	}
+}
+
+func TestQueueFullUsesOnError(t *testing.T) {
+	// One slot, two workers busy with hanging scans: the rest overflow.
+	h := newHarness(t, 1, basePolicy)
+	var evs []fanotify.Event
+	for i := range 8 {
+		evs = append(evs, h.event(fmt.Sprintf("a/hang%d", i), "HANG", unix.FAN_OPEN_PERM))
+	}
+	got := h.send(len(evs), evs...)
+	for _, r := range got {
+		if r.allow {
+			t.Errorf("%s: got allow, want on_error deny", r.path)
+		}
+	}
+	c := h.loop.Counters()
+	if c.QueueFull == 0 || c.QueueFull+c.Timeouts != uint64(len(evs)) {
+		t.Errorf("counters: queue_full %d + timeouts %d, want %d with queue_full > 0", c.QueueFull, c.Timeouts, len(evs))
+	}
+}
+
+// Every event gets exactly one response, whatever the mix.
+func TestExactlyOneResponse(t *testing.T) {
+	h := newHarness(t, 4, basePolicy)
+	contents := []string{"clean", "INFECTED", "FAIL", "HANG"}
+	var evs []fanotify.Event
+	for i := range 200 {
+		evs = append(evs, h.event(fmt.Sprintf("a/f%d", i), contents[i%len(contents)], unix.FAN_OPEN_PERM))
+	}
+	got := h.send(len(evs), evs...)
+	// Late duplicates would arrive after the deadline: wait past it.
+	time.Sleep(400 * time.Millisecond)
+	h.resp.mu.Lock()
+	total := len(h.resp.got)
+	h.resp.mu.Unlock()
+	if total != len(evs) {
+		t.Errorf("responses: got %d, want %d", total, len(evs))
+	}
+	seen := map[string]int{}
+	for _, r := range got {
+		seen[r.path]++
+	}
+	for p, n := range seen {
+		if n != 1 {
+			t.Errorf("%s answered %d times", p, n)
+		}
+	}
+	c := h.loop.Counters()
+	if c.Allowed+c.Denied != uint64(len(evs)) || c.Events != uint64(len(evs)) {
+		t.Errorf("counters: allowed %d + denied %d, events %d, want %d", c.Allowed, c.Denied, c.Events, len(evs))
+	}
+}
+
+func TestOverflowCounted(t *testing.T) {
+	h := newHarness(t, 4, basePolicy)
+	ev := h.event("a/clean", "hello", unix.FAN_OPEN_PERM)
+	h.send(1, fanotify.Event{Mask: unix.FAN_Q_OVERFLOW, Fd: unix.FAN_NOFD}, ev)
+	if c := h.loop.Counters(); c.Overflows != 1 {
+		t.Errorf("overflows: got %d, want 1", c.Overflows)
+	}
+}
