@@ -1,0 +1,131 @@
+package main
+
+import (
+	"bytes"
+	"crypto/md5"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/vigilsec/vigil/internal/scan/clamav"
+)
+
+func md5sum(b []byte) []byte {
+	h := md5.Sum(b)
+	return h[:]
+}
+
+func runCLI(args ...string) (code int, stdout, stderr string) {
+	var out, errb bytes.Buffer
+	code = run(args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestPolicyCheck(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.hcl")
+	bad := filepath.Join(dir, "bad.hcl")
+	os.WriteFile(good, []byte("watch \"/srv\" {}\n"), 0o644)
+	os.WriteFile(bad, []byte("watch \"/srv\" {\n  action = \"block\"\n  colour = \"red\"\n}\nwatch \"relative\" {}\n"), 0o644)
+
+	tests := []struct {
+		name       string
+		args       []string
+		wantCode   int
+		wantStderr []string
+	}{
+		{"valid", []string{"policy", "check", good}, 0, nil},
+		{"unknown attribute and relative path", []string{"policy", "check", bad}, 1,
+			[]string{bad + ":3,3", "colour", bad + ":5,7", "^"}},
+		{"one bad of two", []string{"policy", "check", good, bad}, 1, []string{bad + ":3,3"}},
+		{"missing file", []string{"policy", "check", filepath.Join(dir, "nope.hcl")}, 1, []string{"nope.hcl"}},
+		{"no file", []string{"policy", "check"}, 2, nil},
+		{"shipped default", []string{"policy", "check", "../../policies/default.hcl"}, 0, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, _, stderr := runCLI(tt.args...)
+			if code != tt.wantCode {
+				t.Errorf("exit: got %d, want %d\n%s", code, tt.wantCode, stderr)
+			}
+			for _, w := range tt.wantStderr {
+				if !strings.Contains(stderr, w) {
+					t.Errorf("stderr lacks %q:\n%s", w, stderr)
+				}
+			}
+		})
+	}
+}
+
+func TestScanCommand(t *testing.T) {
+	dir := t.TempDir()
+	tree := filepath.Join(dir, "tree")
+	db := filepath.Join(dir, "db")
+	os.MkdirAll(filepath.Join(tree, "sub"), 0o755)
+	os.MkdirAll(db, 0o755)
+	os.WriteFile(filepath.Join(tree, "clean.txt"), []byte("hello\n"), 0o644)
+	os.WriteFile(filepath.Join(tree, "sub", "eicar.com"), []byte(clamav.EICAR), 0o644)
+	evil := []byte("pretend malware body\n")
+	os.WriteFile(filepath.Join(tree, "evil.bin"), evil, 0o644)
+	os.WriteFile(filepath.Join(db, "t.hdb"), []byte(fmt.Sprintf("%x:%d:Test.Evil\n", md5sum(evil), len(evil))), 0o644)
+	os.Symlink("/etc/passwd", filepath.Join(tree, "link"))
+
+	tests := []struct {
+		name       string
+		args       []string
+		wantCode   int
+		wantStdout []string
+		notStdout  []string
+	}{
+		{"clean file", []string{"scan", filepath.Join(tree, "clean.txt")}, 0, nil, []string{"FOUND"}},
+		{"eicar found recursively", []string{"scan", tree}, 1,
+			[]string{filepath.Join(tree, "sub", "eicar.com") + ": " + clamav.EICARSignature + " FOUND"}, []string{"Test.Evil"}},
+		{"hash signature from --db", []string{"scan", "--db", db, tree}, 1,
+			[]string{filepath.Join(tree, "evil.bin") + ": Test.Evil FOUND", "eicar.com: " + clamav.EICARSignature + " FOUND"}, nil},
+		{"missing path is an error", []string{"scan", filepath.Join(dir, "nope")}, 2, nil, nil},
+		{"missing db is an error", []string{"scan", "--db", filepath.Join(dir, "nodb"), tree}, 2, nil, nil},
+		{"no path", []string{"scan"}, 2, nil, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, stdout, stderr := runCLI(tt.args...)
+			if code != tt.wantCode {
+				t.Errorf("exit: got %d, want %d\nstdout:\n%s\nstderr:\n%s", code, tt.wantCode, stdout, stderr)
+			}
+			for _, w := range tt.wantStdout {
+				if !strings.Contains(stdout, w) {
+					t.Errorf("stdout lacks %q:\n%s", w, stdout)
+				}
+			}
+			for _, w := range tt.notStdout {
+				if strings.Contains(stdout, w) {
+					t.Errorf("stdout has %q:\n%s", w, stdout)
+				}
+			}
+		})
+	}
+}
+
+func TestUsage(t *testing.T) {
+	tests := []struct {
+		args     []string
+		wantCode int
+		want     string
+	}{
+		{[]string{"version"}, 0, "vigil "},
+		{[]string{"--help"}, 0, "vigil policy check FILE"},
+		{[]string{"bogus"}, 2, "unknown command"},
+		{[]string{}, 2, "Usage:"},
+		{[]string{"run", "--log-format", "xml"}, 2, "--log-format"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			code, stdout, stderr := runCLI(tt.args...)
+			if code != tt.wantCode || !strings.Contains(stdout+stderr, tt.want) {
+				t.Errorf("got exit %d output %q, want exit %d containing %q", code, stdout+stderr, tt.wantCode, tt.want)
+			}
+		})
+	}
+}

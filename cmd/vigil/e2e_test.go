@@ -1,0 +1,483 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/vigilsec/vigil/internal/alert"
+	"github.com/vigilsec/vigil/internal/scan/clamav"
+	"github.com/vigilsec/vigil/internal/testutil"
+)
+
+// vigilBin is the binary under test, built once by TestMain.
+var vigilBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "vigil-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	vigilBin = filepath.Join(dir, "vigil")
+	build := exec.Command("go", "build", "-o", vigilBin, ".")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build vigil:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// daemonProc is a `vigil run` started by a test.
+type daemonProc struct {
+	cmd      *exec.Cmd
+	stderr   *bytes.Buffer
+	socket   string
+	alertLog string
+	exited   chan struct{}
+}
+
+// startDaemon runs vigil on policy (the settings block is added here) and
+// waits for READY=1. The daemon is killed, by PID, at cleanup or when the
+// test's deadline passes; killing it releases every blocked open.
+func startDaemon(t *testing.T, watches, engine string) *daemonProc {
+	t.Helper()
+	testutil.SkipUnlessFanotify(t)
+	state := t.TempDir()
+	d := &daemonProc{
+		stderr:   new(bytes.Buffer),
+		socket:   filepath.Join(state, "vigil.sock"),
+		alertLog: filepath.Join(state, "alerts.jsonl"),
+		exited:   make(chan struct{}),
+	}
+	pol := fmt.Sprintf(`%s
+settings {
+  workers        = 2
+  scan_timeout   = "5s"
+  control_socket = %q
+  alert_log      = %q
+}
+%s`, engine, d.socket, d.alertLog, watches)
+	polFile := filepath.Join(state, "policy.hcl")
+	writeFile(t, polFile, pol)
+
+	notify := filepath.Join(state, "notify.sock")
+	ln, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: notify, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+
+	d.cmd = exec.Command(vigilBin, "run", "--policy", polFile, "--log-level", "debug")
+	d.cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+notify)
+	d.cmd.Stderr = d.stderr
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { d.cmd.Wait(); close(d.exited) }()
+	t.Cleanup(func() {
+		d.stop(t)
+		if t.Failed() {
+			t.Logf("daemon log:\n%s", d.stderr)
+		}
+	})
+	testutil.Deadline(t, 2*time.Minute, d.kill)
+
+	ready := make(chan error, 1)
+	go func() {
+		buf := make([]byte, 256)
+		ln.SetReadDeadline(time.Now().Add(20 * time.Second))
+		n, _, err := ln.ReadFromUnix(buf)
+		if err == nil && string(buf[:n]) != "READY=1" {
+			err = fmt.Errorf("notify: got %q want READY=1", buf[:n])
+		}
+		ready <- err
+	}()
+	select {
+	case err := <-ready:
+		if err != nil {
+			t.Fatalf("daemon not ready: %v\n%s", err, d.stderr)
+		}
+	case <-d.exited:
+		t.Fatalf("daemon exited before ready: %v\n%s", d.cmd.ProcessState, d.stderr)
+	}
+	return d
+}
+
+func (d *daemonProc) kill() { d.cmd.Process.Kill() }
+
+func (d *daemonProc) stop(t *testing.T) {
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-d.exited:
+	case <-time.After(10 * time.Second):
+		t.Errorf("daemon ignored SIGTERM for 10s; killing it")
+		d.kill()
+		<-d.exited
+	}
+}
+
+// alerts returns the alert records written so far, waiting up to 5s for
+// at least want of them.
+func (d *daemonProc) alerts(t *testing.T, want int) []alert.Record {
+	t.Helper()
+	var recs []alert.Record
+	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		recs = readAlerts(t, d.alertLog)
+		if len(recs) >= want {
+			break
+		}
+	}
+	return recs
+}
+
+func readAlerts(t *testing.T, path string) []alert.Record {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var recs []alert.Record
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var r alert.Record
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			t.Fatalf("alert line %q: %v", sc.Text(), err)
+		}
+		recs = append(recs, r)
+	}
+	return recs
+}
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// wantDenied reads path and expects EPERM, fanotify's FAN_DENY.
+func wantDenied(t *testing.T, path string) {
+	t.Helper()
+	_, err := os.ReadFile(path)
+	if !errors.Is(err, unix.EPERM) {
+		t.Errorf("read %q: got error %v, want EPERM", path, err)
+	}
+}
+
+// wantContent reads path and expects exactly content.
+func wantContent(t *testing.T, path, content string) {
+	t.Helper()
+	got, err := os.ReadFile(path)
+	if err != nil {
+		t.Errorf("read %q: %v", path, err)
+		return
+	}
+	if string(got) != content {
+		t.Errorf("read %q: got %q, want %q", path, got, content)
+	}
+}
+
+const clean = "just a clean file\n"
+
+func TestBlockAndAlert(t *testing.T) {
+	root := testutil.TempDir(t)
+	up := filepath.Join(root, "uploads")
+	deep := filepath.Join(up, "a", "b", "c", "d", "e")
+	// Placed before the daemon starts: the start-up walk must cover them.
+	writeFile(t, filepath.Join(up, "eicar.com"), clamav.EICAR)
+	writeFile(t, filepath.Join(deep, "eicar.com"), clamav.EICAR)
+	writeFile(t, filepath.Join(deep, "clean.txt"), clean)
+	writeFile(t, filepath.Join(up, "logs", "eicar.log"), clamav.EICAR)
+	writeFile(t, filepath.Join(up, "x.part"), clamav.EICAR)
+	writeFile(t, filepath.Join(up, "cache", "sub", "eicar"), clamav.EICAR)
+	writeFile(t, filepath.Join(root, "flat", "eicar"), clamav.EICAR)
+	writeFile(t, filepath.Join(root, "flat", "sub", "eicar"), clamav.EICAR)
+	writeFile(t, filepath.Join(root, "outside", "eicar"), clamav.EICAR)
+
+	d := startDaemon(t, fmt.Sprintf(`
+watch %q {
+  exclude = ["*.part", "cache/**"]
+}
+watch %q {
+  action = "alert"
+}
+watch %q {
+  recursive = false
+}
+`, up, filepath.Join(up, "logs"), filepath.Join(root, "flat")), "")
+
+	tests := []struct {
+		name    string
+		path    string
+		content string // "" means denied
+	}{
+		{"root of watch", filepath.Join(up, "eicar.com"), ""},
+		{"five levels deep", filepath.Join(deep, "eicar.com"), ""},
+		{"clean file byte-identical", filepath.Join(deep, "clean.txt"), clean},
+		{"alert watch is longest prefix", filepath.Join(up, "logs", "eicar.log"), clamav.EICAR},
+		{"exclude glob by name", filepath.Join(up, "x.part"), clamav.EICAR},
+		{"exclude glob by dir", filepath.Join(up, "cache", "sub", "eicar"), clamav.EICAR},
+		{"non-recursive root file", filepath.Join(root, "flat", "eicar"), ""},
+		{"non-recursive subdirectory", filepath.Join(root, "flat", "sub", "eicar"), clamav.EICAR},
+		{"outside every watch", filepath.Join(root, "outside", "eicar"), clamav.EICAR},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.content == "" {
+				wantDenied(t, tt.path)
+			} else {
+				wantContent(t, tt.path, tt.content)
+			}
+		})
+	}
+
+	recs := d.alerts(t, 1)
+	var alerted, blocked int
+	for _, r := range recs {
+		switch r.Action {
+		case "alerted":
+			alerted++
+			if r.Path != filepath.Join(up, "logs", "eicar.log") || r.Signature != clamav.EICARSignature {
+				t.Errorf("alerted record: got path %q signature %q", r.Path, r.Signature)
+			}
+			if r.PID != int32(os.Getpid()) || r.Watch != filepath.Join(up, "logs") || r.Engine == "" || r.Exe == "" {
+				t.Errorf("alerted record incomplete: %+v", r)
+			}
+		case "blocked":
+			blocked++
+		}
+	}
+	if alerted != 1 || blocked < 3 {
+		t.Errorf("alert log: got %d alerted, %d blocked records, want 1 and >= 3: %+v", alerted, blocked, recs)
+	}
+}
+
+func TestOverwriteAndNames(t *testing.T) {
+	root := testutil.TempDir(t)
+	names := []string{"with space", "new\nline", "bad\xff\xfeutf8", " ", "-dash"}
+	// Directories are marked by the start-up walk (live tracking of new
+	// directories is the dirtrace/inotify sources' job).
+	for _, name := range names {
+		if err := os.Mkdir(filepath.Join(root, name), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	startDaemon(t, fmt.Sprintf("watch %q {}\n", root), "")
+
+	t.Run("clean file overwritten with EICAR", func(t *testing.T) {
+		p := filepath.Join(root, "doc.txt")
+		writeFile(t, p, clean)
+		wantContent(t, p, clean)
+		wantContent(t, p, clean) // cached now, in the kernel
+		writeFile(t, p, clamav.EICAR)
+		wantDenied(t, p)
+	})
+	t.Run("created after start", func(t *testing.T) {
+		p := filepath.Join(root, "new.com")
+		writeFile(t, p, clamav.EICAR)
+		wantDenied(t, p)
+	})
+	for _, name := range names {
+		t.Run(fmt.Sprintf("name %q", name), func(t *testing.T) {
+			for _, p := range []string{filepath.Join(root, name+".f"), filepath.Join(root, name, name)} {
+				writeFile(t, p, clamav.EICAR)
+				writeFile(t, p+".ok", clean)
+				wantDenied(t, p)
+				wantContent(t, p+".ok", clean)
+			}
+		})
+	}
+}
+
+func TestExecDenied(t *testing.T) {
+	root := testutil.TempDir(t)
+	db := testutil.TempDir(t)
+	evil := filepath.Join(root, "bin", "evil")
+	good := filepath.Join(root, "bin", "good")
+	trueBin, err := os.ReadFile("/bin/true")
+	if err != nil {
+		t.Skipf("no /bin/true to copy: %v", err)
+	}
+	// A new ELF with a hash signature: /bin/true plus one byte.
+	evilBin := append(trueBin, 0)
+	writeFile(t, evil, string(evilBin))
+	writeFile(t, good, string(trueBin))
+	os.Chmod(evil, 0o755)
+	os.Chmod(good, 0o755)
+	writeFile(t, filepath.Join(db, "test.hdb"), fmt.Sprintf("%x:%d:Test.ELF.Evil\n", md5sum(evilBin), len(evilBin)))
+
+	startDaemon(t, fmt.Sprintf("watch %q {\n  on = [\"exec\"]\n}\n", root),
+		fmt.Sprintf("engine \"builtin\" {\n  databases = [%q]\n}\n", db))
+
+	err = exec.Command(evil).Run()
+	if !errors.Is(err, unix.EPERM) && !errors.Is(err, unix.EACCES) {
+		t.Errorf("exec infected ELF: got %v, want EPERM", err)
+	}
+	if err := exec.Command(good).Run(); err != nil {
+		t.Errorf("exec clean ELF: %v", err)
+	}
+	// on = ["exec"]: reading it is not intercepted.
+	if _, err := os.ReadFile(evil); err != nil {
+		t.Errorf("read infected ELF in an exec-only watch: %v", err)
+	}
+}
+
+func TestFIFODoesNotHang(t *testing.T) {
+	root := testutil.TempDir(t)
+	fifo := filepath.Join(root, "fifo")
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	startDaemon(t, fmt.Sprintf("watch %q {}\n", root), "")
+
+	done := make(chan error, 2)
+	go func() {
+		f, err := os.OpenFile(fifo, os.O_WRONLY, 0)
+		if err == nil {
+			_, err = f.WriteString("through the pipe")
+			f.Close()
+		}
+		done <- err
+	}()
+	go func() {
+		b, err := os.ReadFile(fifo)
+		if err == nil && string(b) != "through the pipe" {
+			err = fmt.Errorf("got %q", b)
+		}
+		done <- err
+	}()
+	for range 2 {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("fifo: %v", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("fifo open or read hung for 5s")
+		}
+	}
+}
+
+func TestKillReleasesBlockedOpens(t *testing.T) {
+	root := testutil.TempDir(t)
+	p := filepath.Join(root, "file")
+	writeFile(t, p, clean)
+	d := startDaemon(t, fmt.Sprintf("watch %q {}\n", root), "")
+
+	// A stopped daemon cannot answer: the open waits in the kernel.
+	if err := d.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	opened := make(chan error, 1)
+	go func() {
+		_, err := os.ReadFile(p)
+		opened <- err
+	}()
+	select {
+	case err := <-opened:
+		t.Fatalf("open returned while the daemon was stopped (%v): the file was not watched", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	d.kill()
+	select {
+	case err := <-opened:
+		if err != nil {
+			t.Errorf("open after SIGKILL: %v", err)
+		}
+	case <-time.After(time.Second):
+		t.Fatal("open still blocked 1s after SIGKILL of the daemon")
+	}
+	// And new opens pass at once.
+	wantContent(t, p, clean)
+}
+
+func TestStatus(t *testing.T) {
+	root := testutil.TempDir(t)
+	writeFile(t, filepath.Join(root, "a", "b", "f"), clean)
+	d := startDaemon(t, fmt.Sprintf("watch %q {}\n", root), "")
+
+	st := statusJSON(t, d)
+	if st["ready"] != true {
+		t.Errorf("status ready: got %v, want true", st["ready"])
+	}
+	if got := st["watched_dirs"]; got != float64(3) {
+		t.Errorf("watched_dirs: got %v, want 3", got)
+	}
+
+	// Re-opening an unchanged clean file costs no event at all: the
+	// kernel's ignore mark answers.
+	f := filepath.Join(root, "a", "b", "f")
+	wantContent(t, f, clean)
+	before := counters(t, d)
+	for range 5 {
+		wantContent(t, f, clean)
+	}
+	after := counters(t, d)
+	if after["events"] != before["events"] {
+		t.Errorf("re-opens of a clean file reached user space: events %v -> %v", before["events"], after["events"])
+	}
+
+	out, err := exec.Command(vigilBin, "status", "--socket", d.socket).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "ready") {
+		t.Errorf("vigil status: %v\n%s", err, out)
+	}
+	d.stop(t)
+	err = exec.Command(vigilBin, "status", "--socket", d.socket).Run()
+	if code := exitCode(err); code == 0 {
+		t.Errorf("vigil status with the daemon stopped: exit %d, want non-zero", code)
+	}
+}
+
+func statusJSON(t *testing.T, d *daemonProc) map[string]any {
+	t.Helper()
+	out, err := exec.Command(vigilBin, "status", "--json", "--socket", d.socket).Output()
+	if err != nil {
+		t.Fatalf("vigil status --json: %v", err)
+	}
+	var st map[string]any
+	if err := json.Unmarshal(out, &st); err != nil {
+		t.Fatalf("vigil status --json: %v\n%s", err, out)
+	}
+	return st
+}
+
+func counters(t *testing.T, d *daemonProc) map[string]any {
+	c, ok := statusJSON(t, d)["counters"].(map[string]any)
+	if !ok {
+		t.Fatal("status has no counters")
+	}
+	return c
+}
+
+func exitCode(err error) int {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode()
+	}
+	if err != nil {
+		return -1
+	}
+	return 0
+}

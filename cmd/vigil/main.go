@@ -1,0 +1,177 @@
+// Command vigil is an on-access malware scanner: it answers fanotify
+// permission events for the trees a policy watches and denies infected
+// files.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime"
+	"strings"
+	"syscall"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/vigilsec/vigil/internal/daemon"
+	"github.com/vigilsec/vigil/internal/policy"
+)
+
+// version is set at build time (-ldflags "-X main.version=...").
+var version = "dev"
+
+const (
+	defaultPolicy = "/etc/vigil/policy.hcl"
+	defaultSocket = "/run/vigil/vigil.sock"
+)
+
+const usage = `vigil: on-access malware scanning for Linux
+
+Usage:
+  vigil run    [--policy FILE] [--log-format text|json] [--log-level LEVEL]
+  vigil scan   [--policy FILE | --db PATH ...] [--json] PATH ...
+  vigil policy check FILE ...
+  vigil status [--json] [--socket PATH]
+  vigil features
+  vigil version
+
+Commands:
+  run      watch the policy's trees and deny infected files (needs root)
+  scan     scan files and directories once; exit 0 clean, 1 infected, 2 error
+  policy   check policy files; exit 0 valid, 1 invalid
+  status   ask the running daemon; exit 0 when it is up and ready
+  features what this kernel offers vigil
+  version  print the version
+
+Run 'vigil COMMAND --help' for a command's flags.
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch cmd, rest := args[0], args[1:]; cmd {
+	case "run":
+		return cmdRun(rest, stderr)
+	case "scan":
+		return cmdScan(rest, stdout, stderr)
+	case "policy":
+		return cmdPolicy(rest, stdout, stderr)
+	case "status":
+		return cmdStatus(rest, stdout, stderr)
+	case "features":
+		return cmdFeatures(rest, stdout, stderr)
+	case "version", "--version":
+		fmt.Fprintf(stdout, "vigil %s (%s %s/%s)\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+		return 0
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "vigil: unknown command %q\n\n%s", cmd, usage)
+		return 2
+	}
+}
+
+// newFlags returns a flag set whose --help prints the command's synopsis.
+func newFlags(name, synopsis string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: %s\n\nFlags:\n", synopsis)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+func cmdRun(args []string, stderr io.Writer) int {
+	fs := newFlags("run", "vigil run [--policy FILE] [--log-format text|json] [--log-level LEVEL]", stderr)
+	policyFile := fs.String("policy", defaultPolicy, "policy `file`")
+	logFormat := fs.String("log-format", "text", "log format: text or json")
+	logLevel := fs.String("log-level", "info", "log level: trace, debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "vigil run: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	log, err := newLogger(*logFormat, *logLevel, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "vigil run: %v\n", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	err = daemon.Run(ctx, daemon.Options{
+		PolicyFile:  *policyFile,
+		Version:     version,
+		Log:         log,
+		Diagnostics: stderr,
+	})
+	if err != nil {
+		if !errors.Is(err, daemon.ErrPolicy) {
+			log.Error("vigil stopped", "error", err)
+		} else {
+			fmt.Fprintf(stderr, "vigil run: %v\n", err)
+		}
+		return 1
+	}
+	return 0
+}
+
+func newLogger(format, level string, w io.Writer) (hclog.Logger, error) {
+	if format != "text" && format != "json" {
+		return nil, fmt.Errorf("--log-format %q: want text or json", format)
+	}
+	lvl := hclog.LevelFromString(level)
+	if lvl == hclog.NoLevel {
+		return nil, fmt.Errorf("--log-level %q: want trace, debug, info, warn or error", level)
+	}
+	return hclog.New(&hclog.LoggerOptions{
+		Name:       "vigil",
+		Level:      lvl,
+		Output:     w,
+		JSONFormat: format == "json",
+	}), nil
+}
+
+func cmdPolicy(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] != "check" {
+		fmt.Fprint(stderr, "Usage: vigil policy check FILE ...\n")
+		if len(args) > 0 && strings.TrimLeft(args[0], "-") == "help" {
+			return 0
+		}
+		return 2
+	}
+	fs := newFlags("policy check", "vigil policy check FILE ...", stderr)
+	if err := fs.Parse(args[1:]); err != nil {
+		return 2
+	}
+	if fs.NArg() == 0 {
+		fs.Usage()
+		return 2
+	}
+	code := 0
+	for _, f := range fs.Args() {
+		_, diags := policy.Load(f)
+		if len(diags) > 0 {
+			policy.WriteDiagnostics(stderr, diags)
+		}
+		if diags.HasErrors() {
+			code = 1
+			continue
+		}
+		fmt.Fprintf(stdout, "%s: valid\n", f)
+	}
+	return code
+}

@@ -1,0 +1,66 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"text/tabwriter"
+
+	"github.com/vigilsec/vigil/internal/daemon"
+)
+
+func cmdStatus(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("status", "vigil status [--json] [--socket PATH]", stderr)
+	asJSON := fs.Bool("json", false, "print the status as JSON")
+	socket := fs.String("socket", defaultSocket, "control socket `path`")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	st, err := daemon.QueryStatus(*socket)
+	if err != nil {
+		if *asJSON {
+			json.NewEncoder(stdout).Encode(map[string]any{"ready": false, "error": err.Error()})
+		}
+		fmt.Fprintf(stderr, "vigil status: %v\n", err)
+		return 2
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		enc.Encode(st)
+	} else {
+		printStatus(stdout, st)
+	}
+	if !st.Ready {
+		return 1
+	}
+	return 0
+}
+
+func printStatus(w io.Writer, st *daemon.Status) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	state := "starting (placing watches)"
+	if st.Ready {
+		state = "ready"
+	}
+	fmt.Fprintf(tw, "state\t%s\n", state)
+	fmt.Fprintf(tw, "version\t%s\n", st.Version)
+	fmt.Fprintf(tw, "pid\t%d\n", st.PID)
+	fmt.Fprintf(tw, "started\t%s\n", st.Started.Format("2006-01-02 15:04:05 MST"))
+	fmt.Fprintf(tw, "policy\t%s\n", st.Policy)
+	fmt.Fprintf(tw, "engine\t%s (databases %.12s)\n", st.Engine, st.DBVersion)
+	fmt.Fprintf(tw, "watched dirs\t%d\n", st.WatchedDirs)
+	for _, w := range st.Watches {
+		fmt.Fprintf(tw, "watch\t%s\n", w)
+	}
+	names := make([]string, 0, len(st.Counters))
+	for n := range st.Counters {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(tw, "%s\t%d\n", n, st.Counters[n])
+	}
+	tw.Flush()
+}

@@ -1,0 +1,129 @@
+package daemon
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Status is what `vigil status` shows.
+type Status struct {
+	Ready       bool              `json:"ready"`
+	Version     string            `json:"version"`
+	PID         int               `json:"pid"`
+	Started     time.Time         `json:"started"`
+	Policy      string            `json:"policy"`
+	Engine      string            `json:"engine"`
+	DBVersion   string            `json:"db_version"`
+	Watches     []string          `json:"watches"`
+	WatchedDirs int64             `json:"watched_dirs"`
+	Counters    map[string]uint64 `json:"counters"`
+}
+
+const controlTimeout = 2 * time.Second
+
+// listenControl opens the root-only control socket, replacing a stale one.
+func listenControl(path string) (*net.UnixListener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("control socket %s: %w", path, err)
+	}
+	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		c.Close()
+		return nil, fmt.Errorf("control socket %s: another vigil is running", path)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("control socket %s: %w", path, err)
+	}
+	// Created 0600 from the start: no window where others could connect.
+	old := unix.Umask(0o177)
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	unix.Umask(old)
+	if err != nil {
+		return nil, fmt.Errorf("control socket %s: %w", path, err)
+	}
+	return l, nil
+}
+
+func (d *daemon) serveControl(l *net.UnixListener) {
+	for {
+		c, err := l.AcceptUnix()
+		if err != nil {
+			if !errors.Is(err, net.ErrClosed) {
+				d.log.Error("control socket", "error", err)
+			}
+			return
+		}
+		go d.handleControl(c)
+	}
+}
+
+func (d *daemon) handleControl(c *net.UnixConn) {
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(controlTimeout))
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		return
+	}
+	enc := json.NewEncoder(c)
+	switch cmd := strings.TrimSpace(line); cmd {
+	case "status":
+		enc.Encode(d.status())
+	default:
+		enc.Encode(map[string]string{"error": fmt.Sprintf("unknown command %q", cmd)})
+	}
+}
+
+func (d *daemon) status() Status {
+	st := d.loop.State()
+	s := Status{
+		Ready:       d.ready.Load(),
+		Version:     d.opts.Version,
+		PID:         os.Getpid(),
+		Started:     d.started,
+		Policy:      st.Policy.Filename,
+		Engine:      st.Engine.Name(),
+		DBVersion:   st.Engine.Version(),
+		WatchedDirs: d.dirs.Load(),
+	}
+	for _, w := range st.Policy.Watches {
+		s.Watches = append(s.Watches, w.Path)
+	}
+	c := d.loop.Counters()
+	written, dropped, failed := d.alerts.Stats()
+	s.Counters = map[string]uint64{
+		"events": c.Events, "allowed": c.Allowed, "denied": c.Denied,
+		"blocked": c.Blocked, "alerted": c.Alerted, "scans": c.Scans,
+		"cache_hits": c.CacheHits, "self": c.Self, "excluded": c.Excluded,
+		"skipped": c.Skipped, "errors": c.Errors, "timeouts": c.Timeouts,
+		"queue_full": c.QueueFull, "overflows": c.Overflows,
+		"respond_errors": c.RespondErrors, "ignore_errors": c.IgnoreErrors,
+		"alerts_written": written, "alerts_dropped": dropped, "alerts_failed": failed,
+	}
+	return s
+}
+
+// QueryStatus asks the daemon listening on socket for its status.
+func QueryStatus(socket string) (*Status, error) {
+	c, err := net.DialTimeout("unix", socket, controlTimeout)
+	if err != nil {
+		return nil, fmt.Errorf("connect %s: %w", socket, err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(controlTimeout))
+	if _, err := c.Write([]byte("status\n")); err != nil {
+		return nil, fmt.Errorf("query %s: %w", socket, err)
+	}
+	var s Status
+	if err := json.NewDecoder(c).Decode(&s); err != nil {
+		return nil, fmt.Errorf("read status from %s: %w", socket, err)
+	}
+	return &s, nil
+}
