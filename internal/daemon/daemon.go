@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,8 +16,6 @@ import (
 	"github.com/vigilsec/vigil/internal/fanotify"
 	"github.com/vigilsec/vigil/internal/onaccess"
 	"github.com/vigilsec/vigil/internal/policy"
-	"github.com/vigilsec/vigil/internal/scan"
-	"github.com/vigilsec/vigil/internal/scan/clamav"
 	"github.com/vigilsec/vigil/internal/verdict"
 	"github.com/vigilsec/vigil/internal/watch"
 )
@@ -140,26 +137,6 @@ func loadPolicy(filename string, diag io.Writer) (*policy.Policy, error) {
 		return nil, fmt.Errorf("load %s: %w", filename, ErrPolicy)
 	}
 	return pol, nil
-}
-
-// NewEngine builds the policy's engine. Database paths that do not exist
-// are skipped with a warning, so one policy serves hosts with and without
-// ClamAV's databases; EICAR is detected either way.
-func NewEngine(p *policy.Policy, log hclog.Logger) (scan.Engine, error) {
-	var paths []string
-	for _, db := range p.Engine.Databases {
-		if _, err := os.Stat(db); err != nil {
-			log.Warn("database path skipped", "path", db, "error", err)
-			continue
-		}
-		paths = append(paths, db)
-	}
-	e, err := clamav.Load(paths, log)
-	if err != nil {
-		return nil, fmt.Errorf("load databases: %w", err)
-	}
-	log.Info("databases loaded", "report", e.Report().String())
-	return e, nil
 }
 
 func roots(p *policy.Policy) []watch.Root {
