@@ -311,6 +311,21 @@ func TestOverwriteAndNames(t *testing.T) {
 	}
 }
 
+// A watch on a symbolic link protects its target, which is the path the
+// kernel reports.
+func TestWatchThroughSymlink(t *testing.T) {
+	root := testutil.TempDir(t)
+	target := filepath.Join(root, "data", "www")
+	link := filepath.Join(root, "www")
+	writeFile(t, filepath.Join(target, "sub", "eicar.com"), clamav.EICAR)
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+	startDaemon(t, fmt.Sprintf("watch %q {}\n", link), "")
+	wantDenied(t, filepath.Join(link, "sub", "eicar.com"))
+	wantDenied(t, filepath.Join(target, "sub", "eicar.com"))
+}
+
 func TestExecDenied(t *testing.T) {
 	root := testutil.TempDir(t)
 	db := testutil.TempDir(t)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -39,7 +40,7 @@ const cacheSize = 1 << 16
 // policy does not load, and any error that stops protection.
 func Run(ctx context.Context, opts Options) error {
 	log := opts.Log
-	pol, err := loadPolicy(opts.PolicyFile, opts.Diagnostics)
+	pol, err := loadPolicy(opts.PolicyFile, opts.Diagnostics, log)
 	if err != nil {
 		return err
 	}
@@ -128,13 +129,19 @@ type daemon struct {
 	dirs    atomic.Int64
 }
 
-func loadPolicy(filename string, diag io.Writer) (*policy.Policy, error) {
+// loadPolicy loads and validates a policy and matches its watches by
+// their real paths, which is what the kernel reports.
+func loadPolicy(filename string, diag io.Writer, log hclog.Logger) (*policy.Policy, error) {
 	pol, diags := policy.Load(filename)
 	if len(diags) > 0 && diag != nil {
 		policy.WriteDiagnostics(diag, diags)
 	}
 	if diags.HasErrors() {
 		return nil, fmt.Errorf("load %s: %w", filename, ErrPolicy)
+	}
+	pol, errs := pol.Resolved(filepath.EvalSymlinks)
+	for _, err := range errs {
+		log.Warn("watch", "error", err)
 	}
 	return pol, nil
 }
