@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -46,10 +47,30 @@ func TestMain(m *testing.M) {
 // daemonProc is a `vigil run` started by a test.
 type daemonProc struct {
 	cmd      *exec.Cmd
-	stderr   *bytes.Buffer
+	policy   string // the policy file; settings come from settings
+	settings string
+	stderr   *syncBuffer
 	socket   string
 	alertLog string
 	exited   chan struct{}
+}
+
+// syncBuffer collects the daemon's log while tests read it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (d *daemonProc) log() string {
+	d.stderr.mu.Lock()
+	defer d.stderr.mu.Unlock()
+	return d.stderr.b.String()
 }
 
 // startDaemon runs vigil on policy (the settings block is added here) and
@@ -60,21 +81,22 @@ func startDaemon(t *testing.T, watches, engine string) *daemonProc {
 	testutil.SkipUnlessFanotify(t)
 	state := t.TempDir()
 	d := &daemonProc{
-		stderr:   new(bytes.Buffer),
+		stderr:   new(syncBuffer),
 		socket:   filepath.Join(state, "vigil.sock"),
 		alertLog: filepath.Join(state, "alerts.jsonl"),
 		exited:   make(chan struct{}),
 	}
-	pol := fmt.Sprintf(`%s
+	d.settings = fmt.Sprintf(`
 settings {
   workers        = 2
   scan_timeout   = "5s"
   control_socket = %q
   alert_log      = %q
 }
-%s`, engine, d.socket, d.alertLog, watches)
+`, d.socket, d.alertLog)
 	polFile := filepath.Join(state, "policy.hcl")
-	writeFile(t, polFile, pol)
+	d.policy = polFile
+	writeFile(t, polFile, engine+d.settings+watches)
 
 	notify := filepath.Join(state, "notify.sock")
 	ln, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: notify, Net: "unixgram"})
@@ -93,7 +115,7 @@ settings {
 	t.Cleanup(func() {
 		d.stop(t)
 		if t.Failed() {
-			t.Logf("daemon log:\n%s", d.stderr)
+			t.Logf("daemon log:\n%s", d.log())
 		}
 	})
 	testutil.Deadline(t, 2*time.Minute, d.kill)
@@ -111,15 +133,36 @@ settings {
 	select {
 	case err := <-ready:
 		if err != nil {
-			t.Fatalf("daemon not ready: %v\n%s", err, d.stderr)
+			t.Fatalf("daemon not ready: %v\n%s", err, d.log())
 		}
 	case <-d.exited:
-		t.Fatalf("daemon exited before ready: %v\n%s", d.cmd.ProcessState, d.stderr)
+		t.Fatalf("daemon exited before ready: %v\n%s", d.cmd.ProcessState, d.log())
 	}
 	return d
 }
 
 func (d *daemonProc) kill() { d.cmd.Process.Kill() }
+
+// reload rewrites the policy with body (an engine block and watches, the
+// settings are kept) and sends SIGHUP.
+func (d *daemonProc) reload(t *testing.T, body string) {
+	t.Helper()
+	writeFile(t, d.policy, d.settings+body)
+	if err := d.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitLog waits up to 10s for the daemon's log to contain s.
+func (d *daemonProc) waitLog(t *testing.T, s string) {
+	t.Helper()
+	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		if strings.Contains(d.log(), s) {
+			return
+		}
+	}
+	t.Fatalf("daemon log lacks %q after 10s", s)
+}
 
 func (d *daemonProc) stop(t *testing.T) {
 	d.cmd.Process.Signal(syscall.SIGTERM)
@@ -324,6 +367,34 @@ func TestWatchThroughSymlink(t *testing.T) {
 	startDaemon(t, fmt.Sprintf("watch %q {}\n", link), "")
 	wantDenied(t, filepath.Join(link, "sub", "eicar.com"))
 	wantDenied(t, filepath.Join(target, "sub", "eicar.com"))
+}
+
+func TestReload(t *testing.T) {
+	root := testutil.TempDir(t)
+	a, b := filepath.Join(root, "a"), filepath.Join(root, "b")
+	writeFile(t, filepath.Join(a, "sub", "eicar"), clamav.EICAR)
+	writeFile(t, filepath.Join(b, "sub", "eicar"), clamav.EICAR)
+	d := startDaemon(t, fmt.Sprintf("watch %q {}\n", a), "")
+	wantDenied(t, filepath.Join(a, "sub", "eicar"))
+	wantContent(t, filepath.Join(b, "sub", "eicar"), clamav.EICAR)
+
+	// A valid new policy takes over: b is watched, a no longer is.
+	d.reload(t, fmt.Sprintf("watch %q {}\n", b))
+	d.waitLog(t, "reloaded")
+	wantDenied(t, filepath.Join(b, "sub", "eicar"))
+	wantContent(t, filepath.Join(a, "sub", "eicar"), clamav.EICAR)
+
+	// A broken one is reported, and the old one stays in force.
+	d.reload(t, fmt.Sprintf("watch %q {\n  action = \"explode\"\n}\n", a))
+	d.waitLog(t, "reload failed")
+	wantDenied(t, filepath.Join(b, "sub", "eicar"))
+	wantContent(t, filepath.Join(a, "sub", "eicar"), clamav.EICAR)
+	if !strings.Contains(d.log(), "explode") {
+		t.Errorf("daemon log does not show the policy error:\n%s", d.log())
+	}
+	if st := statusJSON(t, d); st["ready"] != true {
+		t.Errorf("after a failed reload: ready = %v", st["ready"])
+	}
 }
 
 func TestExecDenied(t *testing.T) {

@@ -112,12 +112,23 @@ func cmdRun(args []string, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	reload := make(chan struct{}, 1)
+	go func() {
+		for range hup {
+			select {
+			case reload <- struct{}{}:
+			default: // a reload is already due
+			}
+		}
+	}()
 	err = daemon.Run(ctx, daemon.Options{
 		PolicyFile:  *policyFile,
 		Version:     version,
 		Log:         log,
 		Diagnostics: stderr,
-	})
+	}, reload)
 	if err != nil {
 		if !errors.Is(err, daemon.ErrPolicy) {
 			log.Error("vigil stopped", "error", err)

@@ -82,7 +82,11 @@ func (d *daemon) handleControl(c *net.UnixConn) {
 }
 
 func (d *daemon) status() Status {
-	st := d.loop.State()
+	inst := d.cur.Load()
+	if inst == nil {
+		return Status{Version: d.opts.Version, PID: os.Getpid(), Started: d.started}
+	}
+	st := inst.loop.State()
 	s := Status{
 		Ready:       d.ready.Load(),
 		Version:     d.opts.Version,
@@ -91,12 +95,12 @@ func (d *daemon) status() Status {
 		Policy:      st.Policy.Filename,
 		Engine:      st.Engine.Name(),
 		DBVersion:   st.Engine.Version(),
-		WatchedDirs: d.dirs.Load(),
+		WatchedDirs: int64(inst.dirs),
 	}
 	for _, w := range st.Policy.Watches {
 		s.Watches = append(s.Watches, w.Path)
 	}
-	c := d.loop.Counters()
+	c := d.counters.Snapshot()
 	written, dropped, failed := d.alerts.Stats()
 	s.Counters = map[string]uint64{
 		"events": c.Events, "allowed": c.Allowed, "denied": c.Denied,

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -36,9 +35,10 @@ type Options struct {
 // cacheSize bounds the user-space clean cache (about 100 bytes an entry).
 const cacheSize = 1 << 16
 
-// Run serves until ctx is done. It returns ErrPolicy (wrapped) when the
-// policy does not load, and any error that stops protection.
-func Run(ctx context.Context, opts Options) error {
+// Run serves until ctx is done, reloading the policy on SIGHUP (sent to
+// reload). It returns ErrPolicy (wrapped) when the policy does not load,
+// and any error that stops protection.
+func Run(ctx context.Context, opts Options, reload <-chan struct{}) error {
 	log := opts.Log
 	pol, err := loadPolicy(opts.PolicyFile, opts.Diagnostics, log)
 	if err != nil {
@@ -48,85 +48,154 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
-	alerts, err := alert.Open(pol.Settings.AlertLog, log.Named("alert"))
+	alerts, err := alert.Open(pol.Settings.AlertLog, log)
 	if err != nil {
 		return fmt.Errorf("open alert log: %w", err)
 	}
 	defer alerts.Close()
 
-	group, err := fanotify.Init(unix.FAN_CLASS_CONTENT|unix.FAN_UNLIMITED_QUEUE|unix.FAN_UNLIMITED_MARKS,
-		unix.O_RDONLY|unix.O_LARGEFILE|unix.O_CLOEXEC|unix.O_NONBLOCK)
-	if err != nil {
-		return fmt.Errorf("start permission loop: %w", err)
-	}
 	d := &daemon{
 		opts:    opts,
 		log:     log,
-		group:   group,
 		alerts:  alerts,
+		cache:   verdict.NewCache(cacheSize),
 		started: time.Now(),
 	}
-	d.loop = onaccess.New(onaccess.Config{
-		Source:    group,
-		Responder: group,
-		Ignorer:   group,
-		Alerts:    alerts,
-		Cache:     verdict.NewCache(cacheSize),
-		Log:       log.Named("onaccess"),
-		Workers:   pol.Settings.Workers,
-	}, &onaccess.State{Policy: pol, Engine: engine})
-
 	ctl, err := listenControl(pol.Settings.ControlSocket)
 	if err != nil {
-		group.Close()
 		return err
 	}
 	defer ctl.Close()
 	go d.serveControl(ctl)
 
-	// The loop runs before the first mark exists: an event that arrives
-	// while the rest is placed is answered, never left waiting.
-	var wg sync.WaitGroup
-	loopErr := make(chan error, 1)
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		loopErr <- d.loop.Run(ctx)
-	}()
-	defer wg.Wait()
-	defer group.Close()
-
-	stats, err := watch.Place(ctx, marker{group}, roots(pol), log.Named("watch"))
+	inst, err := d.start(ctx, &onaccess.State{Policy: pol, Engine: engine})
 	if err != nil {
-		return fmt.Errorf("place watches: %w", err)
+		return err
 	}
-	d.dirs.Store(int64(stats.Dirs))
-	log.Info("watches placed", "dirs", stats.Dirs, "missing", stats.Missing, "errors", stats.Errors,
-		"elapsed", stats.Elapsed)
+	d.cur.Store(inst)
+	defer func() { d.cur.Load().stop() }()
 	d.ready.Store(true)
 	if err := notifyReady(); err != nil {
 		log.Warn("notify systemd", "error", err)
 	}
 	log.Info("vigil ready", "policy", pol.Filename, "engine", engine.Name(), "workers", pol.Settings.Workers)
 
-	select {
-	case <-ctx.Done():
-		log.Info("stopping")
-		return nil
-	case err := <-loopErr:
-		return fmt.Errorf("permission loop: %w", err)
+	for {
+		select {
+		case <-ctx.Done():
+			log.Info("stopping")
+			return nil
+		case <-reload:
+			if err := d.reload(ctx); err != nil {
+				log.Error("reload failed: the previous policy stays in force", "error", err)
+			}
+		case err := <-d.cur.Load().failed:
+			return fmt.Errorf("permission loop: %w", err)
+		}
 	}
 }
 
 type daemon struct {
-	opts    Options
-	log     hclog.Logger
-	group   *fanotify.Group
-	loop    *onaccess.Loop
-	alerts  *alert.Log
-	started time.Time
-	ready   atomic.Bool
-	dirs    atomic.Int64
+	opts     Options
+	log      hclog.Logger
+	alerts   *alert.Log
+	cache    *verdict.Cache
+	counters onaccess.Counters
+	started  time.Time
+	ready    atomic.Bool
+	cur      atomic.Pointer[instance]
+}
+
+// instance is one fanotify group with its loop and marks. A reload builds
+// a complete new instance before the old one is retired.
+type instance struct {
+	group  *fanotify.Group
+	loop   *onaccess.Loop
+	dirs   int
+	done   chan struct{} // closed when the loop has returned
+	failed chan error    // the loop's error, if it stopped on its own
+}
+
+// start creates a group, runs its loop and places every watch. The loop
+// runs before the first mark exists: an event that arrives while the
+// rest is placed is answered, never left waiting.
+func (d *daemon) start(ctx context.Context, st *onaccess.State) (*instance, error) {
+	group, err := fanotify.Init(unix.FAN_CLASS_CONTENT|unix.FAN_UNLIMITED_QUEUE|unix.FAN_UNLIMITED_MARKS,
+		unix.O_RDONLY|unix.O_LARGEFILE|unix.O_CLOEXEC|unix.O_NONBLOCK)
+	if err != nil {
+		return nil, fmt.Errorf("start permission loop: %w", err)
+	}
+	inst := &instance{
+		group: group,
+		loop: onaccess.New(onaccess.Config{
+			Source:    group,
+			Responder: group,
+			Ignorer:   group,
+			Alerts:    d.alerts,
+			Cache:     d.cache,
+			Counters:  &d.counters,
+			Log:       d.log.Named("onaccess"),
+			Workers:   st.Policy.Settings.Workers,
+		}, st),
+		done:   make(chan struct{}),
+		failed: make(chan error, 1),
+	}
+	go func() {
+		defer close(inst.done)
+		if err := inst.loop.Run(ctx); err != nil {
+			inst.failed <- err
+		}
+	}()
+	stats, err := watch.Place(ctx, marker{group}, roots(st.Policy), d.log)
+	if err != nil {
+		inst.stop()
+		return nil, fmt.Errorf("place watches: %w", err)
+	}
+	inst.dirs = stats.Dirs
+	d.log.Info("watches placed", "dirs", stats.Dirs, "missing", stats.Missing, "errors", stats.Errors,
+		"elapsed", stats.Elapsed)
+	return inst, nil
+}
+
+// stop closes the group, which allows whatever is still pending, and waits
+// for the loop.
+func (i *instance) stop() {
+	i.group.Close()
+	<-i.done
+}
+
+// retire answers every event the group has queued, then closes it. Called
+// once a replacement is fully marked, so later events reach that one too.
+func (i *instance) retire() {
+	i.loop.Drain()
+	i.group.Wake()
+	<-i.done
+	i.group.Close()
+}
+
+// reload loads the policy and the databases again and swaps them in
+// atomically. On any error the running instance is left untouched.
+func (d *daemon) reload(ctx context.Context) error {
+	d.log.Info("reloading", "policy", d.opts.PolicyFile)
+	pol, err := loadPolicy(d.opts.PolicyFile, d.opts.Diagnostics, d.log)
+	if err != nil {
+		return err
+	}
+	engine, err := NewEngine(pol, d.log.Named("engine"))
+	if err != nil {
+		return err
+	}
+	old := d.cur.Load().loop.State().Policy.Settings
+	if pol.Settings.ControlSocket != old.ControlSocket || pol.Settings.AlertLog != old.AlertLog {
+		d.log.Warn("control_socket and alert_log changes take effect at the next start")
+	}
+	inst, err := d.start(ctx, &onaccess.State{Policy: pol, Engine: engine})
+	if err != nil {
+		return err
+	}
+	d.cur.Swap(inst).retire()
+	d.log.Info("reloaded", "policy", pol.Filename, "engine", engine.Name())
+	return nil
 }
 
 // loadPolicy loads and validates a policy and matches its watches by

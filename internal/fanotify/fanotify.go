@@ -7,6 +7,7 @@ import (
 	"os"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -92,11 +93,43 @@ func (g *Group) Respond(eventFd int, allow bool) error {
 	return nil
 }
 
-// ReadEvents blocks until events arrive and appends them to dst. It must
-// not be called concurrently with itself.
+// ReadEvents blocks until events arrive and appends them to dst. It
+// returns an error wrapping os.ErrDeadlineExceeded after Wake, and one
+// wrapping os.ErrClosed after Close. It must not be called concurrently
+// with itself or PendingEvents.
 func (g *Group) ReadEvents(dst []Event) ([]Event, error) {
-	n, err := g.f.Read(g.buf)
-	if err != nil {
+	return g.read(dst, true)
+}
+
+// PendingEvents appends the events already queued, without waiting.
+func (g *Group) PendingEvents(dst []Event) ([]Event, error) {
+	return g.read(dst, false)
+}
+
+// Wake makes a blocked ReadEvents return, and later ones return at once,
+// so a reader can switch to PendingEvents and drain the queue.
+func (g *Group) Wake() error {
+	return g.f.SetReadDeadline(time.Unix(1, 0))
+}
+
+func (g *Group) read(dst []Event, wait bool) ([]Event, error) {
+	var n int
+	var err error
+	cerr := g.rc.Read(func(fd uintptr) bool {
+		for {
+			n, err = unix.Read(int(fd), g.buf)
+			if err != unix.EINTR {
+				break
+			}
+		}
+		return !wait || err != unix.EAGAIN
+	})
+	switch {
+	case cerr != nil:
+		return dst, fmt.Errorf("read fanotify: %w", cerr)
+	case err == unix.EAGAIN:
+		return dst, nil
+	case err != nil:
 		return dst, fmt.Errorf("read fanotify: %w", err)
 	}
 	return Parse(g.buf[:n], dst)

@@ -59,7 +59,8 @@ type Snapshot struct {
 	Latency [latencyBuckets]uint64
 }
 
-func (c *Counters) snapshot() Snapshot {
+// Snapshot copies the counters.
+func (c *Counters) Snapshot() Snapshot {
 	s := Snapshot{
 		Events: c.Events.Load(), Allowed: c.Allowed.Load(), Denied: c.Denied.Load(),
 		Blocked: c.Blocked.Load(), Alerted: c.Alerted.Load(), Scans: c.Scans.Load(),

@@ -23,7 +23,10 @@ import (
 
 // Source delivers fanotify events (a *fanotify.Group).
 type Source interface {
+	// ReadEvents blocks until events arrive or the source is woken.
 	ReadEvents(dst []fanotify.Event) ([]fanotify.Event, error)
+	// PendingEvents returns what is queued, without waiting.
+	PendingEvents(dst []fanotify.Event) ([]fanotify.Event, error)
 }
 
 // Responder answers permission events (a *fanotify.Group).
@@ -60,6 +63,9 @@ type Config struct {
 	Log       hclog.Logger
 	Workers   int
 	QueueSize int // pending scans; when full, on_error decides at once
+	// Counters to count in; nil for the loop's own. A daemon shares one
+	// set across the loops that replace each other on reload.
+	Counters *Counters
 }
 
 // ignoreMask is what an ignore mark on a clean file silences.
@@ -75,7 +81,8 @@ type Loop struct {
 	queue chan *request
 	self  int32
 
-	counters Counters
+	draining atomic.Bool
+	counters *Counters
 }
 
 // New returns a loop deciding with st until Swap.
@@ -89,11 +96,16 @@ func New(cfg Config, st *State) *Loop {
 	if cfg.Log == nil {
 		cfg.Log = hclog.NewNullLogger()
 	}
+	if cfg.Counters == nil {
+		cfg.Counters = new(Counters)
+	}
 	l := &Loop{
 		cfg:   cfg,
 		log:   cfg.Log,
 		queue: make(chan *request, cfg.QueueSize),
 		self:  int32(os.Getpid()),
+
+		counters: cfg.Counters,
 	}
 	l.state.Store(st)
 	return l
@@ -105,9 +117,10 @@ func (l *Loop) Swap(st *State) { l.state.Store(st) }
 // State returns the policy and engine in force.
 func (l *Loop) State() *State { return l.state.Load() }
 
-// Run reads and answers events until the source fails. When ctx is done
-// the caller closes the source (which makes the kernel allow whatever is
-// still pending), and Run returns nil.
+// Run reads and answers events until the source fails or a Drain ends.
+// When ctx is done the caller closes the source (which makes the kernel
+// allow whatever is still pending), and Run returns nil. Run returns only
+// after every event it read has been answered.
 func (l *Loop) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	for range l.cfg.Workers {
@@ -128,6 +141,12 @@ func (l *Loop) Run(ctx context.Context) error {
 	return err
 }
 
+// Drain makes Run answer every event already queued, then return nil.
+// The caller then wakes the source's blocked read (fanotify.Group.Wake).
+// A group is retired this way on reload: its replacement is marked first,
+// so what reaches the old group after the drain is also in the new one.
+func (l *Loop) Drain() { l.draining.Store(true) }
+
 func (l *Loop) read(ctx context.Context) error {
 	events := make([]fanotify.Event, 0, 256)
 	linkBuf := make([]byte, unix.PathMax)
@@ -137,10 +156,26 @@ func (l *Loop) read(ctx context.Context) error {
 		for _, ev := range events {
 			l.handle(ev, linkBuf)
 		}
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
+		switch {
+		case err == nil:
+		case l.draining.Load():
+			return l.drain(events, linkBuf)
+		case ctx.Err() != nil:
+			return nil
+		default:
+			return err
+		}
+	}
+}
+
+func (l *Loop) drain(events []fanotify.Event, linkBuf []byte) error {
+	for {
+		var err error
+		events, err = l.cfg.Source.PendingEvents(events[:0])
+		for _, ev := range events {
+			l.handle(ev, linkBuf)
+		}
+		if err != nil || len(events) == 0 {
 			return err
 		}
 	}
@@ -368,7 +403,7 @@ func (l *Loop) excludedProcess(p *policy.Policy, pid int32) bool {
 }
 
 // Counters returns a snapshot of the loop's counters.
-func (l *Loop) Counters() Snapshot { return l.counters.snapshot() }
+func (l *Loop) Counters() Snapshot { return l.counters.Snapshot() }
 
 // wants reports whether a watch asked for any event in mask.
 func wants(on policy.Events, mask uint64) bool {

@@ -28,8 +28,27 @@ func (s fakeSource) ReadEvents(dst []fanotify.Event) ([]fanotify.Event, error) {
 	if !ok {
 		return dst, errors.New("source closed")
 	}
+	if b == nil {
+		return dst, errWoken
+	}
 	return append(dst, b...), nil
 }
+
+func (s fakeSource) PendingEvents(dst []fanotify.Event) ([]fanotify.Event, error) {
+	select {
+	case b, ok := <-s:
+		if !ok {
+			return dst, errors.New("source closed")
+		}
+		return append(dst, b...), nil
+	default:
+		return dst, nil
+	}
+}
+
+// errWoken is what the fake's ReadEvents returns for a nil batch, as a
+// woken fanotify group returns a deadline error.
+var errWoken = errors.New("woken")
 
 type response struct {
 	fd    int
@@ -109,14 +128,15 @@ func (a *fakeAlerts) actions() []string {
 }
 
 type harness struct {
-	t      *testing.T
-	dir    string
-	src    fakeSource
-	resp   *fakeResponder
-	engine *fakeEngine
-	alerts *fakeAlerts
-	loop   *Loop
-	done   chan error
+	t       *testing.T
+	dir     string
+	src     fakeSource
+	resp    *fakeResponder
+	engine  *fakeEngine
+	alerts  *fakeAlerts
+	loop    *Loop
+	done    chan error
+	stopped bool
 }
 
 func newHarness(t *testing.T, queue int, policyFmt string) *harness {
@@ -145,11 +165,18 @@ func newHarness(t *testing.T, queue int, policyFmt string) *harness {
 		QueueSize: queue,
 	}, &State{Policy: pol, Engine: h.engine})
 	go func() { h.done <- h.loop.Run(context.Background()) }()
-	t.Cleanup(func() {
-		close(h.src)
-		<-h.done
-	})
+	t.Cleanup(h.stop)
 	return h
+}
+
+// stop ends Run, which returns once every worker is done: alerts included.
+func (h *harness) stop() {
+	if h.stopped {
+		return
+	}
+	h.stopped = true
+	close(h.src)
+	<-h.done
 }
 
 const basePolicy = `
@@ -239,6 +266,7 @@ func TestDecisions(t *testing.T) {
 			if want := filepath.Join(h.dir, tt.file); got[0].path != want {
 				t.Errorf("responded to fd of %q, want %q", got[0].path, want)
 			}
+			h.stop()
 			if scanned := h.engine.count() > 0; scanned != tt.wantScan {
 				t.Errorf("scanned: got %v, want %v", scanned, tt.wantScan)
 			}
@@ -361,5 +389,36 @@ func TestOverflowCounted(t *testing.T) {
 	h.send(1, fanotify.Event{Mask: unix.FAN_Q_OVERFLOW, Fd: unix.FAN_NOFD}, ev)
 	if c := h.loop.Counters(); c.Overflows != 1 {
 		t.Errorf("overflows: got %d, want 1", c.Overflows)
+	}
+}
+
+// Drain answers what is queued, then Run returns nil.
+func TestDrain(t *testing.T) {
+	dir := t.TempDir()
+	pol, diags := policy.Parse([]byte(fmt.Sprintf("watch %q {}\n", dir)), "t.hcl")
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	src := make(fakeSource, 4)
+	resp := &fakeResponder{done: make(chan struct{}, 16)}
+	l := New(Config{Source: src, Responder: resp, Alerts: &fakeAlerts{}, Workers: 1},
+		&State{Policy: pol, Engine: &fakeEngine{}})
+	// Queued before the wake-up, as in the kernel: drained, not dropped.
+	h := &harness{t: t, dir: dir}
+	l.Drain()
+	src <- nil // wake
+	src <- []fanotify.Event{h.event("a", "clean", unix.FAN_OPEN_PERM), h.event("b", "INFECTED", unix.FAN_OPEN_PERM)}
+	done := make(chan error, 1)
+	go func() { done <- l.Run(context.Background()) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run after Drain: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return after Drain")
+	}
+	if len(resp.got) != 2 || !resp.got[0].allow || resp.got[1].allow {
+		t.Errorf("responses after drain: got %+v, want allow then deny", resp.got)
 	}
 }
