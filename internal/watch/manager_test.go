@@ -1,0 +1,217 @@
+package watch
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+)
+
+// fakeSource records what it is told to track; tests feed Handle directly.
+type fakeSource struct {
+	mu      sync.Mutex
+	tracked map[string]bool
+	events  chan DirEvent
+}
+
+func newFakeSource() *fakeSource {
+	return &fakeSource{tracked: map[string]bool{}, events: make(chan DirEvent)}
+}
+
+func (s *fakeSource) Name() string            { return "fake" }
+func (s *fakeSource) Events() <-chan DirEvent { return s.events }
+func (s *fakeSource) Close() error            { close(s.events); return nil }
+
+func (s *fakeSource) Track(fd int, dir string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.tracked[dir] = true
+	return nil
+}
+
+func (s *fakeSource) Untrack(dir string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for p := range s.tracked {
+		if under(p, dir) {
+			delete(s.tracked, p)
+		}
+	}
+}
+
+func (s *fakeSource) list(root string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for p := range s.tracked {
+		if rel, err := filepath.Rel(root, p); err == nil {
+			out = append(out, rel)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+type managerHarness struct {
+	dir    string
+	mark   *recorder
+	unmark *recorder
+	src    *fakeSource
+	m      *Manager
+}
+
+func newManagerHarness(t *testing.T, roots ...Root) *managerHarness {
+	t.Helper()
+	h := &managerHarness{dir: t.TempDir(), mark: newRecorder(), unmark: newRecorder(), src: newFakeSource()}
+	h.m = NewManager(h.mark, h.unmark, []Source{h.src}, nil)
+	for i := range roots {
+		roots[i].Path = filepath.Join(h.dir, roots[i].Path)
+	}
+	if _, err := h.m.Place(context.Background(), roots); err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+func (h *managerHarness) path(rel string) string { return filepath.Join(h.dir, rel) }
+
+func (h *managerHarness) handle(op Op, rel, from, to string) {
+	ev := DirEvent{Op: op, Path: h.path(rel), Source: "fake"}
+	if from != "" {
+		ev.From = h.path(from)
+	}
+	if to != "" {
+		ev.To = h.path(to)
+	}
+	h.m.Handle(context.Background(), ev)
+}
+
+func (h *managerHarness) marks(t *testing.T, r *recorder) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for p := range r.marks {
+		rel, _ := filepath.Rel(h.dir, p)
+		out = append(out, rel)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func wantList(t *testing.T, what string, got, want []string) {
+	t.Helper()
+	if !slices.Equal(got, want) {
+		t.Errorf("%s: got %q, want %q", what, got, want)
+	}
+}
+
+func TestManagerCreated(t *testing.T) {
+	h := newManagerHarness(t, Root{Path: "w", Recursive: true, Events: open})
+	mkdirs(t, h.dir, "w", "outside")
+	// Place ran before w existed: its parent is tracked to see it appear.
+	wantList(t, "tracked before w exists", h.src.list(h.dir), []string{"."})
+
+	h.handle(Created, "w", "", "")
+	mkdirs(t, h.dir, "w/a/b/c", "outside/x")
+	h.handle(Created, "w/a", "", "") // arrives with b/c already inside
+	h.handle(Created, "outside/x", "", "")
+	wantList(t, "marked", h.marks(t, h.mark), []string{"w", "w/a", "w/a/b", "w/a/b/c"})
+	wantList(t, "tracked", h.src.list(h.dir), []string{".", "w", "w/a", "w/a/b", "w/a/b/c"})
+	if n := h.m.Dirs(); n != 4 {
+		t.Errorf("Dirs: got %d, want 4", n)
+	}
+
+	// A second source reporting the same directory costs no second walk.
+	h.handle(Created, "w/a", "", "")
+	h.mark.mu.Lock()
+	calls := h.mark.calls[h.path("w/a/b")]
+	h.mark.mu.Unlock()
+	if calls != 1 {
+		t.Errorf("w/a/b marked %d times after a duplicate event, want 1", calls)
+	}
+}
+
+func TestManagerMovedAndRemoved(t *testing.T) {
+	dir := t.TempDir()
+	h := &managerHarness{dir: dir, mark: newRecorder(), unmark: newRecorder(), src: newFakeSource()}
+	h.m = NewManager(h.mark, h.unmark, []Source{h.src}, nil)
+	mkdirs(t, dir, "w/a/b", "w/c", "out")
+	if _, err := h.m.Place(context.Background(), []Root{{Path: h.path("w"), Recursive: true, Events: open}}); err != nil {
+		t.Fatal(err)
+	}
+	if n := h.m.Dirs(); n != 4 {
+		t.Fatalf("Dirs after Place: got %d, want 4", n)
+	}
+
+	// Renamed within the tree: still marked, tracked under the new path.
+	if err := os.Rename(h.path("w/a"), h.path("w/c/a2")); err != nil {
+		t.Fatal(err)
+	}
+	h.handle(Moved, "w/c/a2", "w/a", "")
+	wantList(t, "tracked after rename", h.src.list(dir), []string{"w", "w/c", "w/c/a2", "w/c/a2/b"})
+	if n := h.m.Dirs(); n != 4 {
+		t.Errorf("Dirs after rename within: got %d, want 4", n)
+	}
+
+	// Moved out, destination known: unmarked and untracked.
+	if err := os.Rename(h.path("w/c/a2"), h.path("out/a3")); err != nil {
+		t.Fatal(err)
+	}
+	h.handle(Removed, "w/c/a2", "", "out/a3")
+	wantList(t, "tracked after move out", h.src.list(dir), []string{"w", "w/c"})
+	wantList(t, "unmarked", h.marks(t, h.unmark), []string{"out/a3", "out/a3/b"})
+	if n := h.m.Dirs(); n != 2 {
+		t.Errorf("Dirs after move out: got %d, want 2", n)
+	}
+
+	// Deleted.
+	if err := os.Remove(h.path("w/c")); err != nil {
+		t.Fatal(err)
+	}
+	h.handle(Removed, "w/c", "", "")
+	wantList(t, "tracked after rmdir", h.src.list(dir), []string{"w"})
+	if n := h.m.Dirs(); n != 1 {
+		t.Errorf("Dirs after rmdir: got %d, want 1", n)
+	}
+}
+
+func TestManagerResync(t *testing.T) {
+	dir := t.TempDir()
+	mkdirs(t, dir, "w/a")
+	h := &managerHarness{dir: dir, mark: newRecorder(), unmark: newRecorder(), src: newFakeSource()}
+	h.m = NewManager(h.mark, h.unmark, []Source{h.src}, nil)
+	if _, err := h.m.Place(context.Background(), []Root{{Path: h.path("w"), Recursive: true, Events: open}}); err != nil {
+		t.Fatal(err)
+	}
+	// Made while events were lost: only a resync finds it.
+	mkdirs(t, dir, "w/a/lost/deeper")
+	h.m.Handle(context.Background(), DirEvent{Op: Resync, Source: "fake"})
+	wantList(t, "marked after resync", h.marks(t, h.mark), []string{"w", "w/a", "w/a/lost", "w/a/lost/deeper"})
+	if s := h.m.Stats(); s.Resyncs != 1 {
+		t.Errorf("resyncs: got %d, want 1", s.Resyncs)
+	}
+}
+
+func TestManagerRun(t *testing.T) {
+	dir := t.TempDir()
+	mkdirs(t, dir, "w")
+	src := newFakeSource()
+	mark := newRecorder()
+	m := NewManager(mark, nil, []Source{src}, nil)
+	if _, err := m.Place(context.Background(), []Root{{Path: filepath.Join(dir, "w"), Recursive: true, Events: open}}); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- m.Run(context.Background()) }()
+	mkdirs(t, dir, "w/new")
+	src.events <- DirEvent{Op: Created, Path: filepath.Join(dir, "w/new"), Source: "fake"}
+	src.Close()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if n := m.Dirs(); n != 2 {
+		t.Errorf("Dirs: got %d, want 2", n)
+	}
+}

@@ -1,0 +1,116 @@
+package watch
+
+import (
+	"strings"
+	"sync"
+)
+
+// tree records the marked directories by path, as a trie of path
+// components, so that a subtree is found, moved or dropped without a scan
+// of every directory.
+type tree struct {
+	mu    sync.Mutex
+	root  node
+	count int
+}
+
+type node struct {
+	children map[string]*node
+	key      devIno
+	marked   bool
+}
+
+// components splits a clean absolute path; "/" has none.
+func components(p string) []string {
+	p = strings.TrimPrefix(p, "/")
+	if p == "" {
+		return nil
+	}
+	return strings.Split(p, "/")
+}
+
+// set records path as marked with key; it reports whether it was not
+// marked with that key already.
+func (t *tree) set(path string, key devIno) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := &t.root
+	for _, c := range components(path) {
+		next := n.children[c]
+		if next == nil {
+			if n.children == nil {
+				n.children = make(map[string]*node)
+			}
+			next = &node{}
+			n.children[c] = next
+		}
+		n = next
+	}
+	if n.marked && n.key == key {
+		return false
+	}
+	if !n.marked {
+		t.count++
+	}
+	n.marked, n.key = true, key
+	return true
+}
+
+// marked reports whether path is recorded with key.
+func (t *tree) marked(path string, key devIno) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := &t.root
+	for _, c := range components(path) {
+		if n = n.children[c]; n == nil {
+			return false
+		}
+	}
+	return n.marked && n.key == key
+}
+
+// remove drops path and everything below it, and returns how many marked
+// directories that was.
+func (t *tree) remove(path string) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	cs := components(path)
+	if len(cs) == 0 {
+		n := countMarked(&t.root)
+		t.root, t.count = node{}, 0
+		return n
+	}
+	parent := &t.root
+	for _, c := range cs[:len(cs)-1] {
+		if parent = parent.children[c]; parent == nil {
+			return 0
+		}
+	}
+	last := cs[len(cs)-1]
+	n := parent.children[last]
+	if n == nil {
+		return 0
+	}
+	delete(parent.children, last)
+	removed := countMarked(n)
+	t.count -= removed
+	return removed
+}
+
+func countMarked(n *node) int {
+	c := 0
+	if n.marked {
+		c = 1
+	}
+	for _, k := range n.children {
+		c += countMarked(k)
+	}
+	return c
+}
+
+// len is the number of marked directories.
+func (t *tree) len() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.count
+}
