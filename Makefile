@@ -1,0 +1,50 @@
+# vigil: on-access malware scanning for Linux.
+GO      ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION)
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## show this help
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: build
+build: ## write bin/vigil (pure Go: no clang, no cgo)
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/vigil ./cmd/vigil
+
+.PHONY: deps
+deps: ## install what a bare machine lacks to build and test
+	@command -v $(GO) >/dev/null || { echo "Go is required: https://go.dev/dl/" >&2; exit 1; }
+	$(GO) mod download
+
+.PHONY: test
+test: ## run every test; as root the fanotify end-to-end tests run too
+	$(GO) test -race -count=1 ./...
+
+.PHONY: test-root
+test-root: ## run only the tests that need root (fanotify, end to end)
+	$(GO) test -race -count=1 -run 'E2E|Block|Overwrite|Exec|FIFO|Kill|Status|Fanotify|Root' ./...
+
+.PHONY: bench
+bench: build ## run the benchmarks and print the figures as a table (root for the daemon figures)
+	$(GO) run ./bench --vigil bin/vigil
+
+.PHONY: fuzz
+fuzz: ## fuzz the parsers for FUZZTIME each (default 30s)
+	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $${FUZZTIME:-30s} ./internal/policy
+	$(GO) test -run '^$$' -fuzz FuzzParseHashDB -fuzztime $${FUZZTIME:-30s} ./internal/scan/clamav
+
+.PHONY: lint
+lint: ## go vet and gofmt
+	$(GO) vet ./...
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+		if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+.PHONY: fmt
+fmt: ## format the code
+	gofmt -w $$(git ls-files '*.go')
+
+.PHONY: clean
+clean: ## remove build output
+	rm -rf bin

@@ -1,0 +1,266 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// daemonProc is a `vigil run` started by the bench. It is killed by PID
+// when the bench ends, on a signal, or when its deadline passes (which
+// releases any open waiting for it); if the bench dies outright, the
+// kernel kills it (Pdeathsig).
+type daemonProc struct {
+	e      *env
+	cmd    *exec.Cmd
+	log    string // its stderr, a file: complete up to READY=1 once that is read
+	socket string
+	exited chan struct{}
+	timer  *time.Timer
+}
+
+// startDaemon runs vigil with a policy watching trees (recursively, open
+// and exec, the defaults) with the bench's database, and waits for
+// READY=1 on NOTIFY_SOCKET.
+func (e *env) startDaemon(name string, trees ...string) (*daemonProc, error) {
+	if e.vigilErr != nil {
+		return nil, e.vigilErr
+	}
+	db, err := e.daemonDB()
+	if err != nil {
+		return nil, err
+	}
+	state, err := e.dir("daemon-" + name)
+	if err != nil {
+		return nil, err
+	}
+	d := &daemonProc{
+		e:      e,
+		log:    filepath.Join(state, "vigil.log"),
+		socket: filepath.Join(state, "vigil.sock"),
+		exited: make(chan struct{}),
+	}
+	var pol strings.Builder
+	fmt.Fprintf(&pol, `engine "builtin" {
+  databases = [%q]
+}
+settings {
+  workers        = %d
+  scan_timeout   = "5s"
+  on_error       = "allow"
+  control_socket = %q
+  alert_log      = %q
+}
+`, db, runtime.NumCPU(), d.socket, filepath.Join(state, "alerts.jsonl"))
+	for _, t := range trees {
+		fmt.Fprintf(&pol, "watch %q {}\n", t)
+	}
+	polFile := filepath.Join(state, "policy.hcl")
+	if err := os.WriteFile(polFile, []byte(pol.String()), 0o600); err != nil {
+		return nil, fmt.Errorf("write policy: %w", err)
+	}
+
+	notify := filepath.Join(state, "notify.sock")
+	ln, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: notify, Net: "unixgram"})
+	if err != nil {
+		return nil, fmt.Errorf("listen %s: %w", notify, err)
+	}
+	defer ln.Close()
+
+	d.cmd = exec.Command(e.vigil, "run", "--policy", polFile, "--log-format", "json")
+	d.cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+notify)
+	logFile, err := os.Create(d.log)
+	if err != nil {
+		return nil, fmt.Errorf("create daemon log: %w", err)
+	}
+	defer logFile.Close() // the child has its own copy
+	d.cmd.Stdout, d.cmd.Stderr = logFile, logFile
+	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	e.mu.Lock()
+	if e.closed || e.stop.Load() {
+		e.mu.Unlock()
+		return nil, errors.New("start vigil: bench is stopping")
+	}
+	if err := d.cmd.Start(); err != nil {
+		e.mu.Unlock()
+		return nil, fmt.Errorf("start vigil: %w", err)
+	}
+	e.daemons[d] = true
+	e.mu.Unlock()
+	go func() {
+		d.cmd.Wait()
+		close(d.exited)
+	}()
+	d.timer = time.AfterFunc(e.deadline, func() {
+		fmt.Fprintf(e.log, "bench: daemon %d still running after %v: killing it\n", d.cmd.Process.Pid, e.deadline)
+		d.kill()
+	})
+
+	ready := make(chan error, 1)
+	go func() {
+		buf := make([]byte, 256)
+		ln.SetReadDeadline(time.Now().Add(time.Minute))
+		n, _, err := ln.ReadFromUnix(buf)
+		if err == nil && string(buf[:n]) != "READY=1" {
+			err = fmt.Errorf("notify: got %q want READY=1", buf[:n])
+		}
+		ready <- err
+	}()
+	select {
+	case err := <-ready:
+		if err != nil {
+			d.stop()
+			return nil, fmt.Errorf("vigil not ready: %w\n%s", err, d.logTail(2000))
+		}
+	case <-d.exited:
+		d.stop()
+		return nil, fmt.Errorf("vigil exited before ready: %v\n%s", d.cmd.ProcessState, d.logTail(2000))
+	}
+	return d, nil
+}
+
+func (d *daemonProc) pid() int { return d.cmd.Process.Pid }
+
+// kill sends SIGKILL: the kernel then allows every open waiting for it.
+func (d *daemonProc) kill() { d.cmd.Process.Kill() }
+
+func (d *daemonProc) wait() { <-d.exited }
+
+// stop asks the daemon to exit (SIGTERM), kills it after 10s, and forgets
+// it. Calling it again does nothing.
+func (d *daemonProc) stop() {
+	d.timer.Stop()
+	select {
+	case <-d.exited:
+	default:
+		d.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-d.exited:
+		case <-time.After(10 * time.Second):
+			fmt.Fprintf(d.e.log, "bench: daemon %d ignored SIGTERM for 10s: killing it\n", d.pid())
+			d.kill()
+			<-d.exited
+		}
+	}
+	d.e.mu.Lock()
+	delete(d.e.daemons, d)
+	d.e.mu.Unlock()
+}
+
+// rss reads the daemon's resident set and its peak from /proc.
+func (d *daemonProc) rss() (rss, peak int64, err error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", d.pid()))
+	if err != nil {
+		return 0, 0, fmt.Errorf("read daemon memory: %w", err)
+	}
+	return parseStatusKiB(b, "VmRSS"), parseStatusKiB(b, "VmHWM"), nil
+}
+
+// parseStatusKiB returns field (e.g. "VmRSS:   12345 kB") in bytes, -1 if
+// absent.
+func parseStatusKiB(status []byte, field string) int64 {
+	sc := bufio.NewScanner(bytes.NewReader(status))
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), ":")
+		if !ok || k != field {
+			continue
+		}
+		f := strings.Fields(v)
+		if len(f) == 0 {
+			return -1
+		}
+		n, err := strconv.ParseInt(f[0], 10, 64)
+		if err != nil {
+			return -1
+		}
+		return n << 10
+	}
+	return -1
+}
+
+// placed parses the daemon's "watches placed" log line.
+func (d *daemonProc) placed() (dirs int, elapsed time.Duration, err error) {
+	b, err := os.ReadFile(d.log)
+	if err != nil {
+		return 0, 0, fmt.Errorf("read daemon log: %w", err)
+	}
+	return parsePlaced(b)
+}
+
+func parsePlaced(log []byte) (dirs int, elapsed time.Duration, err error) {
+	sc := bufio.NewScanner(bytes.NewReader(log))
+	for sc.Scan() {
+		var rec struct {
+			Message string          `json:"@message"`
+			Dirs    int             `json:"dirs"`
+			Elapsed json.RawMessage `json:"elapsed"`
+		}
+		if json.Unmarshal(sc.Bytes(), &rec) != nil || rec.Message != "watches placed" {
+			continue
+		}
+		// hclog writes a time.Duration as nanoseconds; accept "1.5ms" too.
+		var ns int64
+		if json.Unmarshal(rec.Elapsed, &ns) == nil {
+			return rec.Dirs, time.Duration(ns), nil
+		}
+		var s string
+		if json.Unmarshal(rec.Elapsed, &s) == nil {
+			if el, err := time.ParseDuration(s); err == nil {
+				return rec.Dirs, el, nil
+			}
+		}
+		return 0, 0, fmt.Errorf("watches placed: elapsed %s not understood", rec.Elapsed)
+	}
+	return 0, 0, errors.New(`no "watches placed" line in the daemon log`)
+}
+
+// counters asks the daemon through `vigil status --json`, the CLI
+// contract.
+func (d *daemonProc) counters() (map[string]uint64, error) {
+	select {
+	case <-d.exited:
+		return nil, fmt.Errorf("vigil status: daemon %d is gone: %v", d.pid(), d.cmd.ProcessState)
+	default:
+	}
+	out, err := exec.Command(d.e.vigil, "status", "--json", "--socket", d.socket).Output()
+	if ee := (*exec.ExitError)(nil); errors.As(err, &ee) {
+		return nil, fmt.Errorf("vigil status: %w: %s", err, bytes.TrimSpace(ee.Stderr))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("vigil status: %w", err)
+	}
+	var st struct {
+		Ready    bool              `json:"ready"`
+		Counters map[string]uint64 `json:"counters"`
+	}
+	if err := json.Unmarshal(out, &st); err != nil {
+		return nil, fmt.Errorf("vigil status: %w", err)
+	}
+	if !st.Ready {
+		return nil, errors.New("vigil status: not ready")
+	}
+	return st.Counters, nil
+}
+
+// logTail returns the end of the daemon's log, for error messages.
+func (d *daemonProc) logTail(n int) string {
+	b, err := os.ReadFile(d.log)
+	if err != nil {
+		return fmt.Sprintf("(no daemon log: %v)", err)
+	}
+	if len(b) > n {
+		b = b[len(b)-n:]
+	}
+	return string(b)
+}
