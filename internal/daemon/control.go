@@ -95,7 +95,7 @@ func (d *daemon) status() Status {
 		Policy:      st.Policy.Filename,
 		Engine:      st.Engine.Name(),
 		DBVersion:   st.Engine.Version(),
-		WatchedDirs: int64(inst.dirs),
+		WatchedDirs: int64(inst.watches.Dirs()),
 	}
 	for _, w := range st.Policy.Watches {
 		s.Watches = append(s.Watches, w.Path)

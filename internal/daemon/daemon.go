@@ -14,6 +14,7 @@ import (
 
 	"github.com/vigilsec/vigil/internal/alert"
 	"github.com/vigilsec/vigil/internal/fanotify"
+	"github.com/vigilsec/vigil/internal/inotify"
 	"github.com/vigilsec/vigil/internal/onaccess"
 	"github.com/vigilsec/vigil/internal/policy"
 	"github.com/vigilsec/vigil/internal/verdict"
@@ -109,11 +110,14 @@ type daemon struct {
 // instance is one fanotify group with its loop and marks. A reload builds
 // a complete new instance before the old one is retired.
 type instance struct {
-	group  *fanotify.Group
-	loop   *onaccess.Loop
-	dirs   int
-	done   chan struct{} // closed when the loop has returned
-	failed chan error    // the loop's error, if it stopped on its own
+	group   *fanotify.Group
+	loop    *onaccess.Loop
+	watches *watch.Manager
+	sources []watch.Source
+	done    chan struct{} // closed when the loop has returned
+	failed  chan error    // the loop's error, if it stopped on its own
+	cancel  context.CancelFunc
+	managed chan struct{} // closed when the manager has returned; nil before
 }
 
 // start creates a group, runs its loop and places every watch. The loop
@@ -139,6 +143,7 @@ func (d *daemon) start(ctx context.Context, st *onaccess.State) (*instance, erro
 		}, st),
 		done:   make(chan struct{}),
 		failed: make(chan error, 1),
+		cancel: func() {},
 	}
 	go func() {
 		defer close(inst.done)
@@ -146,27 +151,62 @@ func (d *daemon) start(ctx context.Context, st *onaccess.State) (*instance, erro
 			inst.failed <- err
 		}
 	}()
-	stats, err := watch.Place(ctx, marker{group}, roots(st.Policy), d.log)
+
+	inst.sources = d.sources()
+	inst.watches = watch.NewManager(marker{group}, unmarker{group}, inst.sources, d.log)
+	stats, err := inst.watches.Place(ctx, roots(st.Policy))
 	if err != nil {
 		inst.stop()
 		return nil, fmt.Errorf("place watches: %w", err)
 	}
-	inst.dirs = stats.Dirs
 	d.log.Info("watches placed", "dirs", stats.Dirs, "missing", stats.Missing, "errors", stats.Errors,
 		"elapsed", stats.Elapsed)
+	mctx, cancel := context.WithCancel(ctx)
+	inst.cancel = cancel
+	inst.managed = make(chan struct{})
+	go func() {
+		defer close(inst.managed)
+		inst.watches.Run(mctx)
+	}()
 	return inst, nil
+}
+
+// sources starts the directory event sources available here. Without any,
+// only the start-up walk places marks.
+func (d *daemon) sources() []watch.Source {
+	var srcs []watch.Source
+	in, err := inotify.New(d.log.Named("inotify"))
+	if err != nil {
+		d.log.Warn("inotify unavailable: new directories are not watched by it", "error", err)
+	} else {
+		srcs = append(srcs, in)
+	}
+	return srcs
 }
 
 // stop closes the group, which allows whatever is still pending, and waits
 // for the loop.
 func (i *instance) stop() {
+	i.stopWatches()
 	i.group.Close()
 	<-i.done
+}
+
+// stopWatches stops following directory events; the marks stay.
+func (i *instance) stopWatches() {
+	i.cancel()
+	for _, s := range i.sources {
+		s.Close()
+	}
+	if i.managed != nil {
+		<-i.managed
+	}
 }
 
 // retire answers every event the group has queued, then closes it. Called
 // once a replacement is fully marked, so later events reach that one too.
 func (i *instance) retire() {
+	i.stopWatches()
 	i.loop.Drain()
 	i.group.Wake()
 	<-i.done
@@ -223,11 +263,30 @@ func roots(p *policy.Policy) []watch.Root {
 	return rs
 }
 
+// unmarker removes the permission marks of a directory.
+type unmarker struct{ g *fanotify.Group }
+
+func (u unmarker) MarkDir(fd int, path string, ev policy.Events) error {
+	err := u.g.Mark(unix.FAN_MARK_REMOVE|unix.FAN_MARK_ONLYDIR, permMask(ev), fd, "")
+	if err != nil && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("unmark %s: %w", path, err)
+	}
+	return nil
+}
+
 // marker places permission marks on directories for events on their
 // children.
 type marker struct{ g *fanotify.Group }
 
 func (m marker) MarkDir(fd int, path string, ev policy.Events) error {
+	if err := m.g.Mark(unix.FAN_MARK_ADD|unix.FAN_MARK_ONLYDIR, permMask(ev), fd, ""); err != nil {
+		return fmt.Errorf("mark %s: %w", path, err)
+	}
+	return nil
+}
+
+// permMask is the mark mask for the events a directory's files need.
+func permMask(ev policy.Events) uint64 {
 	mask := uint64(unix.FAN_EVENT_ON_CHILD)
 	if ev&policy.EventOpen != 0 {
 		mask |= unix.FAN_OPEN_PERM
@@ -238,8 +297,5 @@ func (m marker) MarkDir(fd int, path string, ev policy.Events) error {
 	if ev&policy.EventAccess != 0 {
 		mask |= unix.FAN_ACCESS_PERM
 	}
-	if err := m.g.Mark(unix.FAN_MARK_ADD|unix.FAN_MARK_ONLYDIR, mask, fd, ""); err != nil {
-		return fmt.Errorf("mark %s: %w", path, err)
-	}
-	return nil
+	return mask
 }

@@ -155,6 +155,8 @@ func (m *Manager) Handle(ctx context.Context, ev DirEvent) {
 		if ev.To != "" && !m.covered(ev.To) {
 			m.unmarkTree(ctx, ev.To)
 		}
+		// Sources report paths: another directory may stand there already.
+		m.created(ctx, ev.Path)
 	case Resync:
 		m.resyncs.Add(1)
 		m.log.Warn("directory events were lost: walking every watch again", "source", ev.Source)

@@ -1,0 +1,129 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/vigilsec/vigil/internal/scan/clamav"
+	"github.com/vigilsec/vigil/internal/testutil"
+)
+
+// waitDirs waits up to 5s for the daemon to report want watched
+// directories. Directory events are handled asynchronously: functional
+// tests wait for them, the race figures measure how long that takes.
+func waitDirs(t *testing.T, d *daemonProc, want int) {
+	t.Helper()
+	var got any
+	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+		got = statusJSON(t, d)["watched_dirs"]
+		if got == float64(want) {
+			return
+		}
+	}
+	t.Fatalf("watched_dirs: got %v, want %d after 5s", got, want)
+}
+
+func TestLiveWatchpoints(t *testing.T) {
+	root := testutil.TempDir(t)
+	outside := testutil.TempDir(t)
+	flat := filepath.Join(root, "flat")
+	tree := filepath.Join(root, "tree")
+	if err := os.MkdirAll(flat, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(tree, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	d := startDaemon(t, fmt.Sprintf("watch %q {}\nwatch %q {\n  recursive = false\n}\n", tree, flat), "")
+	dirs := 2
+	waitDirs(t, d, dirs)
+
+	t.Run("mkdir", func(t *testing.T) {
+		dir := filepath.Join(tree, "new")
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		dirs++
+		waitDirs(t, d, dirs)
+		writeFile(t, filepath.Join(dir, "eicar"), clamav.EICAR)
+		wantDenied(t, filepath.Join(dir, "eicar"))
+	})
+	t.Run("mkdir -p", func(t *testing.T) {
+		dir := filepath.Join(tree, "p", "q", "r")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		dirs += 3
+		waitDirs(t, d, dirs)
+		writeFile(t, filepath.Join(dir, "eicar"), clamav.EICAR)
+		wantDenied(t, filepath.Join(dir, "eicar"))
+	})
+	t.Run("tree moved in", func(t *testing.T) {
+		// Built outside, files and all, then moved in at once.
+		src := filepath.Join(outside, "built")
+		writeFile(t, filepath.Join(src, "x", "y", "eicar"), clamav.EICAR)
+		dst := filepath.Join(tree, "moved-in")
+		if err := os.Rename(src, dst); err != nil {
+			t.Fatal(err)
+		}
+		dirs += 3
+		waitDirs(t, d, dirs)
+		wantDenied(t, filepath.Join(dst, "x", "y", "eicar"))
+	})
+	t.Run("renamed within", func(t *testing.T) {
+		from, to := filepath.Join(tree, "p"), filepath.Join(tree, "new", "p2")
+		if err := os.Rename(from, to); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond) // let the rename be handled
+		waitDirs(t, d, dirs)
+		wantDenied(t, filepath.Join(to, "q", "r", "eicar"))
+		// And a directory made in the renamed subtree is followed.
+		if err := os.Mkdir(filepath.Join(to, "q", "later"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		dirs++
+		waitDirs(t, d, dirs)
+		writeFile(t, filepath.Join(to, "q", "later", "eicar"), clamav.EICAR)
+		wantDenied(t, filepath.Join(to, "q", "later", "eicar"))
+	})
+	t.Run("moved out", func(t *testing.T) {
+		from, to := filepath.Join(tree, "moved-in"), filepath.Join(outside, "gone")
+		if err := os.Rename(from, to); err != nil {
+			t.Fatal(err)
+		}
+		dirs -= 3
+		waitDirs(t, d, dirs)
+		wantContent(t, filepath.Join(to, "x", "y", "eicar"), clamav.EICAR)
+	})
+	t.Run("non-recursive watch ignores new subdirectories", func(t *testing.T) {
+		sub := filepath.Join(flat, "sub")
+		if err := os.Mkdir(sub, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, filepath.Join(sub, "eicar"), clamav.EICAR)
+		writeFile(t, filepath.Join(flat, "eicar"), clamav.EICAR)
+		wantDenied(t, filepath.Join(flat, "eicar"))
+		time.Sleep(50 * time.Millisecond)
+		waitDirs(t, d, dirs)
+		wantContent(t, filepath.Join(sub, "eicar"), clamav.EICAR)
+	})
+}
+
+// A watch whose directory does not exist at start is placed when it
+// appears.
+func TestWatchRootAppearsLater(t *testing.T) {
+	root := testutil.TempDir(t)
+	later := filepath.Join(root, "not", "yet")
+	d := startDaemon(t, fmt.Sprintf("watch %q {}\n", later), "")
+	waitDirs(t, d, 0)
+	if err := os.MkdirAll(filepath.Join(later, "deep"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	waitDirs(t, d, 2)
+	writeFile(t, filepath.Join(later, "deep", "eicar"), clamav.EICAR)
+	wantDenied(t, filepath.Join(later, "deep", "eicar"))
+}

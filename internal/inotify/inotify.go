@@ -1,0 +1,316 @@
+package inotify
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"golang.org/x/sys/unix"
+
+	"github.com/vigilsec/vigil/internal/watch"
+)
+
+const (
+	name = "inotify"
+	// IN_MOVE_SELF tells a move out apart at once (no grace period) and
+	// reports a tracked directory whose parent is not tracked being moved.
+	watchMask = unix.IN_CREATE | unix.IN_MOVED_TO | unix.IN_MOVED_FROM |
+		unix.IN_DELETE_SELF | unix.IN_MOVE_SELF | unix.IN_ONLYDIR
+	// readBufSize holds thousands of events: a burst is read in few calls.
+	readBufSize = 64 << 10
+	eventBuffer = 4096
+)
+
+// Watcher is an inotify instance reporting directory events for the
+// directories it tracks. It implements watch.Source.
+type Watcher struct {
+	f      *os.File
+	rc     syscall.RawConn
+	log    hclog.Logger
+	events chan watch.DirEvent
+	done   chan struct{}
+	wg     sync.WaitGroup
+	once   sync.Once
+
+	procFd bool // /proc/self/fd resolves descriptors
+
+	mu sync.Mutex
+	state
+	tree  *tree
+	limit limitState
+}
+
+var _ watch.Source = (*Watcher)(nil)
+
+// New creates an inotify instance and starts reading it. log may be nil.
+func New(log hclog.Logger) (*Watcher, error) {
+	w, err := newWatcher(log)
+	if err != nil {
+		return nil, err
+	}
+	w.wg.Add(1)
+	go w.run()
+	return w, nil
+}
+
+// newWatcher creates the instance without the reader, for tests that feed
+// handle themselves.
+func newWatcher(log hclog.Logger) (*Watcher, error) {
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
+	fd, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("inotify_init1: %w", err)
+	}
+	f := os.NewFile(uintptr(fd), name)
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("inotify_init1: %w", err)
+	}
+	_, perr := os.Stat("/proc/self/fd")
+	return &Watcher{
+		f:      f,
+		rc:     rc,
+		log:    log.Named(name),
+		events: make(chan watch.DirEvent, eventBuffer),
+		done:   make(chan struct{}),
+		procFd: perr == nil,
+		tree:   newTree(),
+	}, nil
+}
+
+// Name is "inotify".
+func (w *Watcher) Name() string { return name }
+
+// Events delivers directory events until Close, which closes it.
+func (w *Watcher) Events() <-chan watch.DirEvent { return w.events }
+
+// Track adds a watch on dir, open at fd. The watch is added through
+// /proc/self/fd/N, so it lands on the directory the caller opened even if
+// dir was renamed since. Tracking a directory again under a new path
+// (the same inode, so the same watch) moves it and everything tracked below
+// it to the new path. When the inotify watch limit is reached the error
+// wraps ENOSPC; a warning with the sysctl to raise is logged once.
+func (w *Watcher) Track(fd int, dir string) error {
+	if !filepath.IsAbs(dir) {
+		return fmt.Errorf("track %s: not an absolute path", dir)
+	}
+	dir = filepath.Clean(dir)
+	target, flags := "/proc/self/fd/"+strconv.Itoa(fd), uint32(0)
+	if !w.procFd {
+		target, flags = dir, unix.IN_DONT_FOLLOW // no /proc: by path, racy but better than nothing
+	}
+
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	// The lock spans the call so the reader never sees an event of a watch
+	// it cannot place yet.
+	var wd int
+	var err error
+	cerr := w.rc.Control(func(ifd uintptr) {
+		wd, err = unix.InotifyAddWatch(int(ifd), target, watchMask|flags)
+	})
+	if cerr != nil {
+		return fmt.Errorf("inotify_add_watch %s: %w", dir, cerr)
+	}
+	if errors.Is(err, unix.ENOSPC) {
+		n := w.tree.ensure(dir)
+		if n.wd != 0 {
+			// The kernel reuses the watch of an inode it already watches:
+			// this one is another directory's, stale.
+			w.rmWatch(n.wd)
+			w.tree.forgetWd(n)
+		}
+		w.tree.setFailed(n, true)
+		w.noteLimit()
+		return fmt.Errorf("inotify_add_watch %s: %w", dir, err)
+	}
+	if err != nil {
+		return fmt.Errorf("inotify_add_watch %s: %w", dir, err)
+	}
+
+	wd32 := int32(wd)
+	if n := w.tree.byWd[wd32]; n != nil {
+		if p, ok := w.tree.path(n); ok && p == dir {
+			return nil
+		}
+		// The same directory under a new path: it was renamed.
+		if n == w.displaced {
+			w.displaced = nil
+		}
+		w.tree.detach(n)
+		if old := w.tree.attach(n, dir); old != nil {
+			w.merge(old, n)
+		}
+		return nil
+	}
+	n := w.tree.ensure(dir)
+	if n.wd != 0 {
+		// Another directory stands at dir now; the old one is gone or
+		// elsewhere, and its late events must not speak for dir.
+		w.rmWatch(n.wd)
+	}
+	w.tree.setWd(n, wd32)
+	return nil
+}
+
+// merge folds the node old, found where n was attached, into n: old's own
+// watch is stale, its subtree may hold directories tracked since.
+func (w *Watcher) merge(old, n *node) {
+	if old.wd != 0 {
+		w.rmWatch(old.wd)
+		w.tree.forgetWd(old)
+	}
+	w.tree.setFailed(old, false)
+	for k, kid := range old.kids {
+		if n.kids[k] != nil {
+			kid.parent = nil
+			w.tree.drop(kid, w.rmWatch)
+			continue
+		}
+		if n.kids == nil {
+			n.kids = make(map[string]*node)
+		}
+		kid.parent = n
+		n.kids[k] = kid
+	}
+	old.kids = nil
+}
+
+// Untrack removes the watches of dir and of every tracked directory below
+// it. Unknown directories are ignored.
+func (w *Watcher) Untrack(dir string) {
+	if !filepath.IsAbs(dir) {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if n := w.tree.lookup(filepath.Clean(dir)); n != nil && n != w.tree.root {
+		w.tree.drop(n, w.rmWatch)
+	} else if n == w.tree.root {
+		for _, k := range n.kids {
+			w.tree.drop(k, w.rmWatch)
+		}
+	}
+}
+
+// rmWatch removes a watch from the kernel. EINVAL means it is already
+// gone: the directory was deleted or its filesystem unmounted.
+func (w *Watcher) rmWatch(wd int32) {
+	var err error
+	cerr := w.rc.Control(func(fd uintptr) {
+		_, err = unix.InotifyRmWatch(int(fd), uint32(wd))
+	})
+	if cerr == nil && err != nil && !errors.Is(err, unix.EINVAL) {
+		w.log.Debug("inotify_rm_watch", "error", err)
+	}
+}
+
+// Tracked is the number of directories with a watch.
+func (w *Watcher) Tracked() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.tree.byWd)
+}
+
+// Untracked is the number of directories that could not be tracked
+// because the inotify watch limit was reached.
+func (w *Watcher) Untracked() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.tree.failed
+}
+
+// Close stops the reader, closes the instance (removing every watch) and
+// closes Events.
+func (w *Watcher) Close() error {
+	var err error
+	w.once.Do(func() {
+		close(w.done)
+		err = w.f.Close()
+		w.wg.Wait()
+		w.mu.Lock()
+		w.flushLimitWarning()
+		w.mu.Unlock()
+		close(w.events)
+	})
+	return err
+}
+
+// run reads events until Close.
+func (w *Watcher) run() {
+	defer w.wg.Done()
+	buf := make([]byte, readBufSize)
+	var raw []rawEvent
+	var out []watch.DirEvent
+	for {
+		n, err := w.read(buf, true)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			// A move waits for its pair: take what is queued, then settle.
+			if err = w.f.SetReadDeadline(time.Time{}); err == nil {
+				n, err = w.read(buf, false)
+			}
+		}
+		if err != nil {
+			select {
+			case <-w.done:
+			default:
+				w.log.Error("read inotify events: directory events stop", "error", err)
+			}
+			return
+		}
+		raw, err = parse(buf[:n], raw[:0])
+		if err != nil {
+			w.log.Error("read inotify events", "error", err)
+		}
+		now := time.Now()
+		w.mu.Lock()
+		out = w.handle(raw, now, out[:0])
+		out = w.expire(now, out)
+		deadline := w.deadline()
+		w.mu.Unlock()
+		// Zero clears it. An error means closed: the next read says so.
+		_ = w.f.SetReadDeadline(deadline)
+		for _, e := range out {
+			select {
+			case w.events <- e:
+			case <-w.done:
+				return
+			}
+		}
+	}
+}
+
+// read reads one buffer of events; with wait it blocks until some come
+// (or the read deadline passes), without it it returns 0 when none are
+// queued.
+func (w *Watcher) read(buf []byte, wait bool) (int, error) {
+	var n int
+	var err error
+	cerr := w.rc.Read(func(fd uintptr) bool {
+		for {
+			n, err = unix.Read(int(fd), buf)
+			if err != unix.EINTR {
+				break
+			}
+		}
+		return !wait || err != unix.EAGAIN
+	})
+	switch {
+	case cerr != nil:
+		return 0, fmt.Errorf("read inotify: %w", cerr)
+	case err == unix.EAGAIN:
+		return 0, nil
+	case err != nil:
+		return 0, fmt.Errorf("read inotify: %w", err)
+	}
+	return n, nil
+}
