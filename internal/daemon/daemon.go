@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"sync/atomic"
 	"time"
@@ -152,6 +153,10 @@ func (d *daemon) start(ctx context.Context, st *onaccess.State) (*instance, erro
 		}
 	}()
 
+	if err := markFilesystems(group, st.Policy, d.log); err != nil {
+		inst.stop()
+		return nil, err
+	}
 	inst.sources = d.sources()
 	inst.watches = watch.NewManager(marker{group}, unmarker{group}, inst.sources, d.log)
 	stats, err := inst.watches.Place(ctx, roots(st.Policy))
@@ -255,12 +260,42 @@ func loadPolicy(filename string, diag io.Writer, log hclog.Logger) (*policy.Poli
 	return pol, nil
 }
 
+// roots are the trees whose directories are marked one by one: the
+// watches in tree mode.
 func roots(p *policy.Policy) []watch.Root {
 	rs := make([]watch.Root, 0, len(p.Watches))
 	for _, w := range p.Watches {
-		rs = append(rs, watch.Root{Path: w.Path, Recursive: w.Recursive, Events: w.On})
+		if w.Mode == policy.ModeTree {
+			rs = append(rs, watch.Root{Path: w.Path, Recursive: w.Recursive, Events: w.On})
+		}
 	}
 	return rs
+}
+
+// markFilesystems places one filesystem mark for each watch in
+// filesystem mode: every open on that filesystem reaches the loop, which
+// decides scope by path, so no directory can be used before it is
+// covered. A watch that does not exist yet marks the filesystem of its
+// nearest existing ancestor, where it will be made.
+func markFilesystems(g *fanotify.Group, p *policy.Policy, log hclog.Logger) error {
+	for _, w := range p.Watches {
+		if w.Mode != policy.ModeFilesystem {
+			continue
+		}
+		at := w.Path
+		for {
+			if _, err := os.Stat(at); err == nil || at == "/" {
+				break
+			}
+			at = filepath.Dir(at)
+		}
+		mask := permMask(w.On) &^ unix.FAN_EVENT_ON_CHILD
+		if err := g.Mark(unix.FAN_MARK_ADD|unix.FAN_MARK_FILESYSTEM, mask, unix.AT_FDCWD, at); err != nil {
+			return fmt.Errorf("watch %s: mark the filesystem of %s: %w", w.Path, at, err)
+		}
+		log.Info("filesystem marked", "path", w.Path, "dir", at)
+	}
+	return nil
 }
 
 // unmarker removes the permission marks of a directory.

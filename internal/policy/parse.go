@@ -318,10 +318,6 @@ func (ps *parser) watch(b *hcl.Block, s Settings) *Watch {
 	if a := attrs["mode"]; a != nil {
 		if v, ok := enum(ps, a, ModeTree, ModeFilesystem); ok {
 			w.Mode = v
-			if v == ModeFilesystem {
-				ps.errorf(a.Expr.Range(), `mode "filesystem" is not supported yet`,
-					`Use mode = "tree" (the default).`)
-			}
 		}
 	}
 	if a := attrs["on"]; a != nil {

@@ -1,0 +1,61 @@
+package testutil
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// MountTmpfs mounts a fresh tmpfs for the test and unmounts it at cleanup:
+// filesystem-wide marks are tested only on filesystems a test mounted.
+func MountTmpfs(t testing.TB) string {
+	t.Helper()
+	SkipUnlessRoot(t)
+	dir := filepath.Join(TempDir(t), "tmpfs")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("vigil-test", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "size=64m"); err != nil {
+		t.Fatalf("mount tmpfs on %s: %v", dir, err)
+	}
+	t.Cleanup(func() { unmount(t, dir) })
+	return dir
+}
+
+// MountExt4 makes a small ext4 image, loop-mounts it for the test and
+// unmounts it at cleanup. It skips, with the reason, where mkfs.ext4 is
+// missing (CI installs e2fsprogs).
+func MountExt4(t testing.TB) string {
+	t.Helper()
+	SkipUnlessRoot(t)
+	mkfs, err := exec.LookPath("mkfs.ext4")
+	if err != nil {
+		skip(t, "mkfs.ext4 not installed (e2fsprogs)")
+	}
+	base := TempDir(t)
+	img := filepath.Join(base, "ext4.img")
+	if out, err := exec.Command(mkfs, "-q", "-F", img, "64M").CombinedOutput(); err != nil {
+		t.Fatalf("mkfs.ext4: %v\n%s", err, out)
+	}
+	dir := filepath.Join(base, "ext4")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mount", "-o", "loop", img, dir).CombinedOutput(); err != nil {
+		t.Fatalf("mount %s: %v\n%s", img, err, out)
+	}
+	t.Cleanup(func() { unmount(t, dir) })
+	return dir
+}
+
+func unmount(t testing.TB, dir string) {
+	if err := unix.Unmount(dir, 0); err != nil {
+		// Lazily, so a stray open cannot keep the test's mount alive.
+		if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil {
+			t.Errorf("unmount %s: %v", dir, err)
+		}
+	}
+}
