@@ -53,6 +53,10 @@ type sig struct {
 // signature within our functionality level. It returns how many signatures
 // it left out for their level. Every error names file:line.
 func parseHashDB(file string, r io.Reader, add func(sig)) (excluded int, err error) {
+	return parseHashes(file, r, add, false)
+}
+
+func parseHashes(file string, r io.Reader, add func(sig), sizeFirst bool) (excluded int, err error) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 64<<10), maxLine)
 	line := 0
@@ -62,7 +66,7 @@ func parseHashDB(file string, r io.Reader, add func(sig)) (excluded int, err err
 		if text == "" || text[0] == '#' || strings.TrimSpace(text) == "" {
 			continue
 		}
-		s, ok, err := parseHashLine(text)
+		s, ok, err := parseHashLine(text, sizeFirst)
 		if err != nil {
 			return excluded, fmt.Errorf("%s:%d: %w", file, line, err)
 		}
@@ -81,12 +85,25 @@ func parseHashDB(file string, r io.Reader, add func(sig)) (excluded int, err err
 	return excluded, nil
 }
 
+// parseSectionDB reads a PE section hash database (.mdb/.msb),
+// SectionSize:HashString:MalwareName[:MinFL[:MaxFL]]: a hash line with its
+// first two fields swapped.
+func parseSectionDB(file string, r io.Reader, add func(sig)) (excluded int, err error) {
+	return parseHashes(file, r, add, true)
+}
+
 // parseHashLine parses one signature line; ok is false when the signature
 // is valid but outside our functionality level.
-func parseHashLine(text string) (s sig, ok bool, err error) {
+func parseHashLine(text string, sizeFirst bool) (s sig, ok bool, err error) {
 	f := strings.Split(text, ":")
 	if len(f) < 3 || len(f) > 5 {
+		if sizeFirst {
+			return s, false, fmt.Errorf("%d fields, want 3 to 5 (size:hash:name[:minfl[:maxfl]])", len(f))
+		}
 		return s, false, fmt.Errorf("%d fields, want 3 to 5 (hash:size:name[:minfl[:maxfl]])", len(f))
+	}
+	if sizeFirst {
+		f[0], f[1] = f[1], f[0]
 	}
 	h := f[0]
 	for i := 0; i < len(h); i++ {
@@ -267,4 +284,9 @@ func (s *set) lookup(sums *[numKinds][]byte, size int64) (string, bool) {
 
 func (s *set) counts() [numKinds]int {
 	return [numKinds]int{s.md5.len(), s.sha1.len(), s.sha256.len()}
+}
+
+func (s *set) empty() bool {
+	c := s.counts()
+	return c[kindMD5]+c[kindSHA1]+c[kindSHA256] == 0
 }

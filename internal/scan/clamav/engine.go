@@ -25,6 +25,10 @@ const EICARSignature = "Eicar-Test-Signature"
 // whitespace, 128 bytes in all.
 const eicarMax = 128
 
+// tooSmall is the size up to which libclamav scans nothing
+// (cli_magic_scan: "File is too small"); body signatures follow it.
+const tooSmall = 5
+
 // chunk is the read size: large enough that syscalls cost little against
 // hashing, small enough that a deadline is noticed quickly.
 const chunk = 256 << 10
@@ -42,8 +46,14 @@ func (e *Engine) Version() string { return e.version }
 
 // Scan implements scan.Engine. It reads f with ReadAt only, so f's offset
 // does not matter and is left alone. Only regular files are read; anything
-// else is clean. Hashes are computed only when a signature of the file's
-// size (or of any size) exists, and then all needed kinds in one pass.
+// else is clean. The file is read once, in chunks: hashes are computed only
+// when a signature of the file's size (or of any size) exists, and body
+// signatures see a window of a chunk plus the longest part's reach, so a
+// scan's memory does not grow with the file. ctx is checked between chunks.
+//
+// An allow list entry clears any detection. Otherwise the name reported is
+// EICAR's, else a file hash's, else a PE section hash's, else the first
+// body signature found in file order.
 func (e *Engine) Scan(ctx context.Context, f *os.File) (scan.Result, error) {
 	if err := ctx.Err(); err != nil {
 		return scan.Result{}, fmt.Errorf("scan %s: %w", f.Name(), err)
@@ -55,33 +65,57 @@ func (e *Engine) Scan(ctx context.Context, f *os.File) (scan.Result, error) {
 	if !fi.Mode().IsRegular() {
 		return scan.Result{}, nil
 	}
-	size := fi.Size()
+	return e.scan(ctx, f, fi.Size(), f.Name())
+}
+
+// scan reads r's first size bytes; name is for errors.
+func (e *Engine) scan(ctx context.Context, f io.ReaderAt, size int64, name string) (scan.Result, error) {
 	need := e.block.kinds(size)
-	if need == 0 && size > eicarMax {
+	if need == 0 && e.body == nil && e.sections.empty() && size > eicarMax {
 		return scan.Result{}, nil
 	}
 
-	bp := bufPool.Get().(*[]byte)
-	defer bufPool.Put(bp)
+	pool, back, fwd := &bufPool, 0, 0
+	if e.body != nil {
+		pool, back, fwd = e.bufs, e.body.back, e.body.fwd
+	}
+	bp := pool.Get().(*[]byte)
+	defer pool.Put(bp)
 	buf := *bp
 
 	var (
-		hs    [numKinds]hash.Hash
-		off   int64
-		eicar bool
+		hs      [numKinds]hash.Hash
+		eicar   bool
+		class   fileClass
+		bs      *bodyScan
+		bodyHit = -1
+		// buf[:n] holds the file's bytes from base; off is base+n.
+		base, off int64
+		n         int
+		from      int64 // the next anchor position for the body scan
 	)
+	defer func() {
+		if bs != nil {
+			bs.release()
+		}
+	}()
 	// Read at most the size seen by Stat: a file growing under us must not
 	// keep the scan going.
 	for off < size {
 		if off > 0 {
 			if err := ctx.Err(); err != nil {
-				return scan.Result{}, fmt.Errorf("scan %s: %w", f.Name(), err)
+				return scan.Result{}, fmt.Errorf("scan %s: %w", name, err)
 			}
 		}
-		n, err := f.ReadAt(buf[:min(int64(len(buf)), size-off)], off)
+		rn, err := f.ReadAt(buf[n:n+int(min(int64(len(buf)-n), size-off))], off)
+		fresh := buf[n : n+rn]
 		if off == 0 {
-			eicar = isEICAR(buf[:n])
-			if !eicar && need == 0 {
+			eicar = isEICAR(fresh)
+			class = classOf(fresh)
+			if size > tooSmall {
+				bs = e.body.start(class, size, f)
+			}
+			if !eicar && need == 0 && bs == nil && (class != classPE || e.sections.empty()) {
 				return scan.Result{}, nil
 			}
 			// An allow list entry can clear any detection, EICAR's too.
@@ -94,15 +128,42 @@ func (e *Engine) Scan(ctx context.Context, f *os.File) (scan.Result, error) {
 		}
 		for _, h := range hs {
 			if h != nil {
-				h.Write(buf[:n])
+				h.Write(fresh)
 			}
 		}
-		off += int64(n)
-		if errors.Is(err, io.EOF) || (err == nil && n == 0) {
-			break // the file shrank
-		}
-		if err != nil {
+		n += rn
+		off += int64(rn)
+		if err != nil && !errors.Is(err, io.EOF) {
 			return scan.Result{}, fmt.Errorf("scan: %w", err)
+		}
+		eof := off >= size || err != nil || rn == 0 // EOF or rn == 0: the file shrank
+
+		if bs != nil {
+			to := off
+			if !eof {
+				to = off - int64(fwd) + 1 // every part's reach must be in the window
+			}
+			if to > from {
+				if sig := bs.scan(buf[:n], base, from, to); sig >= 0 {
+					bodyHit = sig
+					bs.release()
+					bs = nil
+					if need == 0 {
+						break
+					}
+				}
+				from = to
+			}
+		}
+		if bs != nil {
+			keep := max(base, from-int64(back))
+			n = copy(buf, buf[keep-base:n])
+			base = keep
+		} else {
+			base, n = off, 0
+		}
+		if eof {
+			break
 		}
 	}
 	if off == 0 {
@@ -127,7 +188,63 @@ func (e *Engine) Scan(ctx context.Context, f *os.File) (scan.Result, error) {
 	if name, ok := e.block.lookup(&sums, off); ok {
 		return scan.Result{Infected: true, Signature: name}, nil
 	}
+	if class == classPE && !e.sections.empty() {
+		sig, err := e.scanSections(ctx, f, off, name)
+		if err != nil {
+			return scan.Result{}, err
+		}
+		if sig != "" {
+			return scan.Result{Infected: true, Signature: sig}, nil
+		}
+	}
+	if bodyHit >= 0 {
+		return scan.Result{Infected: true, Signature: e.body.sigs[bodyHit].name}, nil
+	}
 	return scan.Result{}, nil
+}
+
+// scanSections checks a PE file's sections against the .mdb/.msb hashes,
+// hashing only sections of a size some signature has.
+func (e *Engine) scanSections(ctx context.Context, f io.ReaderAt, size int64, name string) (string, error) {
+	x, err := parsePE(f, size)
+	if err != nil {
+		return "", nil // not a PE we can read: no section to match
+	}
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	for _, sec := range x.sections {
+		need := e.sections.kinds(sec.rsz)
+		if sec.rsz == 0 || need == 0 {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return "", fmt.Errorf("scan %s: %w", name, err)
+		}
+		var hs [numKinds]hash.Hash
+		ws := make([]io.Writer, 0, numKinds)
+		for k := range numKinds {
+			if need.has(k) {
+				hs[k] = newHash(k)
+				ws = append(ws, hs[k])
+			}
+		}
+		if _, err := io.CopyBuffer(io.MultiWriter(ws...), io.NewSectionReader(f, sec.raw, sec.rsz), *bp); err != nil {
+			return "", fmt.Errorf("scan: %w", err)
+		}
+		var (
+			sums    [numKinds][]byte
+			storage [numKinds][sha256.Size]byte
+		)
+		for k, h := range hs {
+			if h != nil {
+				sums[k] = h.Sum(storage[k][:0])
+			}
+		}
+		if name, ok := e.sections.lookup(&sums, sec.rsz); ok {
+			return name, nil
+		}
+	}
+	return "", nil
 }
 
 func newHash(k kind) hash.Hash {

@@ -244,8 +244,9 @@ func TestLoadDirectory(t *testing.T) {
 	writeFile(t, dir, "c.fp", md5Hex("e")+":1:E\n")
 	writeFile(t, dir, "d.sfp", sha256Hex("f")+":1:F\n")
 	writeFile(t, dir, "main.cvd", "ClamAV-VDB:binary junk")
-	writeFile(t, dir, "daily.ndb", "Sig:0:*:41414141\n")
-	writeFile(t, dir, "extra.ndb", "Sig:0:*:42424242\n")
+	writeFile(t, dir, "daily.ldb", "Sig;Target:0;0;41414141\n")
+	writeFile(t, dir, "extra.ldb", "Sig;Target:0;0;42424242\n")
+	writeFile(t, dir, "body.ndb", "Sig:0:*:41414141\nHtml:3:*:42424242\n")
 	writeFile(t, dir, "README.txt", "not a database")
 	if err := os.Mkdir(filepath.Join(dir, "sub.hdb"), 0o755); err != nil {
 		t.Fatal(err)
@@ -253,24 +254,28 @@ func TestLoadDirectory(t *testing.T) {
 	writeFile(t, filepath.Join(dir, "sub.hdb"), "z.hdb", "garbage") // not recursed into
 
 	r := mustLoad(t, dir).Report()
-	if r.Files != 4 {
-		t.Errorf("got %d files want 4", r.Files)
+	if r.Files != 5 {
+		t.Errorf("got %d files want 5", r.Files)
 	}
-	want := map[string]int{"md5": 2, "sha1": 1, "sha256": 1, "allow-md5": 1, "allow-sha1": 0, "allow-sha256": 1}
+	want := map[string]int{"md5": 2, "sha1": 1, "sha256": 1, "ndb": 1, "allow-md5": 1, "allow-sha1": 0, "allow-sha256": 1}
 	for k, n := range want {
 		if r.Signatures[k] != n {
 			t.Errorf("got %s=%d want %d", k, r.Signatures[k], n)
 		}
 	}
-	if r.Total() != 6 {
-		t.Errorf("got total %d want 6", r.Total())
+	if r.Total() != 7 {
+		t.Errorf("got total %d want 7", r.Total())
 	}
-	wantSkip := []Skip{{".cvd", 1, "not supported yet"}, {".ndb", 2, "not supported yet"}}
+	wantSkip := []Skip{{".cvd", 1, "not supported yet"}, {".ldb", 2, "not supported yet"}}
 	if fmt.Sprint(r.Skipped) != fmt.Sprint(wantSkip) {
 		t.Errorf("got skipped %v want %v", r.Skipped, wantSkip)
 	}
+	wantSigSkip := []SigSkip{{".ndb", "target 3 (HTML)", 1, reasonNormalise}}
+	if fmt.Sprint(r.SkippedSignatures) != fmt.Sprint(wantSigSkip) {
+		t.Errorf("got skipped signatures %v want %v", r.SkippedSignatures, wantSigSkip)
+	}
 	s := r.String()
-	for _, sub := range []string{r.Version, "4 files", "6 signatures", "md5=2", "allow-sha256=1", ".cvd=1 .ndb=2 (not supported yet)"} {
+	for _, sub := range []string{r.Version, "5 files", "7 signatures", "md5=2", "ndb=1", "allow-sha256=1", ".cvd=1 .ldb=2 (not supported yet)", "unused .ndb target-3-(HTML)=1 (" + reasonNormalise + ")"} {
 		if !strings.Contains(s, sub) {
 			t.Errorf("got report %q want it to contain %q", s, sub)
 		}
@@ -285,7 +290,7 @@ func TestLoadErrors(t *testing.T) {
 		want string
 	}{
 		{"missing", filepath.Join(dir, "nope.hdb"), "no such file"},
-		{"explicit ndb", writeFile(t, dir, "x.ndb", "Sig:0:*:41\n"), ".ndb databases are not supported yet"},
+		{"explicit ldb", writeFile(t, dir, "x.ldb", "Sig;Target:0;0;41\n"), ".ldb databases are not supported yet"},
 		{"explicit other", writeFile(t, dir, "x.txt", "hello\n"), "not a database we read"},
 	}
 	for _, tt := range tests {
@@ -380,7 +385,9 @@ func TestVersion(t *testing.T) {
 		{"other order", map[string]string{"x.hdb": b + a}, true},
 		{"split across files", map[string]string{"x.hdb": b, "y.hsb": a}, true},
 		{"comment added", map[string]string{"x.hdb": "# hi\n" + a + b}, true},
-		{"skipped file added", map[string]string{"x.hdb": a + b, "z.ndb": "x"}, true},
+		{"skipped file added", map[string]string{"x.hdb": a + b, "z.ldb": "x"}, true},
+		{"unused body signature added", map[string]string{"x.hdb": a + b, "z.ndb": "H:3:*:4142\n"}, true},
+		{"body signature added", map[string]string{"x.hdb": a + b, "z.ndb": "B:0:*:4142\n"}, false},
 		{"name changed", map[string]string{"x.hdb": md5Hex("a") + ":1:A2\n" + b}, false},
 		{"size changed", map[string]string{"x.hdb": md5Hex("a") + ":2:A\n" + b}, false},
 		{"hash changed", map[string]string{"x.hdb": md5Hex("c") + ":1:A\n" + b}, false},

@@ -6,31 +6,46 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/hashicorp/go-hclog"
 )
 
 // rulesVersion names the built-in rules (EICAR, matching semantics); bump it
 // when they change so that cached clean verdicts are dropped.
-const rulesVersion = "vigil-builtin/1"
+const rulesVersion = "vigil-builtin/2"
 
-// supported maps the database extensions we load to their list.
-var supported = map[string]list{
-	".hdb": blockList,
-	".hsb": blockList,
-	".fp":  allowList,
-	".sfp": allowList,
+// dbKind is how a database file is read.
+type dbKind uint8
+
+const (
+	dbBlock   dbKind = iota // .hdb/.hsb: file hashes
+	dbAllow                 // .fp/.sfp: file hashes that clear a detection
+	dbBody                  // .ndb: body signatures
+	dbSection               // .mdb/.msb: PE section hashes
+)
+
+// supported maps the database extensions we load to how we read them.
+var supported = map[string]dbKind{
+	".hdb": dbBlock,
+	".hsb": dbBlock,
+	".fp":  dbAllow,
+	".sfp": dbAllow,
+	".ndb": dbBody,
+	".mdb": dbSection,
+	".msb": dbSection,
 }
 
 // clamExtensions are the other ClamAV database extensions: found in a
 // directory they are counted as skipped, never silently dropped.
 var clamExtensions = map[string]bool{
-	".db": true, ".hdu": true, ".hsu": true, ".mdb": true, ".mdu": true,
-	".msb": true, ".msu": true, ".ndb": true, ".ndu": true, ".ldb": true,
+	".db": true, ".hdu": true, ".hsu": true, ".mdu": true,
+	".msu": true, ".ndu": true, ".ldb": true,
 	".ldu": true, ".sdb": true, ".zmd": true, ".rmd": true, ".idb": true,
 	".gdb": true, ".pdb": true, ".wdb": true, ".cbc": true, ".ftm": true,
 	".cfg": true, ".cvd": true, ".cld": true, ".cud": true, ".cdb": true,
@@ -41,19 +56,31 @@ var clamExtensions = map[string]bool{
 
 const reasonNotSupported = "not supported yet"
 
+// windowChunk is what each read adds to a body scan's window; tests shrink
+// it to cross many window boundaries.
+var windowChunk = chunk
+
+// list names a signature set in the version digest.
 type list uint8
 
 const (
 	blockList list = iota
 	allowList
+	sectionList
+	bodyList
 )
 
 // Engine is the built-in engine. It is immutable once loaded: a reload
 // builds a new Engine.
 type Engine struct {
 	block, allow set
-	version      string
-	report       Report
+	// sections holds .mdb/.msb PE section hashes, keyed by section size.
+	sections set
+	body     *matcher // nil without body signatures
+	// bufs holds scan windows sized for body's reach.
+	bufs    *sync.Pool
+	version string
+	report  Report
 }
 
 // Load reads the databases at paths, each a database file or a directory
@@ -65,9 +92,7 @@ func Load(paths []string, log hclog.Logger) (*Engine, error) {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	e := &Engine{}
-	skipped := map[string]int{}
-	var entries [][32]byte
+	b := newBuilder(log)
 	for _, p := range paths {
 		fi, err := os.Stat(p)
 		if err != nil {
@@ -75,17 +100,15 @@ func Load(paths []string, log hclog.Logger) (*Engine, error) {
 		}
 		if !fi.IsDir() {
 			ext := strings.ToLower(filepath.Ext(p))
-			l, ok := supported[ext]
-			if !ok {
+			if _, ok := supported[ext]; !ok {
 				if clamExtensions[ext] {
 					return nil, fmt.Errorf("load %s: %s databases are %s", p, ext, reasonNotSupported)
 				}
-				return nil, fmt.Errorf("load %s: not a database we read (want .hdb, .hsb, .fp or .sfp)", p)
+				return nil, fmt.Errorf("load %s: not a database we read (want .hdb, .hsb, .fp, .sfp, .ndb, .mdb or .msb)", p)
 			}
-			if entries, err = e.loadFile(p, l, entries); err != nil {
+			if err := b.addPath(p); err != nil {
 				return nil, err
 			}
-			log.Debug("database loaded", "path", p)
 			continue
 		}
 		des, err := os.ReadDir(p)
@@ -96,20 +119,109 @@ func Load(paths []string, log hclog.Logger) (*Engine, error) {
 			if de.IsDir() {
 				continue
 			}
-			name := filepath.Join(p, de.Name())
 			ext := strings.ToLower(filepath.Ext(de.Name()))
-			if l, ok := supported[ext]; ok {
-				if entries, err = e.loadFile(name, l, entries); err != nil {
+			if _, ok := supported[ext]; ok || clamExtensions[ext] {
+				if err := b.addPath(filepath.Join(p, de.Name())); err != nil {
 					return nil, err
 				}
-				log.Debug("database loaded", "path", name)
-			} else if clamExtensions[ext] {
-				skipped[ext]++
-				log.Debug("database skipped: "+reasonNotSupported, "path", name)
 			}
 		}
 	}
-	e.version = versionOf(entries)
+	return b.finish(), nil
+}
+
+// builder collects databases into an Engine.
+type builder struct {
+	e        *Engine
+	log      hclog.Logger
+	entries  [][32]byte
+	body     []*bodySig
+	fileSkip map[string]int
+	sigSkip  map[SigSkip]int // keyed with Count 0
+}
+
+func newBuilder(log hclog.Logger) *builder {
+	return &builder{e: &Engine{}, log: log, fileSkip: map[string]int{}, sigSkip: map[SigSkip]int{}}
+}
+
+func (b *builder) addPath(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("load database: %w", err)
+	}
+	defer f.Close()
+	return b.addFile(path, f)
+}
+
+// addFile reads one database by its name's extension: Load feeds it plain
+// files, and a container reader can feed it each member (name and bytes)
+// the same way. Other ClamAV database types are counted as skipped; a name
+// that is no ClamAV database at all is an error.
+func (b *builder) addFile(name string, r io.Reader) error {
+	ext := strings.ToLower(filepath.Ext(name))
+	kind, ok := supported[ext]
+	if !ok {
+		if clamExtensions[ext] {
+			b.fileSkip[ext]++
+			b.log.Debug("database skipped: "+reasonNotSupported, "path", name)
+			return nil
+		}
+		return fmt.Errorf("load %s: not a ClamAV database", name)
+	}
+	var err error
+	switch kind {
+	case dbBlock, dbAllow, dbSection:
+		dst, l, parse := &b.e.block, blockList, parseHashDB
+		switch kind {
+		case dbAllow:
+			dst, l = &b.e.allow, allowList
+		case dbSection:
+			dst, l, parse = &b.e.sections, sectionList, parseSectionDB
+		}
+		var excluded int
+		excluded, err = parse(name, r, func(s sig) {
+			dst.add(s)
+			b.entries = append(b.entries, entryDigest(l, s))
+		})
+		b.e.report.Excluded += excluded
+	case dbBody:
+		err = parseNDB(name, r, func(res ndbResult) {
+			switch {
+			case res.level:
+				b.e.report.Excluded++
+			case res.skip != "":
+				b.sigSkip[SigSkip{Ext: ext, Target: targetName(res.target), Reason: res.skip}]++
+			default:
+				b.entries = append(b.entries, bodyDigest(res.sig))
+				res.sig.text = ""
+				b.body = append(b.body, res.sig)
+			}
+		})
+	}
+	if err != nil {
+		return fmt.Errorf("load database %w", err)
+	}
+	b.e.report.Files++
+	b.log.Debug("database loaded", "path", name)
+	return nil
+}
+
+func targetName(t int) string {
+	if t >= 0 && t < len(targetNames) {
+		return fmt.Sprintf("target %d (%s)", t, targetNames[t])
+	}
+	return fmt.Sprintf("target %d", t)
+}
+
+// finish compiles what was added into the Engine.
+func (b *builder) finish() *Engine {
+	e := b.e
+	if len(b.body) > 0 {
+		e.body = compile(b.body)
+		size := windowChunk + e.body.back + e.body.fwd
+		e.bufs = &sync.Pool{New: func() any { b := make([]byte, size); return &b }}
+	}
+	e.version = versionOf(b.entries)
 	e.report.Version = e.version
 	e.report.Signatures = map[string]int{}
 	for k, n := range e.block.counts() {
@@ -118,33 +230,25 @@ func Load(paths []string, log hclog.Logger) (*Engine, error) {
 	for k, n := range e.allow.counts() {
 		e.report.Signatures["allow-"+kind(k).String()] = n
 	}
-	for ext, n := range skipped {
+	for k, n := range e.sections.counts() {
+		e.report.Signatures["pe-"+kind(k).String()] = n
+	}
+	e.report.Signatures["ndb"] = len(b.body)
+	for ext, n := range b.fileSkip {
 		e.report.Skipped = append(e.report.Skipped, Skip{Ext: ext, Files: n, Reason: reasonNotSupported})
 	}
 	slices.SortFunc(e.report.Skipped, func(a, b Skip) int { return strings.Compare(a.Ext, b.Ext) })
-	return e, nil
-}
-
-func (e *Engine) loadFile(path string, l list, entries [][32]byte) ([][32]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return entries, fmt.Errorf("load database: %w", err)
+	for k, n := range b.sigSkip {
+		k.Count = n
+		e.report.SkippedSignatures = append(e.report.SkippedSignatures, k)
 	}
-	defer f.Close()
-	dst := &e.block
-	if l == allowList {
-		dst = &e.allow
-	}
-	excluded, err := parseHashDB(path, f, func(s sig) {
-		dst.add(s)
-		entries = append(entries, entryDigest(l, s))
+	slices.SortFunc(e.report.SkippedSignatures, func(a, b SigSkip) int {
+		if c := strings.Compare(a.Ext, b.Ext); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Target, b.Target)
 	})
-	if err != nil {
-		return entries, fmt.Errorf("load database %w", err)
-	}
-	e.report.Files++
-	e.report.Excluded += excluded
-	return entries, nil
+	return e
 }
 
 // entryDigest identifies one loaded signature for the version. Keeping
@@ -156,6 +260,14 @@ func entryDigest(l list, s sig) [32]byte {
 	buf = append(buf, s.hash...)
 	buf = binary.BigEndian.AppendUint32(buf, uint32(len(s.name)))
 	buf = append(buf, s.name...)
+	return sha256.Sum256(buf)
+}
+
+// bodyDigest identifies one body signature for the version: its line.
+func bodyDigest(s *bodySig) [32]byte {
+	buf := make([]byte, 0, 1+len(s.text))
+	buf = append(buf, byte(bodyList))
+	buf = append(buf, s.text...)
 	return sha256.Sum256(buf)
 }
 
@@ -178,12 +290,17 @@ type Report struct {
 	// Files is the number of database files loaded.
 	Files int
 	// Signatures counts loaded signatures by type: "md5", "sha1", "sha256"
-	// (detections) and "allow-md5", "allow-sha1", "allow-sha256" (.fp/.sfp).
+	// (file hashes), "ndb" (body signatures), "pe-md5", "pe-sha1",
+	// "pe-sha256" (.mdb/.msb PE section hashes) and "allow-md5",
+	// "allow-sha1", "allow-sha256" (.fp/.sfp).
 	Signatures map[string]int
 	// Excluded counts valid signatures left out by their MinFL/MaxFL.
 	Excluded int
 	// Skipped lists, by extension, database files found and not read.
 	Skipped []Skip
+	// SkippedSignatures counts the signatures of files we read that we
+	// do not use, by extension and target type, with the reason.
+	SkippedSignatures []SigSkip
 }
 
 // Skip counts the database files of one extension that were not read.
@@ -192,6 +309,17 @@ type Skip struct {
 	Files  int
 	Reason string
 }
+
+// SigSkip counts the signatures of one target type left unused.
+type SigSkip struct {
+	Ext    string // ".ndb"
+	Target string // "target 3 (HTML)"
+	Count  int
+	Reason string
+}
+
+// reportKeys orders Signatures in String.
+var reportKeys = []string{"md5", "sha1", "sha256", "ndb", "pe-md5", "pe-sha1", "pe-sha256", "allow-md5", "allow-sha1", "allow-sha256"}
 
 // Total is the number of signatures loaded, allow lists included.
 func (r Report) Total() int {
@@ -203,11 +331,11 @@ func (r Report) Total() int {
 }
 
 // String is one line for a log or `vigil scan --report`, e.g.
-// "builtin db 3f2a…: 2 files, 5 signatures (md5=3 sha1=0 sha256=1 allow-md5=1 ...); skipped .cvd=1 .ndb=2 (not supported yet)".
+// "builtin db 3f2a…: 2 files, 5 signatures (md5=3 sha1=0 sha256=1 ndb=1 ...); skipped .cvd=1 (not supported yet); unused .ndb target 3 (HTML)=2 (needs normalisation we do not do)".
 func (r Report) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "builtin db %s: %d files, %d signatures (", r.Version, r.Files, r.Total())
-	for i, k := range []string{"md5", "sha1", "sha256", "allow-md5", "allow-sha1", "allow-sha256"} {
+	for i, k := range reportKeys {
 		if i > 0 {
 			b.WriteByte(' ')
 		}
@@ -218,17 +346,28 @@ func (r Report) String() string {
 		fmt.Fprintf(&b, ", %d excluded by functionality level", r.Excluded)
 	}
 	// Group by reason so that the line stays short.
-	var reasons []string
-	byReason := map[string][]string{}
-	for _, s := range r.Skipped {
-		if _, ok := byReason[s.Reason]; !ok {
-			reasons = append(reasons, s.Reason)
+	group := func(verb string, n int, item func(i int) (reason, text string)) {
+		var reasons []string
+		by := map[string][]string{}
+		for i := range n {
+			reason, text := item(i)
+			if _, ok := by[reason]; !ok {
+				reasons = append(reasons, reason)
+			}
+			by[reason] = append(by[reason], text)
 		}
-		byReason[s.Reason] = append(byReason[s.Reason], fmt.Sprintf("%s=%d", s.Ext, s.Files))
+		for _, reason := range reasons {
+			fmt.Fprintf(&b, "; %s %s (%s)", verb, strings.Join(by[reason], " "), reason)
+		}
 	}
-	for _, reason := range reasons {
-		fmt.Fprintf(&b, "; skipped %s (%s)", strings.Join(byReason[reason], " "), reason)
-	}
+	group("skipped", len(r.Skipped), func(i int) (string, string) {
+		s := r.Skipped[i]
+		return s.Reason, fmt.Sprintf("%s=%d", s.Ext, s.Files)
+	})
+	group("unused", len(r.SkippedSignatures), func(i int) (string, string) {
+		s := r.SkippedSignatures[i]
+		return s.Reason, fmt.Sprintf("%s %s=%d", s.Ext, strings.ReplaceAll(s.Target, " ", "-"), s.Count)
+	})
 	return b.String()
 }
 
@@ -240,5 +379,6 @@ func (e *Engine) Report() Report {
 		r.Signatures[k] = v
 	}
 	r.Skipped = slices.Clone(e.report.Skipped)
+	r.SkippedSignatures = slices.Clone(e.report.SkippedSignatures)
 	return r
 }

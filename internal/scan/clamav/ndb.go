@@ -1,0 +1,237 @@
+package clamav
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+)
+
+// Target types we match (ClamAV's TargetType field, appendix FileTypes).
+const (
+	targetAny   = 0
+	targetPE    = 1
+	targetELF   = 6
+	targetMachO = 9
+	targetMax   = 14 // CLI_MTARGETS-1: higher types are ignored by ClamAV
+)
+
+// targetNames names every ClamAV target type for the load report.
+var targetNames = [targetMax + 1]string{
+	"any", "PE", "OLE2", "HTML", "mail", "graphics", "ELF", "ASCII",
+	"unused", "Mach-O", "PDF", "Flash", "Java", "internal", "other",
+}
+
+// Why signatures of a target type are not used.
+const (
+	reasonNormalise = "needs normalisation we do not do"
+	reasonFileType  = "needs file type detection we do not do"
+	reasonTarget    = "unknown target type, ClamAV ignores it too"
+)
+
+func targetSkipReason(t int) string {
+	switch t {
+	case targetAny, targetPE, targetELF, targetMachO:
+		return ""
+	case 3, 4, 7: // HTML, mail, ASCII
+		return reasonNormalise
+	}
+	if t > targetMax {
+		return reasonTarget
+	}
+	return reasonFileType
+}
+
+type offKind uint8
+
+const (
+	offAny     offKind = iota // *
+	offAbs                    // n
+	offEOF                    // EOF-n
+	offEPPlus                 // EP+n
+	offEPMinus                // EP-n
+	offSx                     // Sx+n
+	offSE                     // SEx
+	offSL                     // SL+n
+)
+
+// offset is a parsed Offset field; n, shift and sect are uint32 as in
+// libclamav's cli_caloff.
+type offset struct {
+	kind  offKind
+	n     int64
+	shift int64
+	sect  int
+}
+
+func (o offset) relative() bool { return o.kind != offAny && o.kind != offAbs }
+
+// exeRelative reports offsets that need an executable's headers.
+func (o offset) exeRelative() bool { return o.kind >= offEPPlus }
+
+// parseOffset reads an Offset field as libclamav's cli_caloff does.
+func parseOffset(s string, target int) (offset, error) {
+	if s == "*" {
+		return offset{kind: offAny}, nil
+	}
+	bad := fmt.Errorf("offset %q is not *, n, EOF-n, EP+n, EP-n, Sx+n, SEx or SL+n (each with an optional ,maxshift)", clip(s))
+	var o offset
+	if base, shift, ok := strings.Cut(s, ","); ok {
+		n, err := parseU32(shift)
+		if err != nil {
+			return o, bad
+		}
+		o.shift = n
+		s = base
+	}
+	var err error
+	switch {
+	case strings.HasPrefix(s, "EP+"):
+		o.kind = offEPPlus
+		o.n, err = parseU32(s[3:])
+	case strings.HasPrefix(s, "EP-"):
+		o.kind = offEPMinus
+		o.n, err = parseU32(s[3:])
+	case strings.HasPrefix(s, "SE"):
+		o.kind = offSE
+		var n int64
+		n, err = parseU32(s[2:])
+		o.sect = int(n)
+	case strings.HasPrefix(s, "SL+"):
+		o.kind = offSL
+		o.n, err = parseU32(s[3:])
+	case strings.HasPrefix(s, "S"):
+		o.kind = offSx
+		sect, n, ok := strings.Cut(s[1:], "+")
+		if !ok {
+			return o, bad
+		}
+		var x int64
+		if x, err = parseU32(sect); err == nil {
+			o.sect = int(x)
+			o.n, err = parseU32(n)
+		}
+	case strings.HasPrefix(s, "EOF-"):
+		o.kind = offEOF
+		o.n, err = parseU32(s[4:])
+	default:
+		o.kind = offAbs
+		o.n, err = parseU32(s)
+	}
+	if err != nil {
+		return o, bad
+	}
+	if o.exeRelative() && target != targetPE && target != targetELF && target != targetMachO {
+		return o, fmt.Errorf("offset %q needs target type 1 (PE), 6 (ELF) or 9 (Mach-O), not %d", clip(s), target)
+	}
+	return o, nil
+}
+
+func parseU32(s string) (int64, error) {
+	if !isDigits(s) {
+		return 0, errors.New("not a number")
+	}
+	n, err := strconv.ParseUint(s, 10, 32)
+	return int64(n), err
+}
+
+// bodySig is one parsed .ndb line.
+type bodySig struct {
+	name   string
+	target int
+	off    offset
+	pat    *hexPattern
+	// text is the line, for the version digest; dropped after load.
+	text string
+}
+
+// ndbResult is what parseNDB hands back per line.
+type ndbResult struct {
+	sig    *bodySig // nil when skipped or excluded
+	target int      // set for skipped lines
+	skip   string   // reason the line is not used, "" when used
+	level  bool     // excluded by functionality level
+}
+
+// parseNDB reads an extended signature database (.ndb),
+// Name:TargetType:Offset:HexSignature[:MinFL[:MaxFL]], calling add for each
+// line that is not blank or a comment. Like libclamav it checks the
+// functionality level before the rest, so that signatures written for a
+// newer engine never fail the load. Every error names file:line.
+func parseNDB(file string, r io.Reader, add func(ndbResult)) error {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 64<<10), maxLine)
+	line := 0
+	for sc.Scan() {
+		line++
+		text := strings.TrimRight(sc.Text(), "\r")
+		if text == "" || text[0] == '#' || strings.TrimSpace(text) == "" {
+			continue
+		}
+		res, err := parseNDBLine(text)
+		if err != nil {
+			return fmt.Errorf("%s:%d: %w", file, line, err)
+		}
+		add(res)
+	}
+	if err := sc.Err(); err != nil {
+		if errors.Is(err, bufio.ErrTooLong) {
+			return fmt.Errorf("%s:%d: line longer than %d bytes", file, line+1, maxLine)
+		}
+		return fmt.Errorf("%s:%d: read: %w", file, line+1, err)
+	}
+	return nil
+}
+
+func parseNDBLine(text string) (ndbResult, error) {
+	f := strings.Split(text, ":")
+	if len(f) < 4 || len(f) > 6 {
+		return ndbResult{}, fmt.Errorf("%d fields, want 4 to 6 (name:target:offset:hexsig[:minfl[:maxfl]])", len(f))
+	}
+	if f[0] == "" {
+		return ndbResult{}, errors.New("empty malware name")
+	}
+	if len(f) > 4 {
+		min, err := strconv.ParseUint(f[4], 10, 32)
+		if err != nil || !isDigits(f[4]) {
+			return ndbResult{}, fmt.Errorf("minimum functionality level %q is not a number", clip(f[4]))
+		}
+		if min > FunctionalityLevel {
+			return ndbResult{level: true}, nil
+		}
+		if len(f) > 5 {
+			max, err := strconv.ParseUint(f[5], 10, 32)
+			if err != nil || !isDigits(f[5]) {
+				return ndbResult{}, fmt.Errorf("maximum functionality level %q is not a number", clip(f[5]))
+			}
+			if max < FunctionalityLevel {
+				return ndbResult{level: true}, nil
+			}
+		}
+	}
+	target := 0
+	if f[1] != "*" {
+		t, err := strconv.ParseUint(f[1], 10, 16)
+		if err != nil || !isDigits(f[1]) {
+			return ndbResult{}, fmt.Errorf("target type %q is not a number", clip(f[1]))
+		}
+		target = int(t)
+	}
+	if reason := targetSkipReason(target); reason != "" {
+		return ndbResult{target: target, skip: reason}, nil
+	}
+	off, err := parseOffset(f[2], target)
+	if err != nil {
+		return ndbResult{}, err
+	}
+	pat, err := parseHex(f[3])
+	if err != nil {
+		return ndbResult{}, fmt.Errorf("hex signature: %w", err)
+	}
+	if err := pat.checkAnchors(); err != nil {
+		return ndbResult{}, fmt.Errorf("hex signature: %w", err)
+	}
+	return ndbResult{sig: &bodySig{name: f[0], target: target, off: off, pat: pat, text: text}, target: target}, nil
+}

@@ -1,0 +1,171 @@
+package clamav
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// genSigs writes n body signatures shaped like ClamAV's: mostly plain hex
+// of 10 to 40 bytes, some with wildcards, alternatives and jumps, most at
+// any offset, a fifth for PE or ELF at EP or section offsets.
+func genSigs(n int, seed uint64) []string {
+	r := rand.New(rand.NewPCG(seed, 7))
+	hexb := func(k int) string {
+		var b strings.Builder
+		for range k {
+			fmt.Fprintf(&b, "%02x", r.IntN(256))
+		}
+		return b.String()
+	}
+	out := make([]string, 0, n)
+	for i := range n {
+		target, off := "0", "*"
+		switch r.IntN(10) {
+		case 0:
+			target, off = "1", fmt.Sprintf("EP+%d", r.IntN(64))
+		case 1:
+			target, off = "1", "*"
+		case 2:
+			target, off = "6", "*"
+		case 3:
+			off = fmt.Sprint(r.IntN(1024))
+		}
+		var sig string
+		switch r.IntN(20) {
+		case 0, 1, 2:
+			sig = hexb(4+r.IntN(8)) + "??" + hexb(2+r.IntN(8)) + "?" + hexb(1)[:1] + hexb(4)
+		case 3, 4:
+			sig = hexb(6+r.IntN(10)) + "*" + hexb(6+r.IntN(10))
+		case 5:
+			sig = hexb(6+r.IntN(10)) + fmt.Sprintf("{%d-%d}", r.IntN(10), 10+r.IntN(100)) + hexb(6+r.IntN(10))
+		case 6:
+			sig = hexb(6) + "(" + hexb(1) + "|" + hexb(1) + ")" + hexb(8)
+		default:
+			sig = hexb(10 + r.IntN(30))
+		}
+		out = append(out, fmt.Sprintf("Bench.%d:%s:%s:%s", i, target, off, sig))
+	}
+	return out
+}
+
+// benchCorpus writes 64 MiB in 16 files: executables from /usr/bin where
+// there are some, text, random (compressed-like) and sparse data.
+func benchCorpus(b *testing.B, dir string) (paths []string, total int64) {
+	b.Helper()
+	const fileSize = 4 << 20
+	r := rand.New(rand.NewPCG(5, 6))
+	var exes []string
+	if des, err := os.ReadDir("/usr/bin"); err == nil {
+		for _, de := range des {
+			if fi, err := de.Info(); err == nil && fi.Mode().IsRegular() && fi.Size() > 64<<10 {
+				exes = append(exes, filepath.Join("/usr/bin", de.Name()))
+			}
+		}
+	}
+	slices.Sort(exes)
+	words := strings.Fields("the quick brown fox jumps over a lazy dog function return var if else for while class import from <div> </div> http://example.com/ index.html 0x00 error warning")
+	for i := range 16 {
+		data := make([]byte, 0, fileSize)
+		switch i % 4 {
+		case 0: // executables, concatenated
+			for len(data) < fileSize && len(exes) > 0 {
+				x, err := os.ReadFile(exes[r.IntN(len(exes))])
+				if err == nil {
+					data = append(data, x...)
+				}
+			}
+		case 1: // text
+			for len(data) < fileSize {
+				data = append(data, words[r.IntN(len(words))]...)
+				data = append(data, " \n"[r.IntN(2)])
+			}
+		case 3: // sparse
+			for len(data) < fileSize {
+				if r.IntN(8) == 0 {
+					data = append(data, byte(r.IntN(256)))
+				} else {
+					data = append(data, 0)
+				}
+			}
+		}
+		for len(data) < fileSize { // random, and filler
+			data = append(data, byte(r.Uint32()))
+		}
+		data = data[:fileSize]
+		p := filepath.Join(dir, fmt.Sprintf("corpus-%02d", i))
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			b.Fatal(err)
+		}
+		paths = append(paths, p)
+		total += fileSize
+	}
+	return paths, total
+}
+
+// BenchmarkScanNDB scans a 64 MiB mixed corpus with 10,000 and 100,000
+// body signatures. Set VIGIL_BENCH_DIR to keep the corpus and databases
+// there for a side-by-side `clamscan -d DIR/sigs-N.ndb DIR/corpus-*`.
+func BenchmarkScanNDB(b *testing.B) {
+	dir := os.Getenv("VIGIL_BENCH_DIR")
+	if dir == "" {
+		dir = b.TempDir()
+	}
+	paths, total := benchCorpus(b, dir)
+	for _, n := range []int{10000, 100000} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			db := writeFile(b, dir, fmt.Sprintf("sigs-%d.ndb", n), strings.Join(genSigs(n, 1), "\n")+"\n")
+			e := mustLoad(b, db)
+			files := make([]*os.File, len(paths))
+			for i, p := range paths {
+				f, err := os.Open(p)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer f.Close()
+				files[i] = f
+			}
+			b.SetBytes(total)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				for _, f := range files {
+					res, err := e.Scan(context.Background(), f)
+					if err != nil || res.Infected {
+						b.Fatalf("got %+v, %v want clean", res, err)
+					}
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkLoadNDB measures loading 100,000 body signatures, and the heap
+// the loaded engine keeps.
+func BenchmarkLoadNDB(b *testing.B) {
+	db := writeFile(b, b.TempDir(), "sigs.ndb", strings.Join(genSigs(100000, 1), "\n")+"\n")
+	b.ReportAllocs()
+	var e *Engine
+	for b.Loop() {
+		var err error
+		if e, err = Load([]string{db}, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	var before, after runtime.MemStats
+	e = nil
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	e = mustLoad(b, db)
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/(1<<20), "heap-MiB")
+	runtime.KeepAlive(e)
+}
