@@ -127,3 +127,34 @@ func TestWatchRootAppearsLater(t *testing.T) {
 	writeFile(t, filepath.Join(later, "deep", "eicar"), clamav.EICAR)
 	wantDenied(t, filepath.Join(later, "deep", "eicar"))
 }
+
+// With fs.inotify.max_user_watches below the tree's size, the start-up
+// marks still cover the whole tree, and the warning names the sysctl.
+func TestInotifyLimit(t *testing.T) {
+	testutil.SkipUnlessRoot(t)
+	const knob = "/proc/sys/fs/inotify/max_user_watches"
+	old, err := os.ReadFile(knob)
+	if err != nil {
+		t.Skipf("no %s: %v", knob, err)
+	}
+	restore := func() {
+		if err := os.WriteFile(knob, old, 0o644); err != nil {
+			t.Errorf("restore %s: %v", knob, err)
+		}
+	}
+	t.Cleanup(restore)
+
+	root := testutil.TempDir(t)
+	deep := root
+	for i := range 40 {
+		deep = filepath.Join(deep, fmt.Sprintf("d%d", i))
+	}
+	writeFile(t, filepath.Join(deep, "eicar"), clamav.EICAR)
+	if err := os.WriteFile(knob, []byte("8"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d := startDaemon(t, fmt.Sprintf("watch %q {}\n", root), "")
+	restore() // lowered only while the daemon placed its watches
+	wantDenied(t, filepath.Join(deep, "eicar"))
+	d.waitLog(t, "sysctl fs.inotify.max_user_watches=")
+}
