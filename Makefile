@@ -48,3 +48,13 @@ fmt: ## format the code
 .PHONY: clean
 clean: ## remove build output
 	rm -rf bin
+
+.PHONY: generate
+generate: ## rebuild the eBPF object and its Go bindings (clang-14, llvm-14: .ci/bpf-deps.sh)
+	$(GO) generate ./internal/dirtrace
+
+.PHONY: check-generated
+check-generated: generate ## regenerate and fail if the committed eBPF object or bindings differ
+	git diff --exit-code -- internal/dirtrace bpf
+	@out=$$(git status --porcelain -- internal/dirtrace bpf); \
+		if [ -n "$$out" ]; then echo "untracked generated files:"; echo "$$out"; exit 1; fi

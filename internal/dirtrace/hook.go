@@ -1,0 +1,246 @@
+package dirtrace
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"strings"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
+	"github.com/cilium/ebpf/link"
+	"github.com/hashicorp/go-hclog"
+	"golang.org/x/sys/unix"
+
+	"github.com/vigilsec/vigil/internal/features"
+)
+
+// Hook names a rung of the ladder: the kind of kernel hook the programs
+// attach to.
+type Hook string
+
+const (
+	HookFentry     Hook = "fentry"     // fexit on vfs_mkdir, fentry+fexit on vfs_rename
+	HookKprobe     Hook = "kprobe"     // kprobe+kretprobe on vfs_mkdir and vfs_rename
+	HookTracepoint Hook = "tracepoint" // syscalls/sys_{enter,exit}_{mkdir,mkdirat,rename,renameat,renameat2}
+	HookNone       Hook = "none"       // nothing attached: the tracer reports nothing
+)
+
+// Ladder is the order in which Open tries the hooks: the first one that
+// loads and attaches wins.
+var Ladder = []Hook{HookFentry, HookKprobe, HookTracepoint, HookNone}
+
+// rungPrograms lists the programs of each rung, by their names in the ELF.
+var rungPrograms = map[Hook][]string{
+	HookFentry: {
+		dirwatchProgFexitVfsMkdir,
+		dirwatchProgFentryVfsRename,
+		dirwatchProgFexitVfsRename,
+	},
+	HookKprobe: {
+		dirwatchProgKprobeVfsMkdir,
+		dirwatchProgKretprobeVfsMkdir,
+		dirwatchProgKprobeVfsRename,
+		dirwatchProgKretprobeVfsRename,
+	},
+	HookTracepoint: {
+		dirwatchProgTpEnterMkdir,
+		dirwatchProgTpExitMkdir,
+		dirwatchProgTpEnterMkdirat,
+		dirwatchProgTpExitMkdirat,
+		dirwatchProgTpEnterRename,
+		dirwatchProgTpExitRename,
+		dirwatchProgTpEnterRenameat,
+		dirwatchProgTpExitRenameat,
+		dirwatchProgTpEnterRenameat2,
+		dirwatchProgTpExitRenameat2,
+	},
+}
+
+// legacyTracepoints exist only where the architecture has the old mkdir
+// and rename system calls (x86 has them; arm64 and riscv64 do not).
+var legacyTracepoints = map[string]bool{
+	dirwatchProgTpEnterMkdir:  true,
+	dirwatchProgTpExitMkdir:   true,
+	dirwatchProgTpEnterRename: true,
+	dirwatchProgTpExitRename:  true,
+}
+
+func (h Hook) valid() bool {
+	for _, l := range Ladder {
+		if h == l {
+			return true
+		}
+	}
+	return false
+}
+
+// rung is one hook's programs, loaded and attached.
+type rung struct {
+	hook  Hook
+	coll  *ebpf.Collection
+	links []link.Link
+}
+
+func (r *rung) close() {
+	for _, l := range r.links {
+		l.Close()
+	}
+	r.coll.Close()
+}
+
+// pruneSpec deletes every program not of hook's rung from spec, and the
+// maps that only those programs used, so that only one rung is loaded.
+func pruneSpec(spec *ebpf.CollectionSpec, h Hook) {
+	keep := make(map[string]bool)
+	for _, name := range rungPrograms[h] {
+		keep[name] = true
+	}
+	for name := range spec.Programs {
+		if !keep[name] {
+			delete(spec.Programs, name)
+		}
+	}
+	used := make(map[string]bool)
+	for _, p := range spec.Programs {
+		for _, ins := range p.Instructions {
+			if ref := ins.Reference(); ref != "" {
+				used[ref] = true
+			}
+		}
+	}
+	for name := range spec.Maps {
+		if !used[name] && !strings.HasPrefix(name, ".") {
+			delete(spec.Maps, name)
+		}
+	}
+}
+
+// loadRung loads and attaches hook's programs. Errors that mean the
+// kernel lacks the hook wrap features.ErrNotSupported.
+func loadRung(h Hook, log hclog.Logger) (*rung, error) {
+	spec, err := loadDirwatch()
+	if err != nil {
+		return nil, err
+	}
+	if err := prepare(spec, h, log); err != nil {
+		return nil, err
+	}
+	pruneSpec(spec, h)
+	coll, err := ebpf.NewCollection(spec)
+	if err != nil {
+		return nil, fmt.Errorf("load %s programs: %w", h, notSupported(err))
+	}
+	r := &rung{hook: h, coll: coll}
+	for _, name := range rungPrograms[h] {
+		l, err := attach(spec.Programs[name], coll.Programs[name])
+		if err != nil {
+			if h == HookTracepoint && legacyTracepoints[name] && errors.Is(err, os.ErrNotExist) && !hasLegacySyscalls() {
+				log.Debug("tracepoint absent on this architecture", "hook", h, "program", name)
+				continue
+			}
+			r.close()
+			return nil, fmt.Errorf("attach %s: %w", spec.Programs[name].SectionName, notSupported(err))
+		}
+		r.links = append(r.links, l)
+	}
+	return r, nil
+}
+
+// prepare does what a rung needs before loading: kernel facts for the
+// fentry and kprobe rungs, tracefs for the probe and tracepoint ones.
+func prepare(spec *ebpf.CollectionSpec, h Hook, log hclog.Logger) error {
+	switch h {
+	case HookFentry, HookKprobe:
+		if h == HookKprobe && runtime.GOARCH != "amd64" {
+			// bpf_tracing.h reads kprobe arguments from x86 registers.
+			return fmt.Errorf("kprobe programs are built for amd64, not %s: %w", runtime.GOARCH, features.ErrNotSupported)
+		}
+		ptr, err := mkdirReturnsDentry()
+		if err != nil {
+			return err
+		}
+		var v uint8
+		if ptr {
+			v = 1
+		}
+		if err := spec.Variables[dirwatchVarMkdirReturnsDentry].Set(v); err != nil {
+			return fmt.Errorf("set %s: %w", dirwatchVarMkdirReturnsDentry, err)
+		}
+	}
+	if h == HookKprobe || h == HookTracepoint {
+		// The kprobe fallback and tracepoints find their ids in tracefs,
+		// and cilium/ebpf looks for it once per process: mount it first.
+		if err := ensureTracefs(log); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// mkdirReturnsDentry reads vfs_mkdir's return type from kernel BTF: int
+// up to 6.14, struct dentry * from 6.15 on. It also checks that
+// vfs_rename takes a struct renamedata (5.12 on), as the programs expect.
+func mkdirReturnsDentry() (bool, error) {
+	spec, err := btf.LoadKernelSpec()
+	if err != nil {
+		return false, fmt.Errorf("load kernel BTF: %w", notSupported(err))
+	}
+	var fn *btf.Func
+	if err := spec.TypeByName("vfs_mkdir", &fn); err != nil {
+		return false, fmt.Errorf("find vfs_mkdir in kernel BTF: %w (%v)", features.ErrNotSupported, err)
+	}
+	proto, ok := fn.Type.(*btf.FuncProto)
+	if !ok {
+		return false, fmt.Errorf("vfs_mkdir in kernel BTF is a %T, not a function prototype", fn.Type)
+	}
+	var rd *btf.Struct
+	if err := spec.TypeByName("renamedata", &rd); err != nil {
+		return false, fmt.Errorf("find struct renamedata in kernel BTF (vfs_rename before 5.12): %w (%v)", features.ErrNotSupported, err)
+	}
+	_, ptr := btf.UnderlyingType(proto.Return).(*btf.Pointer)
+	return ptr, nil
+}
+
+// attach attaches prog according to its section.
+func attach(spec *ebpf.ProgramSpec, prog *ebpf.Program) (link.Link, error) {
+	switch spec.Type {
+	case ebpf.Tracing:
+		return link.AttachTracing(link.TracingOptions{Program: prog})
+	case ebpf.Kprobe:
+		if strings.HasPrefix(spec.SectionName, "kretprobe/") {
+			return link.Kretprobe(spec.AttachTo, prog, nil)
+		}
+		return link.Kprobe(spec.AttachTo, prog, nil)
+	case ebpf.TracePoint:
+		group, name, ok := strings.Cut(spec.AttachTo, "/")
+		if !ok {
+			return nil, fmt.Errorf("tracepoint %q has no group", spec.AttachTo)
+		}
+		return link.Tracepoint(group, name, prog, nil)
+	}
+	return nil, fmt.Errorf("program %s: unexpected type %s", spec.Name, spec.Type)
+}
+
+func hasLegacySyscalls() bool {
+	return runtime.GOARCH == "amd64" || runtime.GOARCH == "386"
+}
+
+// notSupported wraps features.ErrNotSupported around errors that mean the
+// kernel lacks something: a missing hook, program type or attach point,
+// or, for root, a refusal (EPERM where the capabilities are present).
+func notSupported(err error) error {
+	switch {
+	case errors.Is(err, features.ErrNotSupported):
+		return err
+	case errors.Is(err, ebpf.ErrNotSupported),
+		errors.Is(err, os.ErrNotExist),
+		errors.Is(err, unix.EOPNOTSUPP),
+		errors.Is(err, unix.ENOTSUP),
+		errors.Is(err, unix.ENOSYS),
+		errors.Is(err, unix.EPERM) && os.Geteuid() == 0:
+		return fmt.Errorf("%w: %w", features.ErrNotSupported, err)
+	}
+	return err
+}

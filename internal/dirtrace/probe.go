@@ -1,0 +1,28 @@
+package dirtrace
+
+import (
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/vigilsec/vigil/internal/features"
+)
+
+// Probe loads and attaches each rung of the ladder in turn, then detaches
+// it, and tells which work here and why the others do not. Like Open, it
+// mounts tracefs when a rung needs it.
+func Probe() []features.Probe {
+	var out []features.Probe
+	for _, h := range Ladder {
+		if h == HookNone {
+			continue
+		}
+		p := features.Probe{Name: "eBPF directory events, hook " + string(h)}
+		r, err := loadRung(h, hclog.NewNullLogger())
+		if err != nil {
+			p.Err = err
+		} else {
+			r.close()
+		}
+		out = append(out, p)
+	}
+	return out
+}

@@ -1,0 +1,265 @@
+package dirtrace
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/ringbuf"
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/vigilsec/vigil/internal/watch"
+)
+
+// lostCheck is how often the reader looks at the lost-record counter
+// when the ring buffer is quiet.
+const lostCheck = 200 * time.Millisecond
+
+// Tracer is the eBPF source of directory events. It implements
+// watch.Source.
+type Tracer struct {
+	hook   Hook
+	log    hclog.Logger
+	rung   *rung // nil for HookNone
+	events chan watch.DirEvent
+	done   chan struct{}
+	wg     sync.WaitGroup
+	rd     *ringbuf.Reader
+	lost   atomic.Uint64
+	once   sync.Once
+
+	mu     sync.Mutex
+	byKey  map[dirwatchDwKey]string
+	byPath map[string]dirwatchDwKey
+	sbDev  map[uint64]uint32 // mount id -> superblock device
+}
+
+var _ watch.Source = (*Tracer)(nil)
+
+// Open loads and attaches the programs of hook want, or with want "" the
+// first rung of Ladder that works here. A forced rung that fails is an
+// error (wrapping features.ErrNotSupported when the kernel lacks it);
+// HookNone gives a tracer that reports nothing.
+func Open(want Hook, log hclog.Logger) (*Tracer, error) {
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
+	log = log.Named("dirtrace")
+	if want != "" && !want.valid() {
+		return nil, fmt.Errorf("open tracer: unknown hook %q (want one of %v)", want, Ladder)
+	}
+	try := Ladder
+	if want != "" {
+		try = []Hook{want}
+	}
+	for _, h := range try {
+		if h == HookNone {
+			log.Info("tracing directory events", "hook", h)
+			return newTracer(h, nil, log), nil
+		}
+		r, err := loadRung(h, log)
+		if err != nil {
+			if want != "" {
+				return nil, fmt.Errorf("open tracer with hook %s: %w", h, err)
+			}
+			log.Debug("hook unavailable", "hook", h, "error", err)
+			continue
+		}
+		t := newTracer(h, r, log)
+		rd, err := ringbuf.NewReader(r.coll.Maps[dirwatchMapEvents])
+		if err != nil {
+			r.close()
+			return nil, fmt.Errorf("open ring buffer: %w", err)
+		}
+		t.rd = rd
+		t.wg.Add(1)
+		go t.read()
+		log.Info("tracing directory events", "hook", h)
+		return t, nil
+	}
+	return nil, errors.New("open tracer: no hook in the ladder") // unreachable: the ladder ends with none
+}
+
+func newTracer(h Hook, r *rung, log hclog.Logger) *Tracer {
+	return &Tracer{
+		hook:   h,
+		log:    log,
+		rung:   r,
+		events: make(chan watch.DirEvent, 1024),
+		done:   make(chan struct{}),
+		byKey:  make(map[dirwatchDwKey]string),
+		byPath: make(map[string]dirwatchDwKey),
+	}
+}
+
+// Name names the source: "ebpf".
+func (t *Tracer) Name() string { return "ebpf" }
+
+// Hook reports the rung in use.
+func (t *Tracer) Hook() Hook { return t.hook }
+
+// Lost reports how many records the kernel could not pass on.
+func (t *Tracer) Lost() uint64 { return t.lost.Load() }
+
+// Events delivers directory events until Close.
+func (t *Tracer) Events() <-chan watch.DirEvent { return t.events }
+
+func (t *Tracer) source() string { return "ebpf:" + string(t.hook) }
+
+// Track reports changes in dir, open at fd, from now on. A directory
+// tracked before under another path (a rename) keeps its key under the
+// new path.
+func (t *Tracer) Track(fd int, dir string) error {
+	if t.rung == nil {
+		return nil
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	k, err := t.keyOfLocked(fd)
+	if err != nil {
+		return fmt.Errorf("track %s: %w", dir, err)
+	}
+	if old, ok := t.byPath[dir]; ok && old != k {
+		// Another directory now has this path: forget the old one.
+		t.forgetLocked(dir)
+	}
+	if err := t.watched().Update(&k, uint8(1), ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("track %s: %w", dir, err)
+	}
+	if old, ok := t.byKey[k]; ok && old != dir {
+		delete(t.byPath, old)
+	}
+	t.byKey[k] = dir
+	t.byPath[dir] = k
+	return nil
+}
+
+// Untrack stops reporting changes in dir and every tracked directory
+// below it.
+func (t *Tracer) Untrack(dir string) {
+	if t.rung == nil {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.untrackLocked(dir)
+}
+
+func (t *Tracer) untrackLocked(dir string) {
+	for p := range t.byPath {
+		if within(p, dir) {
+			t.forgetLocked(p)
+		}
+	}
+}
+
+func (t *Tracer) forgetLocked(p string) {
+	k := t.byPath[p]
+	delete(t.byPath, p)
+	if t.byKey[k] == p {
+		delete(t.byKey, k)
+		if t.rung == nil {
+			return
+		}
+		if err := t.watched().Delete(&k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			t.log.Warn("untrack", "dir", p, "error", err)
+		}
+	}
+}
+
+// tracked returns the tracked paths, for tests and status.
+func (t *Tracer) tracked() map[string]bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	m := make(map[string]bool, len(t.byPath))
+	for p := range t.byPath {
+		m[p] = true
+	}
+	return m
+}
+
+func (t *Tracer) watched() *ebpf.Map { return t.rung.coll.Maps[dirwatchMapWatched] }
+
+// Close detaches the programs and closes Events.
+func (t *Tracer) Close() error {
+	t.once.Do(func() {
+		close(t.done)
+		if t.rd != nil {
+			t.rd.Close()
+		}
+		t.wg.Wait()
+		if t.rung != nil {
+			t.rung.close()
+		}
+		close(t.events)
+	})
+	return nil
+}
+
+// read turns ring-buffer records into DirEvents until Close.
+func (t *Tracer) read() {
+	defer t.wg.Done()
+	var rec ringbuf.Record
+	last := time.Now()
+	for {
+		t.rd.SetDeadline(time.Now().Add(lostCheck))
+		err := t.rd.ReadInto(&rec)
+		switch {
+		case errors.Is(err, ringbuf.ErrClosed):
+			return
+		case errors.Is(err, os.ErrDeadlineExceeded):
+		case err != nil:
+			t.log.Error("read ring buffer", "error", err)
+			return
+		default:
+			ev, err := parseRecord(rec.RawSample)
+			if err != nil {
+				t.log.Warn("parse record", "error", err)
+				break
+			}
+			for _, d := range t.convert(ev) {
+				if !t.send(d) {
+					return
+				}
+			}
+		}
+		if time.Since(last) >= lostCheck {
+			last = time.Now()
+			if !t.checkLost() {
+				return
+			}
+		}
+	}
+}
+
+// checkLost sends one Resync when the kernel dropped records since the
+// last look.
+func (t *Tracer) checkLost() bool {
+	var per []uint64
+	if err := t.rung.coll.Maps[dirwatchMapLost].Lookup(uint32(0), &per); err != nil {
+		t.log.Warn("read lost counter", "error", err)
+		return true
+	}
+	var n uint64
+	for _, v := range per {
+		n += v
+	}
+	if prev := t.lost.Swap(n); n > prev {
+		t.log.Warn("kernel dropped directory events: resync", "hook", t.hook, "lost", n-prev)
+		return t.send(watch.DirEvent{Op: watch.Resync, Source: t.source()})
+	}
+	return true
+}
+
+func (t *Tracer) send(d watch.DirEvent) bool {
+	select {
+	case t.events <- d:
+		return true
+	case <-t.done:
+		return false
+	}
+}

@@ -1,0 +1,283 @@
+package dirtrace
+
+import (
+	"errors"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/hashicorp/go-hclog"
+	"golang.org/x/sys/unix"
+
+	"github.com/vigilsec/vigil/internal/features"
+	"github.com/vigilsec/vigil/internal/testutil"
+	"github.com/vigilsec/vigil/internal/watch"
+)
+
+func testLogger(t *testing.T) hclog.Logger {
+	return hclog.New(&hclog.LoggerOptions{Name: t.Name(), Level: hclog.Debug, Output: testWriter{t}})
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSuffix(string(p), "\n"))
+	return len(p), nil
+}
+
+// openRoot opens hook h. The tracepoint rung is the floor every CI kernel
+// has, so there it must open; the others skip where the kernel lacks them.
+func openRoot(t *testing.T, h Hook) *Tracer {
+	t.Helper()
+	testutil.SkipUnlessRoot(t)
+	tr, err := Open(h, testLogger(t))
+	if err != nil {
+		if errors.Is(err, features.ErrNotSupported) && !(h == HookTracepoint && testutil.InCI()) {
+			t.Skipf("hook %s unavailable here: %v", h, err)
+		}
+		t.Fatalf("Open(%s): %v", h, err)
+	}
+	t.Cleanup(func() { tr.Close() })
+	if got := tr.Hook(); got != h {
+		t.Fatalf("Open(%s) gave hook %s", h, got)
+	}
+	return tr
+}
+
+func track(t *testing.T, tr *Tracer, dir string) {
+	t.Helper()
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatalf("open %s: %v", dir, err)
+	}
+	defer unix.Close(fd)
+	if err := tr.Track(fd, dir); err != nil {
+		t.Fatalf("track %s: %v", dir, err)
+	}
+}
+
+type step struct {
+	name  string
+	do    func() error
+	want  []watch.DirEvent // nothing: checked by the next step's events
+	track []string         // what the manager would track after this step
+}
+
+func TestEventsRoot(t *testing.T) {
+	for _, h := range []Hook{HookFentry, HookKprobe, HookTracepoint} {
+		t.Run(string(h), func(t *testing.T) {
+			tr := openRoot(t, h)
+			testutil.Deadline(t, time.Minute, nil)
+			runSteps(t, tr)
+		})
+	}
+}
+
+func runSteps(t *testing.T, tr *Tracer) {
+	root := testutil.TempDir(t)
+	out := testutil.TempDir(t)
+	j := func(dir string, names ...string) string { return filepath.Join(append([]string{dir}, names...)...) }
+	track(t, tr, root)
+	rootFD, err := unix.Open(root, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(rootFD)
+	// A kernel rung cannot name where a tree moved out to.
+	outTo := func(p string) string {
+		if tr.Hook() == HookTracepoint {
+			return p
+		}
+		return ""
+	}
+	created := func(p string) []watch.DirEvent { return []watch.DirEvent{{Op: watch.Created, Path: p}} }
+	moved := func(from, to string) watch.DirEvent { return watch.DirEvent{Op: watch.Moved, From: from, Path: to} }
+
+	steps := []step{
+		{name: "os.Mkdir (mkdirat)", do: func() error { return os.Mkdir(j(root, "a"), 0o755) }, want: created(j(root, "a")), track: []string{j(root, "a")}},
+		{name: "mkdirat relative to a tracked dfd", do: func() error { return unix.Mkdirat(rootFD, "b", 0o755) }, want: created(j(root, "b")), track: []string{j(root, "b")}},
+		{name: "mkdirat with two components", do: func() error { return unix.Mkdirat(rootFD, "a/c", 0o755) }, want: created(j(root, "a", "c"))},
+		{name: "mkdir in an untracked dir", do: func() error { return os.Mkdir(j(out, "x"), 0o755) }},
+		{name: "failed mkdir", do: func() error {
+			if err := os.Mkdir(j(root, "a"), 0o755); !errors.Is(err, os.ErrExist) {
+				return errors.New("mkdir of an existing directory succeeded")
+			}
+			return nil
+		}},
+		{name: "rename within (renameat)", do: func() error { return os.Rename(j(root, "b"), j(root, "a", "b2")) }, want: []watch.DirEvent{moved(j(root, "b"), j(root, "a", "b2"))}},
+		{name: "rename in", do: func() error { return os.Rename(j(out, "x"), j(root, "x")) }, want: created(j(root, "x")), track: []string{j(root, "x")}},
+		{name: "rename out", do: func() error { return os.Rename(j(root, "x"), j(out, "x2")) }, want: []watch.DirEvent{{Op: watch.Removed, Path: j(root, "x"), To: outTo(j(out, "x2"))}}},
+		{name: "rename of a file", do: func() error {
+			if err := os.WriteFile(j(root, "f"), nil, 0o644); err != nil {
+				return err
+			}
+			return os.Rename(j(root, "f"), j(root, "g"))
+		}},
+		{name: "rename in untracked dirs", do: func() error { return os.Rename(j(out, "x2"), j(out, "x3")) }},
+		{name: "renameat2 RENAME_NOREPLACE", do: func() error {
+			return unix.Renameat2(unix.AT_FDCWD, j(root, "a", "b2"), unix.AT_FDCWD, j(root, "b3"), unix.RENAME_NOREPLACE)
+		}, want: []watch.DirEvent{moved(j(root, "a", "b2"), j(root, "b3"))}},
+		{name: "renameat2 RENAME_EXCHANGE", do: func() error {
+			return unix.Renameat2(rootFD, "a", rootFD, "b3", unix.RENAME_EXCHANGE)
+		}, want: []watch.DirEvent{moved(j(root, "a"), j(root, "b3")), moved(j(root, "b3"), j(root, "a"))}},
+		// The tree that was a is now b3: its events must name the new place.
+		{name: "mkdir inside an exchanged tree", do: func() error { return os.Mkdir(j(root, "b3", "z"), 0o755) }, want: created(j(root, "b3", "z"))},
+	}
+	if legacySyscalls {
+		steps = append(steps,
+			step{name: "mkdir(2)", do: func() error { return sysMkdir(j(root, "m")) }, want: created(j(root, "m"))},
+			step{name: "rename(2)", do: func() error { return sysRename(j(root, "m"), j(root, "m2")) }, want: []watch.DirEvent{moved(j(root, "m"), j(root, "m2"))}},
+		)
+	}
+	steps = append(steps, step{name: "final mkdir", do: func() error { return os.Mkdir(j(root, "end"), 0o755) }, want: created(j(root, "end"))})
+
+	for _, s := range steps {
+		if err := s.do(); err != nil {
+			t.Fatalf("%s: %v", s.name, err)
+		}
+		for _, want := range s.want {
+			want.Source = "ebpf:" + string(tr.Hook())
+			select {
+			case got := <-tr.Events():
+				if got != want {
+					t.Fatalf("%s: got %+v, want %+v", s.name, got, want)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatalf("%s: no event after 5s, want %+v", s.name, want)
+			}
+		}
+		for _, d := range s.track {
+			track(t, tr, d)
+		}
+	}
+	select {
+	case got := <-tr.Events():
+		t.Errorf("unexpected event after the last step: %+v", got)
+	case <-time.After(200 * time.Millisecond):
+	}
+}
+
+func TestForcedHookRoot(t *testing.T) {
+	testutil.SkipUnlessRoot(t)
+	probes := make(map[string]error)
+	for _, p := range Probe() {
+		probes[p.Name] = p.Err
+	}
+	for _, h := range Ladder[:len(Ladder)-1] {
+		t.Run(string(h), func(t *testing.T) {
+			probeErr, ok := probes["eBPF directory events, hook "+string(h)]
+			if !ok {
+				t.Fatalf("Probe has no entry for hook %s", h)
+			}
+			tr, err := Open(h, testLogger(t))
+			if err == nil {
+				tr.Close()
+				if probeErr != nil {
+					t.Errorf("Open(%s) works but Probe says %v", h, probeErr)
+				}
+				return
+			}
+			if probeErr == nil {
+				t.Errorf("Probe says hook %s works, Open says %v", h, err)
+			}
+			// A forced rung fails loudly and says why.
+			if !errors.Is(err, features.ErrNotSupported) {
+				t.Errorf("Open(%s): got %v, want an error wrapping ErrNotSupported", h, err)
+			}
+			if !strings.Contains(err.Error(), string(h)) {
+				t.Errorf("Open(%s) error %q does not name the hook", h, err)
+			}
+			t.Logf("forced %s: %v", h, err)
+		})
+	}
+}
+
+func TestOpenAutoRoot(t *testing.T) {
+	testutil.SkipUnlessRoot(t)
+	want := HookNone
+	for _, p := range Probe() {
+		if p.Err == nil {
+			want = Hook(strings.TrimPrefix(p.Name, "eBPF directory events, hook "))
+			break
+		}
+	}
+	tr, err := Open("", testLogger(t))
+	if err != nil {
+		t.Fatalf("Open(auto): %v", err)
+	}
+	defer tr.Close()
+	if tr.Hook() != want {
+		t.Errorf("Open(auto) chose %s, want %s (the first rung the probe found)", tr.Hook(), want)
+	}
+	if testutil.InCI() && tr.Hook() == HookNone {
+		t.Error("no eBPF hook in CI, want at least the tracepoint rung")
+	}
+}
+
+func TestTrackUntrackRoot(t *testing.T) {
+	tr := openRoot(t, HookTracepoint)
+	root := testutil.TempDir(t)
+	dirs := []string{root, root + "/a", root + "/a/b", root + "/ab"}
+	for _, d := range dirs[1:] {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, d := range dirs {
+		track(t, tr, d)
+	}
+	// The same directory under another path replaces its entry: a rename.
+	fd, err := unix.Open(root+"/ab", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = tr.Track(fd, root+"/renamed")
+	unix.Close(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr.Untrack(root + "/a")
+	want := []string{root, root + "/renamed"}
+	if got := slices.Sorted(maps.Keys(tr.tracked())); !slices.Equal(got, want) {
+		t.Errorf("tracked: got %v, want %v", got, want)
+	}
+	var k dirwatchDwKey
+	var v uint8
+	n := 0
+	for it := tr.watched().Iterate(); it.Next(&k, &v); {
+		n++
+	}
+	if n != len(want) {
+		t.Errorf("watched map has %d entries, want %d", n, len(want))
+	}
+	tr.Untrack(root + "/unknown") // ignored
+}
+
+func TestLostResyncRoot(t *testing.T) {
+	tr := openRoot(t, HookTracepoint)
+	ncpu, err := ebpf.PossibleCPU()
+	if err != nil {
+		t.Fatal(err)
+	}
+	per := make([]uint64, ncpu)
+	per[0] = 3
+	if err := tr.rung.coll.Maps[dirwatchMapLost].Put(uint32(0), per); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case got := <-tr.Events():
+		if got.Op != watch.Resync || got.Source != "ebpf:tracepoint" {
+			t.Errorf("got %+v, want a resync from ebpf:tracepoint", got)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no resync 5s after the lost counter grew")
+	}
+	if got := tr.Lost(); got != 3 {
+		t.Errorf("Lost() = %d, want 3", got)
+	}
+}
