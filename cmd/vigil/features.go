@@ -3,8 +3,10 @@ package main
 import (
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 
+	"github.com/vigilsec/vigil/internal/dirtrace"
 	"github.com/vigilsec/vigil/internal/features"
 )
 
@@ -29,9 +31,18 @@ func cmdFeatures(args []string, stdout, stderr io.Writer) int {
 	if n, err := features.InotifyWatchLimit(); err == nil {
 		fmt.Fprintf(tw, "inotify watch limit (fs.inotify.max_user_watches)\t%d\n", n)
 	}
-	// Live directory tracking (eBPF hook ladder, inotify) is not part of
-	// this build: watches are placed by a walk at start-up.
-	fmt.Fprintf(tw, "directory tracking\tstart-up walk only (hook=none)\n")
+	chosen := dirtrace.HookNone
+	for _, p := range dirtrace.Probe() {
+		state := "yes"
+		if p.Err != nil {
+			state = "no: " + p.Err.Error()
+		}
+		fmt.Fprintf(tw, "%s\t%s\n", p.Name, state)
+		if p.Err == nil && chosen == dirtrace.HookNone {
+			chosen = dirtrace.Hook(strings.TrimPrefix(p.Name, "eBPF directory events, hook "))
+		}
+	}
+	fmt.Fprintf(tw, "directory events\thook=%s, with inotify beside it\n", chosen)
 	tw.Flush()
 	return code
 }

@@ -12,12 +12,14 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/vigilsec/vigil/internal/daemon"
+	"github.com/vigilsec/vigil/internal/dirtrace"
 	"github.com/vigilsec/vigil/internal/policy"
 )
 
@@ -32,7 +34,7 @@ const (
 const usage = `vigil: on-access malware scanning for Linux
 
 Usage:
-  vigil run    [--policy FILE] [--log-format text|json] [--log-level LEVEL]
+  vigil run    [--policy FILE] [--log-format text|json] [--log-level LEVEL] [--hook HOOK]
   vigil scan   [--policy FILE | --db PATH ...] [--json] PATH ...
   vigil policy check FILE ...
   vigil status [--json] [--socket PATH]
@@ -94,15 +96,20 @@ func newFlags(name, synopsis string, stderr io.Writer) *flag.FlagSet {
 }
 
 func cmdRun(args []string, stderr io.Writer) int {
-	fs := newFlags("run", "vigil run [--policy FILE] [--log-format text|json] [--log-level LEVEL]", stderr)
+	fs := newFlags("run", "vigil run [--policy FILE] [--log-format text|json] [--log-level LEVEL] [--hook HOOK]", stderr)
 	policyFile := fs.String("policy", defaultPolicy, "policy `file`")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	logLevel := fs.String("log-level", "info", "log level: trace, debug, info, warn or error")
+	hook := fs.String("hook", "", "force a rung of the eBPF hook ladder for directory events ("+ladderNames()+"); default: the best that works")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "vigil run: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	if *hook != "" && !slices.Contains(dirtrace.Ladder, dirtrace.Hook(*hook)) {
+		fmt.Fprintf(stderr, "vigil run: --hook %q: want one of %s\n", *hook, ladderNames())
 		return 2
 	}
 	log, err := newLogger(*logFormat, *logLevel, stderr)
@@ -126,6 +133,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 	err = daemon.Run(ctx, daemon.Options{
 		PolicyFile:  *policyFile,
 		Version:     version,
+		Hook:        dirtrace.Hook(*hook),
 		Log:         log,
 		Diagnostics: stderr,
 	}, reload)
@@ -138,6 +146,14 @@ func cmdRun(args []string, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+func ladderNames() string {
+	names := make([]string, len(dirtrace.Ladder))
+	for i, h := range dirtrace.Ladder {
+		names[i] = string(h)
+	}
+	return strings.Join(names, ", ")
 }
 
 func newLogger(format, level string, w io.Writer) (hclog.Logger, error) {

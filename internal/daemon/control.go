@@ -25,6 +25,7 @@ type Status struct {
 	DBVersion   string            `json:"db_version"`
 	Watches     []string          `json:"watches"`
 	WatchedDirs int64             `json:"watched_dirs"`
+	Hook        string            `json:"hook"` // eBPF rung tracing directories
 	Counters    map[string]uint64 `json:"counters"`
 }
 
@@ -96,12 +97,14 @@ func (d *daemon) status() Status {
 		Engine:      st.Engine.Name(),
 		DBVersion:   st.Engine.Version(),
 		WatchedDirs: int64(inst.watches.Dirs()),
+		Hook:        string(inst.hook),
 	}
 	for _, w := range st.Policy.Watches {
 		s.Watches = append(s.Watches, w.Path)
 	}
 	c := d.counters.Snapshot()
 	written, dropped, failed := d.alerts.Stats()
+	ws := inst.watches.Stats()
 	s.Counters = map[string]uint64{
 		"events": c.Events, "allowed": c.Allowed, "denied": c.Denied,
 		"blocked": c.Blocked, "alerted": c.Alerted, "scans": c.Scans,
@@ -110,6 +113,7 @@ func (d *daemon) status() Status {
 		"queue_full": c.QueueFull, "overflows": c.Overflows,
 		"respond_errors": c.RespondErrors, "ignore_errors": c.IgnoreErrors,
 		"alerts_written": written, "alerts_dropped": dropped, "alerts_failed": failed,
+		"dir_events": ws.Events, "resyncs": ws.Resyncs, "track_errors": ws.TrackErrors,
 	}
 	return s
 }

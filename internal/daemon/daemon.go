@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vigilsec/vigil/internal/alert"
+	"github.com/vigilsec/vigil/internal/dirtrace"
 	"github.com/vigilsec/vigil/internal/fanotify"
 	"github.com/vigilsec/vigil/internal/inotify"
 	"github.com/vigilsec/vigil/internal/onaccess"
@@ -29,7 +30,10 @@ var ErrPolicy = errors.New("policy has errors")
 type Options struct {
 	PolicyFile string
 	Version    string
-	Log        hclog.Logger
+	// Hook forces a rung of the eBPF hook ladder; "" picks the best that
+	// works here. A forced rung that fails stops the daemon.
+	Hook dirtrace.Hook
+	Log  hclog.Logger
 	// Diagnostics receives policy errors and warnings with their source.
 	Diagnostics io.Writer
 }
@@ -119,6 +123,7 @@ type instance struct {
 	failed  chan error    // the loop's error, if it stopped on its own
 	cancel  context.CancelFunc
 	managed chan struct{} // closed when the manager has returned; nil before
+	hook    dirtrace.Hook
 }
 
 // start creates a group, runs its loop and places every watch. The loop
@@ -157,7 +162,11 @@ func (d *daemon) start(ctx context.Context, st *onaccess.State) (*instance, erro
 		inst.stop()
 		return nil, err
 	}
-	inst.sources = d.sources()
+	inst.sources, inst.hook, err = d.sources()
+	if err != nil {
+		inst.stop()
+		return nil, err
+	}
 	inst.watches = watch.NewManager(marker{group}, unmarker{group}, inst.sources, d.log)
 	stats, err := inst.watches.Place(ctx, roots(st.Policy))
 	if err != nil {
@@ -176,17 +185,30 @@ func (d *daemon) start(ctx context.Context, st *onaccess.State) (*instance, erro
 	return inst, nil
 }
 
-// sources starts the directory event sources available here. Without any,
-// only the start-up walk places marks.
-func (d *daemon) sources() []watch.Source {
+// sources starts the directory event sources: the eBPF tracer on the best
+// rung of its ladder that works here (or the forced one), and inotify
+// beside it as fallback and cross-check. With neither, only the start-up
+// walk and resyncs place marks.
+func (d *daemon) sources() ([]watch.Source, dirtrace.Hook, error) {
 	var srcs []watch.Source
-	in, err := inotify.New(d.log.Named("inotify"))
+	hook := dirtrace.HookNone
+	tr, err := dirtrace.Open(d.opts.Hook, d.log)
+	switch {
+	case err != nil && d.opts.Hook != "":
+		return nil, "", fmt.Errorf("directory tracing: %w", err)
+	case err != nil:
+		d.log.Warn("eBPF directory tracing unavailable", "error", err)
+	default:
+		hook = tr.Hook()
+		srcs = append(srcs, tr)
+	}
+	in, err := inotify.New(d.log)
 	if err != nil {
-		d.log.Warn("inotify unavailable: new directories are not watched by it", "error", err)
+		d.log.Warn("inotify unavailable", "error", err)
 	} else {
 		srcs = append(srcs, in)
 	}
-	return srcs
+	return srcs, hook, nil
 }
 
 // stop closes the group, which allows whatever is still pending, and waits
