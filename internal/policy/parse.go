@@ -243,8 +243,6 @@ func (ps *parser) engine(b *hcl.Block, e *Engine) {
 				e.Timeout = d
 			}
 		}
-		ps.errorf(label, "clamd engine is not supported yet",
-			"Use engine \"builtin\" with the ClamAV databases, e.g. databases = [\"/var/lib/clamav\"].")
 	default:
 		ps.errorf(label, "Invalid engine", "Got %q; allowed: %s.", b.Labels[0], allowed(EngineBuiltin, EngineClamd))
 	}

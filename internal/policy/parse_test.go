@@ -86,6 +86,30 @@ exclude {
 			wantExclude: Exclude{UIDs: []uint32{997, 0}, Programs: []string{"/usr/sbin/rsync"}},
 		},
 		{
+			name: "clamd engine",
+			src: `
+engine "clamd" {
+  address = "unix:///run/clamav/clamd.ctl"
+  timeout = "10s"
+}
+watch "/srv" {}
+`,
+			wantEngine:   Engine{Kind: EngineClamd, Address: "unix:///run/clamav/clamd.ctl", Timeout: 10 * time.Second},
+			wantSettings: defaults,
+			wantWatches: []Watch{
+				{Path: "/srv", Action: ActionBlock, Recursive: true, Mode: ModeTree, On: DefaultEvents, OnError: OnErrorAllow, MaxFileSize: 100 << 20},
+			},
+		},
+		{
+			name:         "clamd engine over tcp, default timeout",
+			src:          "engine \"clamd\" {\n  address = \"tcp://127.0.0.1:3310\"\n}\nwatch \"/srv\" {}\n",
+			wantEngine:   Engine{Kind: EngineClamd, Address: "tcp://127.0.0.1:3310"},
+			wantSettings: defaults,
+			wantWatches: []Watch{
+				{Path: "/srv", Action: ActionBlock, Recursive: true, Mode: ModeTree, On: DefaultEvents, OnError: OnErrorAllow, MaxFileSize: 100 << 20},
+			},
+		},
+		{
 			name: "sizes and order",
 			src: `
 settings { max_file_size = "2 GiB" }

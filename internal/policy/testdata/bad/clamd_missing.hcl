@@ -1,4 +1,4 @@
 # want: 3:16 Missing required argument
-# want: 3:8 clamd engine is not supported yet
+# (the clamd engine itself is accepted)
 engine "clamd" {}
 watch "/srv" {}

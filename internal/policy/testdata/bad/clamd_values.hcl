@@ -1,4 +1,4 @@
-# want: 4:8 clamd engine is not supported yet
+# (the clamd engine itself is accepted)
 # want: 5:13 Invalid address | unix://
 # want: 6:13 Invalid timeout | positive duration
 engine "clamd" {

@@ -1,5 +1,5 @@
 # want: 4:12 action "quarantine" is not supported yet
-# want: 6:8 clamd engine is not supported yet
+# (the clamd engine is supported)
 watch "/srv" {
   action = "quarantine"
 }
