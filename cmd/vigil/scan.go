@@ -8,11 +8,13 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -28,21 +30,33 @@ import (
 // where they exist.
 var defaultDatabases = []string{"/var/lib/clamav", "/var/lib/vigil/db"}
 
+// progressAfter is how long a scan runs before the progress line shows,
+// and progressEvery how often it is redrawn (variables for tests).
+var (
+	progressAfter = time.Second
+	progressEvery = 250 * time.Millisecond
+)
+
 type listFlag []string
 
 func (l *listFlag) String() string     { return strings.Join(*l, ",") }
 func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 
+const scanSynopsis = "vigil scan [--policy FILE | --db PATH ...] [--json] [--exclude GLOB ...] [--follow] [--report] PATH ..."
+
 func cmdScan(args []string, stdout, stderr io.Writer) int {
-	fset := newFlags("scan", "vigil scan [--policy FILE | --db PATH ...] [--json] PATH ...", stderr)
+	fset := newFlags("scan", scanSynopsis, stderr)
 	policyFile := fset.String("policy", "", "use the engine and databases of this policy `file`")
-	var dbs listFlag
+	var dbs, excludes listFlag
 	fset.Var(&dbs, "db", "database file or directory (repeatable); default: "+strings.Join(defaultDatabases, ", ")+" where present")
-	asJSON := fset.Bool("json", false, "print one JSON object per infected or failed file")
+	asJSON := fset.Bool("json", false, "print one JSON object per infected or failed file, then the summary")
+	fset.Var(&excludes, "exclude", "skip files and directories matching this `glob` (repeatable): a name (*.iso), or a path\nrelative to the scanned directory (cache/**, a/*/b); ** matches any number of directories")
+	follow := fset.Bool("follow", false, "follow symbolic links met inside the trees (links named on the command line are always followed)")
+	report := fset.Bool("report", false, "print what the engine loaded (signatures per type, skipped files, version)")
 	if err := fset.Parse(args); err != nil {
 		return 2
 	}
-	if fset.NArg() == 0 {
+	if fset.NArg() == 0 && !*report {
 		fset.Usage()
 		return 2
 	}
@@ -50,41 +64,67 @@ func cmdScan(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "vigil scan: --policy and --db exclude each other")
 		return 2
 	}
+	for _, g := range excludes {
+		if _, err := filepath.Match(strings.ReplaceAll(g, "**", "*"), ""); err != nil {
+			fmt.Fprintf(stderr, "vigil scan: --exclude %q: %v\n", g, err)
+			return 2
+		}
+	}
 	log := hclog.New(&hclog.LoggerOptions{Name: "vigil", Level: hclog.Warn, Output: stderr})
 	engine, err := scanEngine(*policyFile, dbs, log, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "vigil scan: %v\n", err)
 		return 2
 	}
-
-	s := &scanner{engine: engine, stdout: stdout, stderr: stderr, json: *asJSON}
-	start := time.Now()
-	paths := make(chan job, 256)
-	var wg sync.WaitGroup
-	for range runtime.NumCPU() {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for j := range paths {
-				s.scanFile(j)
-			}
-		}()
+	if c, ok := engine.(io.Closer); ok {
+		defer c.Close()
 	}
-	for _, root := range fset.Args() {
-		s.walk(root, paths)
+	if *report {
+		printReport(stdout, engine, *asJSON)
+		if fset.NArg() == 0 {
+			return 0
+		}
 	}
-	close(paths)
-	wg.Wait()
 
-	fmt.Fprintf(stderr, "\n----------- SCAN SUMMARY -----------\nScanned files: %d\nInfected files: %d\nErrors: %d\nData scanned: %.2f MB\nTime: %.3f sec\n",
-		s.files.Load(), s.infected.Load(), s.errors.Load(), float64(s.bytes.Load())/1e6, time.Since(start).Seconds())
-	switch {
-	case s.infected.Load() > 0:
-		return 1
-	case s.errors.Load() > 0:
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	s := &scanner{
+		engine:   engine,
+		stdout:   stdout,
+		stderr:   stderr,
+		json:     *asJSON,
+		follow:   *follow,
+		excludes: excludes,
+	}
+	if isTerminal(stderr) {
+		s.progress = stderr
+	}
+	code := s.run(ctx, fset.Args())
+	if ctx.Err() != nil {
+		fmt.Fprintln(stderr, "vigil scan: interrupted")
 		return 2
 	}
-	return 0
+	return code
+}
+
+// printReport prints the engine's load report: one line, or a JSON object.
+func printReport(w io.Writer, e scan.Engine, asJSON bool) {
+	var (
+		line string
+		obj  any
+	)
+	if b, ok := e.(*clamav.Engine); ok {
+		r := b.Report()
+		line, obj = r.String(), r
+	} else {
+		line = fmt.Sprintf("%s engine, version %s", e.Name(), e.Version())
+		obj = map[string]string{"engine": e.Name(), "version": e.Version()}
+	}
+	if asJSON {
+		json.NewEncoder(w).Encode(map[string]any{"result": "report", "report": obj})
+		return
+	}
+	fmt.Fprintln(w, line)
 }
 
 func scanEngine(policyFile string, dbs []string, log hclog.Logger, stderr io.Writer) (scan.Engine, error) {
@@ -112,26 +152,141 @@ func scanEngine(policyFile string, dbs []string, log hclog.Logger, stderr io.Wri
 	return e, nil
 }
 
+// isTerminal reports whether w is a terminal, where a progress line helps
+// rather than litters a log.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}
+
 type scanner struct {
-	engine scan.Engine
-	stdout io.Writer
-	stderr io.Writer
-	json   bool
+	engine   scan.Engine
+	stdout   io.Writer
+	stderr   io.Writer
+	json     bool
+	follow   bool
+	excludes []string
+	progress io.Writer // the terminal for the progress line, or nil
 
 	mu                             sync.Mutex // serialises output lines
+	progressShown                  bool       // under mu
 	files, infected, errors, bytes atomic.Int64
 }
 
-// job is a file to scan; follow is set for paths named on the command
-// line, whose symbolic links are followed.
+// job is a file to scan; follow is set for paths whose symbolic link may
+// be followed (named on the command line, or --follow).
 type job struct {
 	path   string
 	follow bool
 }
 
-// walk sends every regular file under root to paths. Symbolic links are
-// not followed below the command line, special files are skipped.
-func (s *scanner) walk(root string, paths chan<- job) {
+// run scans the roots with one worker per core and prints the summary; it
+// returns the exit code: 1 infected, else 2 on errors, else 0.
+func (s *scanner) run(ctx context.Context, roots []string) int {
+	start := time.Now()
+	jobs := make(chan job, 256)
+	var wg sync.WaitGroup
+	for range runtime.NumCPU() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range jobs {
+				s.scanFile(ctx, j)
+			}
+		}()
+	}
+	stopProgress := s.startProgress(start)
+	for _, root := range roots {
+		if ctx.Err() != nil {
+			break
+		}
+		s.walk(ctx, root, jobs)
+	}
+	close(jobs)
+	wg.Wait()
+	stopProgress()
+	s.summary(time.Since(start))
+	switch {
+	case s.infected.Load() > 0:
+		return 1
+	case s.errors.Load() > 0:
+		return 2
+	}
+	return 0
+}
+
+// summary prints clamscan's summary block, or a JSON object with --json.
+func (s *scanner) summary(elapsed time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.json {
+		json.NewEncoder(s.stdout).Encode(map[string]any{
+			"result": "summary", "engine": s.engine.Name(), "engine_version": s.engine.Version(),
+			"files": s.files.Load(), "infected": s.infected.Load(), "errors": s.errors.Load(),
+			"bytes": s.bytes.Load(), "seconds": elapsed.Seconds(),
+		})
+		return
+	}
+	secs := elapsed.Seconds()
+	fmt.Fprintf(s.stdout, "\n----------- SCAN SUMMARY -----------\nEngine: %s %s\nScanned files: %d\nInfected files: %d\nErrors: %d\nData scanned: %.2f MB\nTime: %.3f sec (%d m %d s)\n",
+		s.engine.Name(), s.engine.Version(), s.files.Load(), s.infected.Load(), s.errors.Load(),
+		float64(s.bytes.Load())/1e6, secs, int(secs)/60, int(secs)%60)
+}
+
+// startProgress redraws a one-line count on the terminal once the scan
+// has run for progressAfter; the returned func erases it.
+func (s *scanner) startProgress(start time.Time) (stop func()) {
+	if s.progress == nil {
+		return func() {}
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(progressEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case now := <-t.C:
+				if now.Sub(start) < progressAfter {
+					continue
+				}
+				s.mu.Lock()
+				fmt.Fprintf(s.progress, "\r\x1b[Kscanned %d files, %.1f MB, %d infected, %d errors, %.0fs",
+					s.files.Load(), float64(s.bytes.Load())/1e6, s.infected.Load(), s.errors.Load(), now.Sub(start).Seconds())
+				s.progressShown = true
+				s.mu.Unlock()
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		wg.Wait()
+		s.mu.Lock()
+		s.clearProgress()
+		s.mu.Unlock()
+	}
+}
+
+// clearProgress erases the progress line before other output; s.mu held.
+func (s *scanner) clearProgress() {
+	if s.progressShown {
+		fmt.Fprint(s.progress, "\r\x1b[K")
+		s.progressShown = false
+	}
+}
+
+// walk sends every regular file under root to jobs. Symbolic links below
+// root are skipped unless --follow; special files are skipped; excluded
+// names are not entered.
+func (s *scanner) walk(ctx context.Context, root string, jobs chan<- job) {
 	fi, err := os.Stat(root)
 	if err != nil {
 		s.fail(root, err)
@@ -139,30 +294,147 @@ func (s *scanner) walk(root string, paths chan<- job) {
 	}
 	if !fi.IsDir() {
 		if fi.Mode().IsRegular() {
-			paths <- job{path: root, follow: true}
+			jobs <- job{path: root, follow: true}
 		}
 		return
 	}
-	filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			s.fail(p, err)
-			return nil
-		}
-		if d.Type().IsRegular() {
-			paths <- job{path: p}
-		}
-		return nil
-	})
+	visited := map[fileID]bool{idOf(fi): true}
+	s.walkDir(ctx, root, root, jobs, visited)
 }
 
-func (s *scanner) scanFile(j job) {
+type fileID struct{ dev, ino uint64 }
+
+func idOf(fi fs.FileInfo) fileID {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return fileID{uint64(st.Dev), st.Ino}
+	}
+	return fileID{}
+}
+
+func (s *scanner) walkDir(ctx context.Context, root, dir string, jobs chan<- job, visited map[fileID]bool) {
+	des, err := os.ReadDir(dir)
+	if err != nil {
+		s.fail(dir, err)
+		// ReadDir returns what it read before the error: go on with it.
+	}
+	for _, de := range des {
+		if ctx.Err() != nil {
+			return
+		}
+		p := filepath.Join(dir, de.Name())
+		if s.excluded(root, p) {
+			continue
+		}
+		t := de.Type()
+		if t&fs.ModeSymlink != 0 {
+			if !s.follow {
+				continue
+			}
+			fi, err := os.Stat(p)
+			if err != nil {
+				s.fail(p, err)
+				continue
+			}
+			t = fi.Mode().Type()
+			if fi.IsDir() {
+				// A link to a directory already seen would loop.
+				if id := idOf(fi); !visited[id] {
+					visited[id] = true
+					s.walkDir(ctx, root, p, jobs, visited)
+				}
+				continue
+			}
+		}
+		switch {
+		case t.IsDir():
+			fi, err := de.Info()
+			if err != nil {
+				s.fail(p, err)
+				continue
+			}
+			visited[idOf(fi)] = true
+			s.walkDir(ctx, root, p, jobs, visited)
+		case t.IsRegular():
+			jobs <- job{path: p, follow: s.follow}
+		}
+		// Devices, FIFOs and sockets are skipped: reading them could block
+		// or never end, and they hold no file to infect.
+	}
+}
+
+// excluded reports whether p (below root) matches an --exclude glob: a
+// glob without a slash matches the name, one with slashes the path
+// relative to root, and an absolute one the whole path.
+func (s *scanner) excluded(root, p string) bool {
+	if len(s.excludes) == 0 {
+		return false
+	}
+	rel, err := filepath.Rel(root, p)
+	if err != nil {
+		rel = p
+	}
+	for _, g := range s.excludes {
+		switch {
+		case filepath.IsAbs(g):
+			if globMatch(g, p) {
+				return true
+			}
+		case strings.Contains(g, "/"):
+			if globMatch(g, rel) {
+				return true
+			}
+		default:
+			if ok, _ := filepath.Match(g, filepath.Base(p)); ok {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// globMatch matches a slash-separated path against a glob in which each
+// element is a filepath.Match pattern and "**" matches any number of
+// elements.
+func globMatch(glob, path string) bool {
+	return matchParts(strings.Split(strings.Trim(glob, "/"), "/"), strings.Split(strings.Trim(path, "/"), "/"))
+}
+
+func matchParts(g, p []string) bool {
+	for len(g) > 0 {
+		if g[0] == "**" {
+			for i := 0; i <= len(p); i++ {
+				if matchParts(g[1:], p[i:]) {
+					return true
+				}
+			}
+			return false
+		}
+		if len(p) == 0 {
+			return false
+		}
+		if ok, _ := filepath.Match(g[0], p[0]); !ok {
+			return false
+		}
+		g, p = g[1:], p[1:]
+	}
+	return len(p) == 0
+}
+
+func (s *scanner) scanFile(ctx context.Context, j job) {
+	if ctx.Err() != nil {
+		return
+	}
 	p := j.path
-	flags := unix.O_RDONLY | unix.O_CLOEXEC | unix.O_NONBLOCK
+	// O_NONBLOCK: a file swapped for a FIFO since the walk must not hang us.
+	flags := unix.O_RDONLY | unix.O_CLOEXEC | unix.O_NONBLOCK | unix.O_NOCTTY
 	if !j.follow {
 		flags |= unix.O_NOFOLLOW
 	}
 	fd, err := unix.Open(p, flags, 0)
 	if err != nil {
+		if errors.Is(err, unix.ELOOP) && !j.follow {
+			return // replaced by a symbolic link since the walk
+		}
 		s.fail(p, err)
 		return
 	}
@@ -176,8 +448,11 @@ func (s *scanner) scanFile(j job) {
 	if !fi.Mode().IsRegular() {
 		return // replaced by a special file since the walk
 	}
-	res, err := s.engine.Scan(context.Background(), f)
+	res, err := s.engine.Scan(ctx, f)
 	if err != nil {
+		if ctx.Err() != nil {
+			return
+		}
 		s.fail(p, err)
 		return
 	}
@@ -189,6 +464,7 @@ func (s *scanner) scanFile(j job) {
 	s.infected.Add(1)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.clearProgress()
 	if s.json {
 		json.NewEncoder(s.stdout).Encode(map[string]string{"path": p, "result": "found", "signature": res.Signature})
 		return
@@ -204,6 +480,7 @@ func (s *scanner) fail(p string, err error) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.clearProgress()
 	if s.json {
 		json.NewEncoder(s.stdout).Encode(map[string]string{"path": p, "result": "error", "error": err.Error()})
 		return
