@@ -296,7 +296,7 @@ watch %q {
 		})
 	}
 
-	recs := d.alerts(t, 1)
+	recs := d.alerts(t, 4) // written after the answers, asynchronously
 	var alerted, blocked int
 	for _, r := range recs {
 		switch r.Action {

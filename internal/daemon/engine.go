@@ -45,7 +45,7 @@ func NewEngine(p *policy.Policy, log hclog.Logger) (scan.Engine, error) {
 		}
 		paths = append(paths, db)
 	}
-	e, err := clamav.Load(paths, log)
+	e, err := clamav.Options{SkipSignatureCheck: !p.Engine.VerifySignatures}.Load(paths, log)
 	if err != nil {
 		return nil, fmt.Errorf("load databases: %w", err)
 	}

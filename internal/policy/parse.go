@@ -52,6 +52,7 @@ var rootSchema = &hcl.BodySchema{
 var (
 	builtinSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
 		{Name: "databases"},
+		{Name: "verify_signatures"},
 	}}
 	clamdSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
 		{Name: "address", Required: true},
@@ -149,7 +150,7 @@ func (ps *parser) policy(body hcl.Body) *Policy {
 
 	pol := &Policy{
 		Filename: ps.filename,
-		Engine:   Engine{Kind: EngineBuiltin},
+		Engine:   Engine{Kind: EngineBuiltin, VerifySignatures: true},
 		Settings: DefaultSettings(),
 	}
 
@@ -222,6 +223,11 @@ func (ps *parser) engine(b *hcl.Block, e *Engine) {
 					e.Databases = append(e.Databases, p)
 				}
 			})
+		}
+		if a := content.Attributes["verify_signatures"]; a != nil {
+			if v, ok := ps.boolean(a); ok {
+				e.VerifySignatures = v
+			}
 		}
 	case EngineClamd:
 		e.Kind = EngineClamd

@@ -28,7 +28,7 @@ func TestParse(t *testing.T) {
 		{
 			name:         "defaults",
 			src:          `watch "/srv/uploads" {}`,
-			wantEngine:   Engine{Kind: EngineBuiltin},
+			wantEngine:   Engine{Kind: EngineBuiltin, VerifySignatures: true},
 			wantSettings: defaults,
 			wantWatches: []Watch{{
 				Path: "/srv/uploads", Action: ActionBlock, Recursive: true, Mode: ModeTree,
@@ -67,7 +67,7 @@ exclude {
   programs = ["/usr/sbin//rsync"]
 }
 `,
-			wantEngine: Engine{Kind: EngineBuiltin, Databases: []string{"/var/lib/vigil/db", "/var/lib/clamav/main.cvd"}},
+			wantEngine: Engine{Kind: EngineBuiltin, VerifySignatures: true, Databases: []string{"/var/lib/vigil/db", "/var/lib/clamav/main.cvd"}},
 			wantSettings: Settings{
 				Workers: 8, ScanTimeout: 750 * time.Millisecond, MaxFileSize: 10_000_000,
 				OnError: OnErrorDeny, ControlSocket: "/run/v.sock", AlertLog: "/var/log/v/a.jsonl",
@@ -94,7 +94,7 @@ engine "clamd" {
 }
 watch "/srv" {}
 `,
-			wantEngine:   Engine{Kind: EngineClamd, Address: "unix:///run/clamav/clamd.ctl", Timeout: 10 * time.Second},
+			wantEngine:   Engine{Kind: EngineClamd, VerifySignatures: true, Address: "unix:///run/clamav/clamd.ctl", Timeout: 10 * time.Second},
 			wantSettings: defaults,
 			wantWatches: []Watch{
 				{Path: "/srv", Action: ActionBlock, Recursive: true, Mode: ModeTree, On: DefaultEvents, OnError: OnErrorAllow, MaxFileSize: 100 << 20},
@@ -103,7 +103,16 @@ watch "/srv" {}
 		{
 			name:         "clamd engine over tcp, default timeout",
 			src:          "engine \"clamd\" {\n  address = \"tcp://127.0.0.1:3310\"\n}\nwatch \"/srv\" {}\n",
-			wantEngine:   Engine{Kind: EngineClamd, Address: "tcp://127.0.0.1:3310"},
+			wantEngine:   Engine{Kind: EngineClamd, VerifySignatures: true, Address: "tcp://127.0.0.1:3310"},
+			wantSettings: defaults,
+			wantWatches: []Watch{
+				{Path: "/srv", Action: ActionBlock, Recursive: true, Mode: ModeTree, On: DefaultEvents, OnError: OnErrorAllow, MaxFileSize: 100 << 20},
+			},
+		},
+		{
+			name:         "locally built containers",
+			src:          "engine \"builtin\" {\n  databases = [\"/db\"]\n  verify_signatures = false\n}\nwatch \"/srv\" {}\n",
+			wantEngine:   Engine{Kind: EngineBuiltin, Databases: []string{"/db"}},
 			wantSettings: defaults,
 			wantWatches: []Watch{
 				{Path: "/srv", Action: ActionBlock, Recursive: true, Mode: ModeTree, On: DefaultEvents, OnError: OnErrorAllow, MaxFileSize: 100 << 20},
@@ -117,7 +126,7 @@ watch "/a" { max_file_size = "3KiB" }
 watch "/b" { max_file_size = "1B" }
 watch "/a/b" {}
 `,
-			wantEngine: Engine{Kind: EngineBuiltin},
+			wantEngine: Engine{Kind: EngineBuiltin, VerifySignatures: true},
 			wantSettings: func() Settings {
 				s := defaults
 				s.MaxFileSize = 2 << 30

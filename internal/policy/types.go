@@ -31,10 +31,13 @@ const (
 // Engine selects and configures the scan engine.
 type Engine struct {
 	Kind      EngineKind
-	Databases []string      // builtin: files or directories of ClamAV databases
-	Address   string        // clamd: unix:///path or tcp://host:port
-	Timeout   time.Duration // clamd: per-request timeout (0: scan_timeout)
-	Range     hcl.Range
+	Databases []string // builtin: files or directories of ClamAV databases
+	// VerifySignatures: builtin: check .cvd containers against ClamAV's
+	// key (false for containers built locally).
+	VerifySignatures bool
+	Address          string        // clamd: unix:///path or tcp://host:port
+	Timeout          time.Duration // clamd: per-request timeout (0: scan_timeout)
+	Range            hcl.Range
 }
 
 // Action is what a watch does with an infected file.

@@ -243,7 +243,7 @@ func TestLoadDirectory(t *testing.T) {
 	writeFile(t, dir, "b.HSB", sha1Hex("c")+":1:C\n"+sha256Hex("d")+":*:D\n")
 	writeFile(t, dir, "c.fp", md5Hex("e")+":1:E\n")
 	writeFile(t, dir, "d.sfp", sha256Hex("f")+":1:F\n")
-	writeFile(t, dir, "main.cvd", "ClamAV-VDB:binary junk")
+	writeFile(t, dir, "bytecode.cbc", "ClamBC binary junk")
 	writeFile(t, dir, "daily.ldb", "Sig;Target:0;0;41414141\n")
 	writeFile(t, dir, "extra.ldb", "Sig;Target:0;0;42424242\n")
 	writeFile(t, dir, "body.ndb", "Sig:0:*:41414141\nHtml:3:*:42424242\n")
@@ -266,7 +266,7 @@ func TestLoadDirectory(t *testing.T) {
 	if r.Total() != 7 {
 		t.Errorf("got total %d want 7", r.Total())
 	}
-	wantSkip := []Skip{{".cvd", 1, "not supported yet"}, {".ldb", 2, "not supported yet"}}
+	wantSkip := []Skip{{".cbc", 1, "not supported yet"}, {".ldb", 2, "not supported yet"}}
 	if fmt.Sprint(r.Skipped) != fmt.Sprint(wantSkip) {
 		t.Errorf("got skipped %v want %v", r.Skipped, wantSkip)
 	}
@@ -275,7 +275,7 @@ func TestLoadDirectory(t *testing.T) {
 		t.Errorf("got skipped signatures %v want %v", r.SkippedSignatures, wantSigSkip)
 	}
 	s := r.String()
-	for _, sub := range []string{r.Version, "5 files", "7 signatures", "md5=2", "ndb=1", "allow-sha256=1", ".cvd=1 .ldb=2 (not supported yet)", "unused .ndb target-3-(HTML)=1 (" + reasonNormalise + ")"} {
+	for _, sub := range []string{r.Version, "5 files", "7 signatures", "md5=2", "ndb=1", "allow-sha256=1", ".cbc=1 .ldb=2 (not supported yet)", "unused .ndb target-3-(HTML)=1 (" + reasonNormalise + ")"} {
 		if !strings.Contains(s, sub) {
 			t.Errorf("got report %q want it to contain %q", s, sub)
 		}

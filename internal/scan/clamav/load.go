@@ -83,16 +83,97 @@ type Engine struct {
 	report  Report
 }
 
-// Load reads the databases at paths, each a database file or a directory
-// of them (not recursed into). A missing path, an explicit file of a type
-// we do not read, or a malformed line is an error. With no paths the engine
-// detects EICAR only. Load logs each file at debug level; the caller logs
-// the summary, Report().String().
+// Options change how databases load. The zero value is the default.
+type Options struct {
+	// SkipSignatureCheck accepts .cvd containers not signed with ClamAV's
+	// key, for containers built locally; their MD5 and .info checksums are
+	// still checked.
+	SkipSignatureCheck bool
+}
+
+// Load reads the databases at paths with the default Options.
 func Load(paths []string, log hclog.Logger) (*Engine, error) {
+	return Options{}.Load(paths, log)
+}
+
+// Load reads the databases at paths, each a database file, a .cvd/.cld/.cud
+// container or a directory of them (not recursed into). Where a directory
+// holds both name.cvd and name.cld, the newer is read (the .cld when they
+// are equal), as ClamAV does. .ign2/.ign lists, loose or in a container,
+// drop the signatures they name. A missing path, an explicit file of a
+// type we do not read, a malformed line, or a corrupt or tampered
+// container is an error naming the file. With no paths the engine detects
+// EICAR only. Load logs each file at debug level; the caller logs the
+// summary, Report().String().
+func (o Options) Load(paths []string, log hclog.Logger) (*Engine, error) {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
+	files, err := databaseFiles(paths)
+	if err != nil {
+		return nil, err
+	}
 	b := newBuilder(log)
+	// Ignore lists come first: they apply to every database, whichever
+	// file or container holds them.
+	var dbs []member
+	for _, f := range files {
+		switch ext := strings.ToLower(filepath.Ext(f)); {
+		case isContainer(ext):
+			h, ms, err := readContainer(f, !o.SkipSignatureCheck)
+			if err != nil {
+				return nil, fmt.Errorf("load database: %w", err)
+			}
+			b.e.report.Containers = append(b.e.report.Containers, Container{
+				File: filepath.Base(f), Name: h.Name, Version: h.Version, Signatures: h.Sigs, Built: h.Time,
+			})
+			for _, m := range ms {
+				m.Name = f + "/" + m.Name
+				if isIgnoreList(m.Name) {
+					if err := b.ignore.parse(m.Name, bytes.NewReader(m.Data)); err != nil {
+						return nil, fmt.Errorf("load ignore list %w", err)
+					}
+					continue
+				}
+				dbs = append(dbs, m)
+			}
+		case isIgnoreList(f):
+			data, err := os.ReadFile(f)
+			if err != nil {
+				return nil, fmt.Errorf("load ignore list: %w", err)
+			}
+			if err := b.ignore.parse(f, bytes.NewReader(data)); err != nil {
+				return nil, fmt.Errorf("load ignore list %w", err)
+			}
+		default:
+			dbs = append(dbs, member{Name: f}) // read when its turn comes
+		}
+	}
+	for _, m := range dbs {
+		if m.Data == nil {
+			err = b.addPath(m.Name)
+		} else {
+			err = b.addFile(m.Name, bytes.NewReader(m.Data))
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return b.finish(), nil
+}
+
+func isContainer(ext string) bool { return ext == ".cvd" || ext == ".cld" || ext == ".cud" }
+
+func isIgnoreList(name string) bool {
+	ext := strings.ToLower(filepath.Ext(name))
+	return ext == ".ign2" || ext == ".ign"
+}
+
+// databaseFiles lists the files Load reads: explicit files of a type we
+// read, and the ClamAV databases of each directory, sorted, with the older
+// of a .cvd/.cld pair left out.
+func databaseFiles(paths []string) ([]string, error) {
+	var files []string
 	for _, p := range paths {
 		fi, err := os.Stat(p)
 		if err != nil {
@@ -100,34 +181,89 @@ func Load(paths []string, log hclog.Logger) (*Engine, error) {
 		}
 		if !fi.IsDir() {
 			ext := strings.ToLower(filepath.Ext(p))
-			if _, ok := supported[ext]; !ok {
+			if _, ok := supported[ext]; !ok && !isContainer(ext) && !isIgnoreList(p) {
 				if clamExtensions[ext] {
 					return nil, fmt.Errorf("load %s: %s databases are %s", p, ext, reasonNotSupported)
 				}
-				return nil, fmt.Errorf("load %s: not a database we read (want .hdb, .hsb, .fp, .sfp, .ndb, .mdb or .msb)", p)
+				return nil, fmt.Errorf("load %s: not a database we read (want .cvd, .cld, .cud, .hdb, .hsb, .fp, .sfp, .ndb, .mdb, .msb, .ign or .ign2)", p)
 			}
-			if err := b.addPath(p); err != nil {
-				return nil, err
-			}
+			files = append(files, p)
 			continue
 		}
 		des, err := os.ReadDir(p)
 		if err != nil {
 			return nil, fmt.Errorf("load database directory: %w", err)
 		}
+		var dir []string
 		for _, de := range des {
 			if de.IsDir() {
 				continue
 			}
 			ext := strings.ToLower(filepath.Ext(de.Name()))
 			if _, ok := supported[ext]; ok || clamExtensions[ext] {
-				if err := b.addPath(filepath.Join(p, de.Name())); err != nil {
-					return nil, err
-				}
+				dir = append(dir, filepath.Join(p, de.Name()))
 			}
 		}
+		dir, err = newestContainers(dir)
+		if err != nil {
+			return nil, err
+		}
+		files = append(files, dir...)
 	}
-	return b.finish(), nil
+	return files, nil
+}
+
+// newestContainers drops name.cvd or name.cld, whichever is older; on equal
+// versions the .cld (freshclam's incrementally updated copy) stays.
+func newestContainers(files []string) ([]string, error) {
+	type seen struct {
+		path    string
+		version int
+		cld     bool
+	}
+	best := map[string]seen{}
+	for _, f := range files {
+		ext := strings.ToLower(filepath.Ext(f))
+		if ext != ".cvd" && ext != ".cld" {
+			continue
+		}
+		v, err := containerVersion(f)
+		if err != nil {
+			return nil, fmt.Errorf("load database: read container %s: %w", f, err)
+		}
+		name := strings.TrimSuffix(f, filepath.Ext(f))
+		cur := seen{f, v, ext == ".cld"}
+		if b, ok := best[name]; !ok || cur.version > b.version || cur.version == b.version && cur.cld {
+			best[name] = cur
+		}
+	}
+	out := files[:0]
+	for _, f := range files {
+		ext := strings.ToLower(filepath.Ext(f))
+		if (ext == ".cvd" || ext == ".cld") && best[strings.TrimSuffix(f, filepath.Ext(f))].path != f {
+			continue
+		}
+		out = append(out, f)
+	}
+	return out, nil
+}
+
+// containerVersion reads the version from a container's header only.
+func containerVersion(path string) (int, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	var raw [cvdHeaderSize]byte
+	if n, err := io.ReadFull(f, raw[:]); err != nil {
+		return 0, fmt.Errorf("header: %d of %d bytes", n, cvdHeaderSize)
+	}
+	h, err := parseCVDHeader(raw[:])
+	if err != nil {
+		return 0, err
+	}
+	return h.Version, nil
 }
 
 // builder collects databases into an Engine.
@@ -138,6 +274,7 @@ type builder struct {
 	body     []*bodySig
 	fileSkip map[string]int
 	sigSkip  map[SigSkip]int // keyed with Count 0
+	ignore   ignoreList
 }
 
 func newBuilder(log hclog.Logger) *builder {
@@ -167,6 +304,20 @@ func (b *builder) addFile(name string, r io.Reader) error {
 			return nil
 		}
 		return fmt.Errorf("load %s: not a ClamAV database", name)
+	}
+	if len(b.ignore.names) > 0 {
+		data, err := io.ReadAll(r)
+		if err != nil {
+			return fmt.Errorf("load database %s: %w", name, err)
+		}
+		nameField := 2 // Hash:Size:Name
+		if kind == dbBody {
+			nameField = 0 // Name:Target:Offset:Hex
+		}
+		var n int
+		data, n = b.ignore.filter(data, nameField)
+		b.e.report.Ignored += n
+		r = bytes.NewReader(data)
 	}
 	var err error
 	switch kind {
@@ -301,6 +452,19 @@ type Report struct {
 	// SkippedSignatures counts the signatures of files we read that we
 	// do not use, by extension and target type, with the reason.
 	SkippedSignatures []SigSkip
+	// Ignored counts signatures dropped by .ign2/.ign lists.
+	Ignored int
+	// Containers lists the .cvd/.cld/.cud containers read.
+	Containers []Container
+}
+
+// Container is one .cvd/.cld/.cud read.
+type Container struct {
+	File       string // "daily.cld"
+	Name       string // "daily"
+	Version    int
+	Signatures int    // as its header says
+	Built      string // build time as its header writes it
 }
 
 // Skip counts the database files of one extension that were not read.
@@ -344,6 +508,12 @@ func (r Report) String() string {
 	b.WriteByte(')')
 	if r.Excluded > 0 {
 		fmt.Fprintf(&b, ", %d excluded by functionality level", r.Excluded)
+	}
+	if r.Ignored > 0 {
+		fmt.Fprintf(&b, ", %d ignored by .ign2/.ign", r.Ignored)
+	}
+	for _, c := range r.Containers {
+		fmt.Fprintf(&b, "; %s v%d (%d signatures, built %s)", c.File, c.Version, c.Signatures, c.Built)
 	}
 	// Group by reason so that the line stays short.
 	group := func(verb string, n int, item func(i int) (reason, text string)) {
