@@ -14,8 +14,9 @@ build: ## write bin/vigil (pure Go: no clang, no cgo)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/vigil ./cmd/vigil
 
 .PHONY: deps
-deps: ## install what a bare machine lacks to build and test
-	@command -v $(GO) >/dev/null || { echo "Go is required: https://go.dev/dl/" >&2; exit 1; }
+deps: ## install what a bare machine lacks to generate and test (root, Debian: .ci/deps.sh)
+	@command -v $(GO) >/dev/null || { echo "Go is required" >&2; exit 1; }
+	bash .ci/deps.sh
 	$(GO) mod download
 
 .PHONY: test
@@ -50,7 +51,7 @@ clean: ## remove build output
 	rm -rf bin
 
 .PHONY: generate
-generate: ## rebuild the eBPF object and its Go bindings (clang-14, llvm-14: .ci/bpf-deps.sh)
+generate: ## rebuild the eBPF object and its Go bindings (clang-14, llvm-14: make deps)
 	$(GO) generate ./internal/dirtrace
 
 .PHONY: check-generated
