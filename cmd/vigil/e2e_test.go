@@ -567,3 +567,28 @@ func exitCode(err error) int {
 	}
 	return 0
 }
+
+// logrotate renames the alert log and sends SIGUSR1: later alerts go to
+// the new file.
+func TestAlertLogRotation(t *testing.T) {
+	root := testutil.TempDir(t)
+	writeFile(t, filepath.Join(root, "one"), clamav.EICAR)
+	writeFile(t, filepath.Join(root, "two"), clamav.EICAR)
+	d := startDaemon(t, fmt.Sprintf("watch %q {}\n", root), "")
+	wantDenied(t, filepath.Join(root, "one"))
+	if recs := d.alerts(t, 1); len(recs) != 1 {
+		t.Fatalf("alerts before rotation: got %d, want 1", len(recs))
+	}
+	if err := os.Rename(d.alertLog, d.alertLog+".1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.cmd.Process.Signal(syscall.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	d.waitLog(t, "alert log reopened")
+	wantDenied(t, filepath.Join(root, "two"))
+	recs := d.alerts(t, 1)
+	if len(recs) != 1 || recs[0].Path != filepath.Join(root, "two") {
+		t.Errorf("alerts after rotation: got %+v, want the block of %s", recs, filepath.Join(root, "two"))
+	}
+}

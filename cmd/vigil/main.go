@@ -119,24 +119,15 @@ func cmdRun(args []string, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	reload := make(chan struct{}, 1)
-	go func() {
-		for range hup {
-			select {
-			case reload <- struct{}{}:
-			default: // a reload is already due
-			}
-		}
-	}()
 	err = daemon.Run(ctx, daemon.Options{
 		PolicyFile:  *policyFile,
 		Version:     version,
 		Hook:        dirtrace.Hook(*hook),
 		Log:         log,
 		Diagnostics: stderr,
-	}, reload)
+		Reload:      notifySignal(syscall.SIGHUP),
+		Reopen:      notifySignal(syscall.SIGUSR1),
+	})
 	if err != nil {
 		if !errors.Is(err, daemon.ErrPolicy) {
 			log.Error("vigil stopped", "error", err)
@@ -146,6 +137,23 @@ func cmdRun(args []string, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// notifySignal turns a signal into requests; signals that arrive while a
+// request is pending are merged into it.
+func notifySignal(sig os.Signal) <-chan struct{} {
+	c := make(chan os.Signal, 1)
+	signal.Notify(c, sig)
+	req := make(chan struct{}, 1)
+	go func() {
+		for range c {
+			select {
+			case req <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	return req
 }
 
 func ladderNames() string {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -61,6 +62,7 @@ type Log struct {
 	closed bool
 	q      chan Record
 	done   chan struct{}
+	reopen chan chan error
 
 	written, dropped, failed atomic.Uint64
 	closeOnce                sync.Once
@@ -92,12 +94,13 @@ func newLog(w io.Writer, c io.Closer, path string, size int, log hclog.Logger) *
 		log = hclog.NewNullLogger()
 	}
 	l := &Log{
-		path: path,
-		log:  log.Named("alert"),
-		w:    w,
-		c:    c,
-		q:    make(chan Record, size),
-		done: make(chan struct{}),
+		path:   path,
+		log:    log.Named("alert"),
+		w:      w,
+		c:      c,
+		q:      make(chan Record, size),
+		done:   make(chan struct{}),
+		reopen: make(chan chan error),
 	}
 	go l.run()
 	return l
@@ -129,6 +132,35 @@ func (l *Log) Stats() (written, dropped, failed uint64) {
 	return l.written.Load(), l.dropped.Load(), l.failed.Load()
 }
 
+// Reopen opens the alert log's path again, for log rotation (SIGUSR1):
+// records queued meanwhile go to the new file. On error the old file stays
+// in use.
+func (l *Log) Reopen() error {
+	if l.q == nil || l.path == "" {
+		return nil
+	}
+	res := make(chan error, 1)
+	select {
+	case l.reopen <- res:
+		return <-res
+	case <-l.done:
+		return errors.New("reopen alert log: closed")
+	}
+}
+
+// reopenFile runs in the writer goroutine, which alone uses w and c.
+func (l *Log) reopenFile() error {
+	f, err := os.OpenFile(l.path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
+	if err != nil {
+		return fmt.Errorf("reopen alert log: %w", err)
+	}
+	if l.c != nil {
+		l.c.Close()
+	}
+	l.w, l.c = f, f
+	return nil
+}
+
 // Close writes what is queued, then closes the file.
 func (l *Log) Close() error {
 	if l.q == nil {
@@ -157,7 +189,18 @@ func (l *Log) run() {
 	)
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
-	for r := range l.q {
+	for {
+		var r Record
+		select {
+		case res := <-l.reopen:
+			res <- l.reopenFile()
+			continue
+		case rec, ok := <-l.q:
+			if !ok {
+				return
+			}
+			r = rec
+		}
 		buf.Reset()
 		n := l.encode(enc, r)
 		// Take what else is queued, up to a batch, without waiting.

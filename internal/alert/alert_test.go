@@ -303,3 +303,48 @@ func TestDiscard(t *testing.T) {
 		t.Errorf("got %d, %d, %d want 0, 0, 0", w, d, f)
 	}
 }
+
+// Rotation: the file is renamed away, Reopen starts a new one, and every
+// record lands in one of the two.
+func TestReopen(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "alerts.jsonl")
+	l, err := Open(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Emit(Record{Action: ActionBlocked, Path: "/a"})
+	waitWritten(t, l, 1)
+	if err := os.Rename(path, path+".1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Reopen(); err != nil {
+		t.Fatal(err)
+	}
+	l.Emit(Record{Action: ActionBlocked, Path: "/b"})
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct{ file, want string }{{path + ".1", `"/a"`}, {path, `"/b"`}} {
+		b, err := os.ReadFile(tt.file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if lines := strings.Count(string(b), "\n"); lines != 1 || !strings.Contains(string(b), tt.want) {
+			t.Errorf("%s: got %q, want one line with %s", tt.file, b, tt.want)
+		}
+	}
+	if err := l.Reopen(); err == nil {
+		t.Errorf("Reopen after Close: got nil error")
+	}
+}
+
+func waitWritten(t *testing.T, l *Log, n uint64) {
+	t.Helper()
+	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(5 * time.Millisecond) {
+		if w, _, _ := l.Stats(); w >= n {
+			return
+		}
+	}
+	t.Fatalf("fewer than %d records written after 5s", n)
+}

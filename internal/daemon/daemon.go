@@ -36,15 +36,18 @@ type Options struct {
 	Log  hclog.Logger
 	// Diagnostics receives policy errors and warnings with their source.
 	Diagnostics io.Writer
+	// Reload asks for the policy and databases to be loaded again (SIGHUP).
+	Reload <-chan struct{}
+	// Reopen asks for the alert log to be reopened after rotation (SIGUSR1).
+	Reopen <-chan struct{}
 }
 
 // cacheSize bounds the user-space clean cache (about 100 bytes an entry).
 const cacheSize = 1 << 16
 
-// Run serves until ctx is done, reloading the policy on SIGHUP (sent to
-// reload). It returns ErrPolicy (wrapped) when the policy does not load,
-// and any error that stops protection.
-func Run(ctx context.Context, opts Options, reload <-chan struct{}) error {
+// Run serves until ctx is done. It returns ErrPolicy (wrapped) when the
+// policy does not load, and any error that stops protection.
+func Run(ctx context.Context, opts Options) error {
 	log := opts.Log
 	pol, err := loadPolicy(opts.PolicyFile, opts.Diagnostics, log)
 	if err != nil {
@@ -91,9 +94,15 @@ func Run(ctx context.Context, opts Options, reload <-chan struct{}) error {
 		case <-ctx.Done():
 			log.Info("stopping")
 			return nil
-		case <-reload:
+		case <-opts.Reload:
 			if err := d.reload(ctx); err != nil {
 				log.Error("reload failed: the previous policy stays in force", "error", err)
+			}
+		case <-opts.Reopen:
+			if err := alerts.Reopen(); err != nil {
+				log.Error("alert log rotation", "error", err)
+			} else {
+				log.Info("alert log reopened", "path", pol.Settings.AlertLog)
 			}
 		case err := <-d.cur.Load().failed:
 			return fmt.Errorf("permission loop: %w", err)
