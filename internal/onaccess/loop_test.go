@@ -77,6 +77,7 @@ func (r *fakeResponder) Respond(fd int, allow bool) error {
 type fakeEngine struct {
 	mu    sync.Mutex
 	scans int
+	stuck chan struct{} // "STUCK" waits for it to close, whatever ctx says
 }
 
 func (e *fakeEngine) Scan(ctx context.Context, f *os.File) (scan.Result, error) {
@@ -93,6 +94,10 @@ func (e *fakeEngine) Scan(ctx context.Context, f *os.File) (scan.Result, error) 
 	case strings.HasPrefix(s, "HANG"):
 		<-ctx.Done()
 		return scan.Result{}, ctx.Err()
+	case strings.HasPrefix(s, "STUCK"):
+		// A read of a file on a hung FUSE or NFS mount: deaf to ctx.
+		<-e.stuck
+		return scan.Result{}, nil
 	}
 	return scan.Result{}, nil
 }
@@ -152,7 +157,7 @@ func newHarness(t *testing.T, queue int, policyFmt string) *harness {
 		dir:    dir,
 		src:    make(fakeSource),
 		resp:   &fakeResponder{done: make(chan struct{}, 1024)},
-		engine: &fakeEngine{},
+		engine: &fakeEngine{stuck: make(chan struct{})},
 		alerts: &fakeAlerts{},
 		done:   make(chan error, 1),
 	}
@@ -166,6 +171,7 @@ func newHarness(t *testing.T, queue int, policyFmt string) *harness {
 	}, &State{Policy: pol, Engine: h.engine})
 	go func() { h.done <- h.loop.Run(context.Background()) }()
 	t.Cleanup(h.stop)
+	t.Cleanup(func() { close(h.engine.stuck) }) // runs first
 	return h
 }
 
@@ -213,6 +219,20 @@ func (h *harness) event(name, content string, mask uint64) fanotify.Event {
 		h.t.Fatal(err)
 	}
 	return fanotify.Event{Mask: mask, Fd: fd, Pid: 1}
+}
+
+// counters waits up to a second for the loop's counters to satisfy ok,
+// as they are counted just after the response they follow, and returns
+// them.
+func (h *harness) counters(ok func(Snapshot) bool) Snapshot {
+	deadline := time.Now().Add(time.Second)
+	for {
+		c := h.loop.Counters()
+		if ok(c) || time.Now().After(deadline) {
+			return c
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // send delivers events and waits for n responses.
@@ -345,7 +365,7 @@ func TestQueueFullUsesOnError(t *testing.T) {
 			t.Errorf("%s: got allow, want on_error deny", r.path)
 		}
 	}
-	c := h.loop.Counters()
+	c := h.counters(func(c Snapshot) bool { return c.QueueFull+c.Timeouts == uint64(len(evs)) })
 	if c.QueueFull == 0 || c.QueueFull+c.Timeouts != uint64(len(evs)) {
 		t.Errorf("counters: queue_full %d + timeouts %d, want %d with queue_full > 0", c.QueueFull, c.Timeouts, len(evs))
 	}
@@ -420,5 +440,61 @@ func TestDrain(t *testing.T) {
 	}
 	if len(resp.got) != 2 || !resp.got[0].allow || resp.got[1].allow {
 		t.Errorf("responses after drain: got %+v, want allow then deny", resp.got)
+	}
+}
+
+// A scan that never returns, alone in its batch (so possibly scanned by
+// the reader itself), must not stop the reading: later events are
+// answered long before its deadline, and it is answered by its deadline.
+func TestStuckScanDoesNotStallReading(t *testing.T) {
+	h := newHarness(t, 16, basePolicy)
+	start := time.Now()
+	h.src <- []fanotify.Event{h.event("a/stuck", "STUCK", unix.FAN_OPEN_PERM)}
+	for i := range 3 {
+		got := h.send(1, h.event(fmt.Sprintf("a/clean%d", i), "hello", unix.FAN_OPEN_PERM))
+		if want := filepath.Join(h.dir, fmt.Sprintf("a/clean%d", i)); got[0].path != want || !got[0].allow {
+			t.Fatalf("response %d: got %+v, want allow of %s", i, got[0], want)
+		}
+	}
+	// basePolicy's scan_timeout is 200ms.
+	if el := time.Since(start); el > 150*time.Millisecond {
+		t.Errorf("clean files answered after %v, want well before the stuck scan's deadline", el)
+	}
+	select {
+	case <-h.resp.done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("stuck scan not answered by its deadline")
+	}
+	h.resp.mu.Lock()
+	last := h.resp.got[len(h.resp.got)-1]
+	h.resp.mu.Unlock()
+	if want := filepath.Join(h.dir, "a/stuck"); last.path != want || last.allow {
+		t.Errorf("deadline response: got %+v, want deny (on_error) of %s", last, want)
+	}
+	if c := h.counters(func(c Snapshot) bool { return c.Timeouts == 1 }); c.Timeouts != 1 {
+		t.Errorf("timeouts: got %d, want 1", c.Timeouts)
+	}
+}
+
+// As many stuck scans as workers: the next events find every worker busy
+// and get on_error at once, as with a full queue, rather than waiting.
+func TestStuckScansUseEveryWorkerThenOnError(t *testing.T) {
+	h := newHarness(t, 1, basePolicy)
+	for i := range 2 { // Workers
+		h.src <- []fanotify.Event{h.event(fmt.Sprintf("a/stuck%d", i), "STUCK", unix.FAN_OPEN_PERM)}
+	}
+	start := time.Now()
+	var evs []fanotify.Event
+	for i := range 4 {
+		evs = append(evs, h.event(fmt.Sprintf("a/next%d", i), "hello", unix.FAN_OPEN_PERM))
+	}
+	got := h.send(3, evs...)
+	if el := time.Since(start); el > 150*time.Millisecond {
+		t.Errorf("answers after %v, want well before the deadline", el)
+	}
+	for _, r := range got {
+		if r.allow {
+			t.Errorf("%s: got allow, want on_error deny (queue full)", r.path)
+		}
 	}
 }
