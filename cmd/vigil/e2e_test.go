@@ -23,10 +23,16 @@ import (
 	"github.com/vigilsec/vigil/internal/testutil"
 )
 
-// vigilBin is the binary under test, built once by TestMain.
+// vigilBin is the binary under test, built once by TestMain, or the one
+// $VIGIL_BIN names (vmtest's guests run a prebuilt one rather than build
+// it again, slowly, under emulation).
 var vigilBin string
 
 func TestMain(m *testing.M) {
+	if bin := os.Getenv("VIGIL_BIN"); bin != "" {
+		vigilBin = bin
+		os.Exit(m.Run())
+	}
 	dir, err := os.MkdirTemp("", "vigil-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -52,6 +58,7 @@ type daemonProc struct {
 	stderr   *syncBuffer
 	socket   string
 	alertLog string
+	state    string // the daemon's own files: policy, socket, alerts, quarantine
 	exited   chan struct{}
 }
 
@@ -84,6 +91,7 @@ func startDaemon(t *testing.T, watches, engine string) *daemonProc {
 		stderr:   new(syncBuffer),
 		socket:   filepath.Join(state, "vigil.sock"),
 		alertLog: filepath.Join(state, "alerts.jsonl"),
+		state:    state,
 		exited:   make(chan struct{}),
 	}
 	d.settings = fmt.Sprintf(`
@@ -92,8 +100,9 @@ settings {
   scan_timeout   = "5s"
   control_socket = %q
   alert_log      = %q
+  quarantine_dir = %q
 }
-`, d.socket, d.alertLog)
+`, d.socket, d.alertLog, filepath.Join(state, "quarantine"))
 	polFile := filepath.Join(state, "policy.hcl")
 	d.policy = polFile
 	writeFile(t, polFile, engine+d.settings+watches)

@@ -38,6 +38,7 @@ Usage:
   vigil scan   [--policy FILE | --db PATH ...] [--json] [--exclude GLOB ...] [--follow] [--report] PATH ...
   vigil policy check FILE ...
   vigil status [--json] [--socket PATH]
+  vigil quarantine list|restore|delete [--dir DIR] ...
   vigil features
   vigil version
 
@@ -46,6 +47,7 @@ Commands:
   scan     scan files and directories once; exit 0 clean, 1 infected, 2 error
   policy   check policy files; exit 0 valid, 1 invalid
   status   ask the running daemon; exit 0 when it is up and ready
+  quarantine  list, restore or delete quarantined files
   features what this kernel offers vigil
   version  print the version
 
@@ -70,6 +72,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdPolicy(rest, stdout, stderr)
 	case "status":
 		return cmdStatus(rest, stdout, stderr)
+	case "quarantine":
+		return cmdQuarantine(rest, stdout, stderr)
 	case "features":
 		return cmdFeatures(rest, stdout, stderr)
 	case "version", "--version":

@@ -19,15 +19,16 @@ import (
 
 // Actions of a Record.
 const (
-	ActionBlocked = "blocked"
-	ActionAlerted = "alerted"
-	ActionError   = "error"
+	ActionBlocked     = "blocked"
+	ActionAlerted     = "alerted"
+	ActionQuarantined = "quarantined" // blocked, then moved into the quarantine
+	ActionError       = "error"
 )
 
 // Record is one alert line.
 type Record struct {
 	Time   time.Time `json:"time"`
-	Action string    `json:"action"` // ActionBlocked, ActionAlerted or ActionError
+	Action string    `json:"action"` // ActionBlocked, ActionAlerted, ActionQuarantined or ActionError
 	Path   string    `json:"path"`
 	// PathB64 holds the exact bytes of Path, base64 (standard encoding),
 	// when Path is not valid UTF-8: JSON would replace them with U+FFFD.
@@ -40,6 +41,8 @@ type Record struct {
 	Watch     string `json:"watch"`
 	Engine    string `json:"engine"`
 	Error     string `json:"error,omitempty"`
+	// Quarantine is the quarantine entry id of a quarantined file.
+	Quarantine string `json:"quarantine,omitempty"`
 }
 
 const (

@@ -133,29 +133,40 @@ type instance struct {
 	cancel  context.CancelFunc
 	managed chan struct{} // closed when the manager has returned; nil before
 	hook    dirtrace.Hook
+	quar    *quarantiner // nil when no watch quarantines
 }
 
 // start creates a group, runs its loop and places every watch. The loop
 // runs before the first mark exists: an event that arrives while the
 // rest is placed is answered, never left waiting.
 func (d *daemon) start(ctx context.Context, st *onaccess.State) (*instance, error) {
+	quar, err := newQuarantiner(st.Policy, d.alerts, d.log)
+	if err != nil {
+		return nil, fmt.Errorf("open quarantine: %w", err)
+	}
 	group, err := fanotify.Init(unix.FAN_CLASS_CONTENT|unix.FAN_UNLIMITED_QUEUE|unix.FAN_UNLIMITED_MARKS,
 		unix.O_RDONLY|unix.O_LARGEFILE|unix.O_CLOEXEC|unix.O_NONBLOCK)
 	if err != nil {
+		quar.close()
 		return nil, fmt.Errorf("start permission loop: %w", err)
 	}
+	cfg := onaccess.Config{
+		Source:    group,
+		Responder: group,
+		Ignorer:   group,
+		Alerts:    d.alerts,
+		Cache:     d.cache,
+		Counters:  &d.counters,
+		Log:       d.log.Named("onaccess"),
+		Workers:   st.Policy.Settings.Workers,
+	}
+	if quar != nil {
+		cfg.Quarantine = quar
+	}
 	inst := &instance{
-		group: group,
-		loop: onaccess.New(onaccess.Config{
-			Source:    group,
-			Responder: group,
-			Ignorer:   group,
-			Alerts:    d.alerts,
-			Cache:     d.cache,
-			Counters:  &d.counters,
-			Log:       d.log.Named("onaccess"),
-			Workers:   st.Policy.Settings.Workers,
-		}, st),
+		group:  group,
+		loop:   onaccess.New(cfg, st),
+		quar:   quar,
 		done:   make(chan struct{}),
 		failed: make(chan error, 1),
 		cancel: func() {},
@@ -226,6 +237,7 @@ func (i *instance) stop() {
 	i.stopWatches()
 	i.group.Close()
 	<-i.done
+	i.quar.close()
 }
 
 // stopWatches stops following directory events; the marks stay.
@@ -247,6 +259,7 @@ func (i *instance) retire() {
 	i.group.Wake()
 	<-i.done
 	i.group.Close()
+	i.quar.close()
 }
 
 // reload loads the policy and the databases again and swaps them in

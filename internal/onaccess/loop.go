@@ -66,6 +66,17 @@ type Config struct {
 	// Counters to count in; nil for the loop's own. A daemon shares one
 	// set across the loops that replace each other on reload.
 	Counters *Counters
+	// Quarantine moves infected files of quarantine watches away, after
+	// they were denied; nil leaves them in place (blocked).
+	Quarantine Quarantiner
+}
+
+// Quarantiner takes an infected file, open at fd (its own descriptor,
+// which it closes), out of reach. It must not block: the move copies and
+// syncs, so it happens after the answer, off the loop. rec is the alert
+// the quarantine reports when it is done.
+type Quarantiner interface {
+	Quarantine(fd int, path string, rec alert.Record)
 }
 
 // ignoreMask is what an ignore mark on a clean file silences.
@@ -439,9 +450,28 @@ func (l *Loop) infected(r *request, signature string) {
 	}
 	rec := l.record(r, action)
 	rec.Signature = signature
+	if r.watch.Action == policy.ActionQuarantine && l.quarantine(r, rec) {
+		return // the quarantine reports the alert once the file is moved
+	}
 	l.cfg.Alerts.Emit(rec)
 	l.log.Warn("infected file "+action, "path", r.path, "signature", signature, "pid", r.pid,
 		"exe", rec.Exe, "engine", r.state.Engine.Name(), "elapsed", time.Since(r.start))
+}
+
+// quarantine hands a descriptor of its own for the denied file to the
+// quarantine. The duplicate shares the event's open file, so reading it
+// raises no event either.
+func (l *Loop) quarantine(r *request, rec alert.Record) bool {
+	if l.cfg.Quarantine == nil {
+		return false
+	}
+	fd, err := unix.FcntlInt(uintptr(r.fd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		l.log.Error("quarantine: duplicate descriptor: the file stays in place, blocked", "path", r.path, "error", err)
+		return false
+	}
+	l.cfg.Quarantine.Quarantine(fd, r.path, rec)
+	return true
 }
 
 // fail answers with the watch's on_error verdict.

@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/big"
 	"os"
+	"path"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -24,6 +25,7 @@ const (
 	DefaultOnError       = OnErrorAllow
 	DefaultControlSocket = "/run/vigil/vigil.sock"
 	DefaultAlertLog      = "/var/log/vigil/alerts.jsonl"
+	DefaultQuarantineDir = "/var/lib/vigil/quarantine"
 	DefaultEvents        = EventOpen | EventExec
 )
 
@@ -37,6 +39,7 @@ func DefaultSettings() Settings {
 		OnError:       DefaultOnError,
 		ControlSocket: DefaultControlSocket,
 		AlertLog:      DefaultAlertLog,
+		QuarantineDir: DefaultQuarantineDir,
 	}
 }
 
@@ -65,6 +68,7 @@ var (
 		{Name: "on_error"},
 		{Name: "control_socket"},
 		{Name: "alert_log"},
+		{Name: "quarantine_dir"},
 	}}
 	watchSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
 		{Name: "action"},
@@ -133,6 +137,7 @@ func sortDiags(diags hcl.Diagnostics) hcl.Diagnostics {
 type parser struct {
 	filename string
 	diags    hcl.Diagnostics
+	qdir     *hcl.Range // the quarantine_dir attribute, if set
 }
 
 func (ps *parser) errorf(rng hcl.Range, summary, format string, args ...any) {
@@ -200,8 +205,39 @@ func (ps *parser) policy(body hcl.Body) *Policy {
 		ps.errorf(hcl.Range{Filename: ps.filename, Start: start, End: start}, "No watch block",
 			"A policy needs at least one watch block, e.g. watch \"/srv/uploads\" {}.")
 	}
+	ps.checkQuarantine(pol)
 	pol.index()
 	return pol
+}
+
+// checkQuarantine refuses a quarantine_dir that a watch covers when some
+// watch quarantines: vigil would scan, deny and quarantine its own store,
+// and `vigil quarantine restore` could not read it.
+func (ps *parser) checkQuarantine(pol *Policy) {
+	var q *Watch
+	for _, w := range pol.Watches {
+		if w.Action == ActionQuarantine {
+			q = w
+			break
+		}
+	}
+	if q == nil {
+		return
+	}
+	dir := pol.Settings.QuarantineDir
+	for _, w := range pol.Watches {
+		// The store's files are the directory's children.
+		if _, ok := w.covers(path.Join(dir, "entry")); !ok {
+			continue
+		}
+		rng := q.Range
+		if ps.qdir != nil {
+			rng = *ps.qdir
+		}
+		ps.errorf(rng, "Quarantine directory inside a watch",
+			"quarantine_dir %q is covered by the watch at %s; choose a directory outside every watch.", dir, pos(w.Range))
+		return
+	}
 }
 
 // pos renders a range's start as file:line,col.
@@ -278,7 +314,9 @@ func (ps *parser) settings(b *hcl.Block, s *Settings) {
 			s.OnError = v
 		}
 	}
-	for name, dst := range map[string]*string{"control_socket": &s.ControlSocket, "alert_log": &s.AlertLog} {
+	for name, dst := range map[string]*string{
+		"control_socket": &s.ControlSocket, "alert_log": &s.AlertLog, "quarantine_dir": &s.QuarantineDir,
+	} {
 		if a := attrs[name]; a != nil {
 			if v, ok := ps.str(a); ok {
 				if p, ok := ps.absPath(a.Expr.Range(), name, v); ok {
@@ -286,6 +324,9 @@ func (ps *parser) settings(b *hcl.Block, s *Settings) {
 				}
 			}
 		}
+	}
+	if a := attrs["quarantine_dir"]; a != nil {
+		ps.qdir = a.Expr.Range().Ptr()
 	}
 }
 
@@ -308,10 +349,6 @@ func (ps *parser) watch(b *hcl.Block, s Settings) *Watch {
 	if a := attrs["action"]; a != nil {
 		if v, ok := enum(ps, a, ActionBlock, ActionAlert, ActionQuarantine); ok {
 			w.Action = v
-			if v == ActionQuarantine {
-				ps.errorf(a.Expr.Range(), `action "quarantine" is not supported yet`,
-					`Use action = "block" (deny access) or "alert" (log only).`)
-			}
 		}
 	}
 	if a := attrs["recursive"]; a != nil {

@@ -48,6 +48,7 @@ settings {
   on_error       = "deny"
   control_socket = "/run/v.sock"
   alert_log      = "/var/log/v/a.jsonl"
+  quarantine_dir = "/var/lib/v/q/"
 }
 watch "/srv/uploads/" {
   action    = "alert"
@@ -71,6 +72,7 @@ exclude {
 			wantSettings: Settings{
 				Workers: 8, ScanTimeout: 750 * time.Millisecond, MaxFileSize: 10_000_000,
 				OnError: OnErrorDeny, ControlSocket: "/run/v.sock", AlertLog: "/var/log/v/a.jsonl",
+				QuarantineDir: "/var/lib/v/q",
 			},
 			wantWatches: []Watch{
 				{
@@ -84,6 +86,16 @@ exclude {
 				},
 			},
 			wantExclude: Exclude{UIDs: []uint32{997, 0}, Programs: []string{"/usr/sbin/rsync"}},
+		},
+		{
+			name:         "quarantine, store outside every watch",
+			src:          "watch \"/srv/uploads\" {\n  action = \"quarantine\"\n}\nwatch \"/var/lib/vigil\" {\n  recursive = false\n}\n",
+			wantEngine:   Engine{Kind: EngineBuiltin, VerifySignatures: true},
+			wantSettings: defaults,
+			wantWatches: []Watch{
+				{Path: "/var/lib/vigil", Action: ActionBlock, Recursive: false, Mode: ModeTree, On: DefaultEvents, OnError: OnErrorAllow, MaxFileSize: 100 << 20},
+				{Path: "/srv/uploads", Action: ActionQuarantine, Recursive: true, Mode: ModeTree, On: DefaultEvents, OnError: OnErrorAllow, MaxFileSize: 100 << 20},
+			},
 		},
 		{
 			name: "clamd engine",

@@ -82,6 +82,7 @@ type Settings struct {
 	OnError       OnError
 	ControlSocket string
 	AlertLog      string
+	QuarantineDir string // where action "quarantine" moves infected files
 }
 
 // Watch is one watch block: a tree and what happens in it.
