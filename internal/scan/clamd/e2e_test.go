@@ -5,92 +5,23 @@ import (
 	"crypto/md5"
 	"errors"
 	"fmt"
-	"net"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/vigilsec/vigil/internal/scan"
+	"github.com/vigilsec/vigil/internal/testutil"
 )
-
-const clamdBin = "/usr/sbin/clamd"
 
 const eicar = `X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*`
 
-// startClamd runs a real clamd on a database the test writes (clamd has
-// no built-in EICAR signature and will not start without a database) and
-// returns its unix and TCP addresses. It is killed, by its PID, at the end.
+// startClamd runs a real clamd (testutil.StartClamd) and returns it with
+// its unix and TCP addresses.
 func startClamd(t *testing.T, hdb string) (*exec.Cmd, string, string) {
 	t.Helper()
-	if _, err := os.Stat(clamdBin); err != nil {
-		t.Skipf("%s not installed (apt-get install clamav-daemon): %v", clamdBin, err)
-	}
-	dir := t.TempDir()
-	db := filepath.Join(dir, "db")
-	if err := os.Mkdir(db, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(db, "vigil-test.hdb"), []byte(hdb), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	sock := filepath.Join(dir, "clamd.ctl")
-	conf := filepath.Join(dir, "clamd.conf")
-	logFile := filepath.Join(dir, "clamd.log")
-	err = os.WriteFile(conf, []byte(fmt.Sprintf(`LocalSocket %s
-TCPSocket %d
-TCPAddr 127.0.0.1
-Foreground yes
-DatabaseDirectory %s
-LogFile %s
-StreamMaxLength 1M
-Bytecode no
-`, sock, port, db, logFile)), 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(clamdBin, "--config-file="+conf)
-	// Foreground clamd logs to stdout too; the log file is shown on failure.
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-done
-		if t.Failed() {
-			if b, err := os.ReadFile(logFile); err == nil {
-				t.Logf("clamd log:\n%s", b)
-			}
-		}
-	})
-	deadline := time.Now().Add(90 * time.Second)
-	for {
-		e, err := New(Config{Address: "unix://" + sock, Timeout: 2 * time.Second}, nil)
-		if err == nil {
-			e.Close()
-			break
-		}
-		select {
-		case <-done:
-			t.Fatalf("clamd exited before answering PING: %v", err)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("clamd not answering PING after 90s: %v", err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	return cmd, "unix://" + sock, fmt.Sprintf("tcp://127.0.0.1:%d", port)
+	c := testutil.StartClamd(t, hdb)
+	return c.Cmd, c.Unix, c.TCP
 }
 
 func TestRealClamd(t *testing.T) {
