@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -29,6 +30,10 @@ import (
 var vigilBin string
 
 func TestMain(m *testing.M) {
+	if dir := os.Getenv(stormEnv); dir != "" {
+		rounds, _ := strconv.Atoi(os.Getenv("VIGIL_TEST_STORM_ROUNDS"))
+		os.Exit(stormOpener(dir, rounds))
+	}
 	if bin := os.Getenv("VIGIL_BIN"); bin != "" {
 		vigilBin = bin
 		os.Exit(m.Run())
@@ -85,6 +90,13 @@ func (d *daemonProc) log() string {
 // test's deadline passes; killing it releases every blocked open.
 func startDaemon(t *testing.T, watches, engine string) *daemonProc {
 	t.Helper()
+	return startDaemonWith(t, watches, engine, "")
+}
+
+// startDaemonWith is startDaemon with lines added to the settings block
+// (a setting given twice is an error: scan_timeout and workers are fixed).
+func startDaemonWith(t *testing.T, watches, engine, settings string) *daemonProc {
+	t.Helper()
 	testutil.SkipUnlessFanotify(t)
 	state := t.TempDir()
 	d := &daemonProc{
@@ -97,14 +109,17 @@ func startDaemon(t *testing.T, watches, engine string) *daemonProc {
 	d.settings = fmt.Sprintf(`
 settings {
   workers        = 2
-  scan_timeout   = "5s"
   control_socket = %q
   alert_log      = %q
   quarantine_dir = %q
+%s
 }
-`, d.socket, d.alertLog, filepath.Join(state, "quarantine"))
+`, d.socket, d.alertLog, filepath.Join(state, "quarantine"), settings)
 	polFile := filepath.Join(state, "policy.hcl")
 	d.policy = polFile
+	if !strings.Contains(settings, "scan_timeout") {
+		d.settings = strings.Replace(d.settings, "settings {", "settings {\n  scan_timeout   = \"5s\"", 1)
+	}
 	writeFile(t, polFile, engine+d.settings+watches)
 
 	notify := filepath.Join(state, "notify.sock")

@@ -38,6 +38,8 @@ Usage:
   vigil scan   [--policy FILE | --db PATH ...] [--json] [--exclude GLOB ...] [--follow] [--report] PATH ...
   vigil policy check FILE ...
   vigil status [--json] [--socket PATH]
+  vigil reload [--socket PATH]
+  vigil metrics [--socket PATH]
   vigil quarantine list|restore|delete [--dir DIR] ...
   vigil features
   vigil version
@@ -47,6 +49,8 @@ Commands:
   scan     scan files and directories once; exit 0 clean, 1 infected, 2 error
   policy   check policy files; exit 0 valid, 1 invalid
   status   ask the running daemon; exit 0 when it is up and ready
+  reload   have the daemon load its policy and databases again; exit 0 done, 1 refused
+  metrics  print the daemon's Prometheus metrics
   quarantine  list, restore or delete quarantined files
   features what this kernel offers vigil
   version  print the version
@@ -74,6 +78,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdStatus(rest, stdout, stderr)
 	case "quarantine":
 		return cmdQuarantine(rest, stdout, stderr)
+	case "reload":
+		return cmdReload(rest, stdout, stderr)
+	case "metrics":
+		return cmdMetrics(rest, stdout, stderr)
 	case "features":
 		return cmdFeatures(rest, stdout, stderr)
 	case "version", "--version":

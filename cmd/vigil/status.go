@@ -64,3 +64,30 @@ func printStatus(w io.Writer, st *daemon.Status) {
 	}
 	tw.Flush()
 }
+
+func cmdReload(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("reload", "vigil reload [--socket PATH]", stderr)
+	socket := fs.String("socket", defaultSocket, "control socket `path`")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if err := daemon.Reload(*socket); err != nil {
+		fmt.Fprintf(stderr, "vigil reload: %v (the previous policy stays in force; the daemon's log has the details)\n", err)
+		return 1
+	}
+	fmt.Fprintln(stdout, "reloaded")
+	return 0
+}
+
+func cmdMetrics(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("metrics", "vigil metrics [--socket PATH]", stderr)
+	socket := fs.String("socket", defaultSocket, "control socket `path`")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if err := daemon.Metrics(*socket, stdout); err != nil {
+		fmt.Fprintf(stderr, "vigil metrics: %v\n", err)
+		return 2
+	}
+	return 0
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -12,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/vigilsec/vigil/internal/metrics"
 )
 
 // Status is what `vigil status` shows.
@@ -29,7 +32,12 @@ type Status struct {
 	Counters    map[string]uint64 `json:"counters"`
 }
 
-const controlTimeout = 2 * time.Second
+const (
+	controlTimeout = 2 * time.Second
+	// reloadTimeout bounds a reload asked over the socket: it walks every
+	// watched tree again.
+	reloadTimeout = 10 * time.Minute
+)
 
 // listenControl opens the root-only control socket, replacing a stale one.
 func listenControl(path string) (*net.UnixListener, error) {
@@ -77,6 +85,24 @@ func (d *daemon) handleControl(c *net.UnixConn) {
 	switch cmd := strings.TrimSpace(line); cmd {
 	case "status":
 		enc.Encode(d.status())
+	case "metrics":
+		// Prometheus text, to the end of the connection.
+		if err := metrics.WriteText(c, d.metrics); err != nil {
+			d.log.Error("control socket: metrics", "error", err)
+		}
+	case "reload":
+		res := make(chan error, 1)
+		c.SetDeadline(time.Now().Add(reloadTimeout))
+		select {
+		case d.reloads <- res:
+		case <-time.After(reloadTimeout):
+			res <- errors.New("the daemon did not take the reload")
+		}
+		reply := map[string]any{"ok": true}
+		if err := <-res; err != nil {
+			reply = map[string]any{"ok": false, "error": err.Error()}
+		}
+		enc.Encode(reply)
 	default:
 		enc.Encode(map[string]string{"error": fmt.Sprintf("unknown command %q", cmd)})
 	}
@@ -116,6 +142,49 @@ func (d *daemon) status() Status {
 		"dir_events": ws.Events, "resyncs": ws.Resyncs, "track_errors": ws.TrackErrors,
 	}
 	return s
+}
+
+// Reload asks the daemon listening on socket to load its policy and
+// databases again, and waits for the outcome: nil, or why the previous
+// policy stays in force.
+func Reload(socket string) error {
+	c, err := net.DialTimeout("unix", socket, controlTimeout)
+	if err != nil {
+		return fmt.Errorf("connect %s: %w", socket, err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(reloadTimeout))
+	if _, err := c.Write([]byte("reload\n")); err != nil {
+		return fmt.Errorf("ask %s: %w", socket, err)
+	}
+	var reply struct {
+		OK    bool   `json:"ok"`
+		Error string `json:"error"`
+	}
+	if err := json.NewDecoder(c).Decode(&reply); err != nil {
+		return fmt.Errorf("read reply from %s: %w", socket, err)
+	}
+	if !reply.OK {
+		return errors.New(reply.Error)
+	}
+	return nil
+}
+
+// Metrics copies the daemon's Prometheus text exposition to w.
+func Metrics(socket string, w io.Writer) error {
+	c, err := net.DialTimeout("unix", socket, controlTimeout)
+	if err != nil {
+		return fmt.Errorf("connect %s: %w", socket, err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(controlTimeout))
+	if _, err := c.Write([]byte("metrics\n")); err != nil {
+		return fmt.Errorf("ask %s: %w", socket, err)
+	}
+	if _, err := io.Copy(w, c); err != nil {
+		return fmt.Errorf("read metrics from %s: %w", socket, err)
+	}
+	return nil
 }
 
 // QueryStatus asks the daemon listening on socket for its status.

@@ -11,12 +11,14 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sys/unix"
 
 	"github.com/vigilsec/vigil/internal/alert"
 	"github.com/vigilsec/vigil/internal/dirtrace"
 	"github.com/vigilsec/vigil/internal/fanotify"
 	"github.com/vigilsec/vigil/internal/inotify"
+	"github.com/vigilsec/vigil/internal/metrics"
 	"github.com/vigilsec/vigil/internal/onaccess"
 	"github.com/vigilsec/vigil/internal/policy"
 	"github.com/vigilsec/vigil/internal/verdict"
@@ -64,18 +66,32 @@ func Run(ctx context.Context, opts Options) error {
 	defer alerts.Close()
 
 	d := &daemon{
+		reloads: make(chan chan error),
 		opts:    opts,
 		log:     log,
 		alerts:  alerts,
 		cache:   verdict.NewCache(cacheSize),
 		started: time.Now(),
 	}
+	d.metrics = d.newMetrics()
 	ctl, err := listenControl(pol.Settings.ControlSocket)
 	if err != nil {
 		return err
 	}
 	defer ctl.Close()
 	go d.serveControl(ctl)
+	if addr := pol.Settings.MetricsListen; addr != "" {
+		ln, err := metrics.Listen(addr)
+		if err != nil {
+			return fmt.Errorf("metrics: %w", err)
+		}
+		go func() {
+			if err := metrics.ServeListener(ctx, ln, d.metrics, log); err != nil {
+				log.Error("metrics listener stopped", "error", err)
+			}
+		}()
+		log.Info("serving metrics", "addr", ln.Addr().String())
+	}
 
 	inst, err := d.start(ctx, &onaccess.State{Policy: pol, Engine: engine})
 	if err != nil {
@@ -95,9 +111,9 @@ func Run(ctx context.Context, opts Options) error {
 			log.Info("stopping")
 			return nil
 		case <-opts.Reload:
-			if err := d.reload(ctx); err != nil {
-				log.Error("reload failed: the previous policy stays in force", "error", err)
-			}
+			d.reloadLogged(ctx)
+		case res := <-d.reloads:
+			res <- d.reloadLogged(ctx)
 		case <-opts.Reopen:
 			if err := alerts.Reopen(); err != nil {
 				log.Error("alert log rotation", "error", err)
@@ -119,6 +135,8 @@ type daemon struct {
 	started  time.Time
 	ready    atomic.Bool
 	cur      atomic.Pointer[instance]
+	metrics  *prometheus.Registry
+	reloads  chan chan error // reload requests from the control socket
 }
 
 // instance is one fanotify group with its loop and marks. A reload builds
@@ -260,6 +278,14 @@ func (i *instance) retire() {
 	<-i.done
 	i.group.Close()
 	i.quar.close()
+}
+
+func (d *daemon) reloadLogged(ctx context.Context) error {
+	err := d.reload(ctx)
+	if err != nil {
+		d.log.Error("reload failed: the previous policy stays in force", "error", err)
+	}
+	return err
 }
 
 // reload loads the policy and the databases again and swaps them in

@@ -648,3 +648,6 @@ func (r *request) close(l *Loop) {
 		unix.Close(r.fd)
 	}
 }
+
+// QueueDepth is the number of requests waiting for a worker.
+func (l *Loop) QueueDepth() int { return len(l.queue) }

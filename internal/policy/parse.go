@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/big"
+	"net"
 	"os"
 	"path"
 	"path/filepath"
@@ -68,6 +69,7 @@ var (
 		{Name: "on_error"},
 		{Name: "control_socket"},
 		{Name: "alert_log"},
+		{Name: "metrics_listen"},
 		{Name: "quarantine_dir"},
 	}}
 	watchSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
@@ -327,6 +329,15 @@ func (ps *parser) settings(b *hcl.Block, s *Settings) {
 	}
 	if a := attrs["quarantine_dir"]; a != nil {
 		ps.qdir = a.Expr.Range().Ptr()
+	}
+	if a := attrs["metrics_listen"]; a != nil {
+		if v, ok := ps.str(a); ok {
+			if err := loopbackAddr(v); err != nil {
+				ps.errorf(a.Expr.Range(), "Invalid metrics_listen", "%v.", err)
+			} else {
+				s.MetricsListen = v
+			}
+		}
 	}
 }
 
@@ -592,4 +603,20 @@ func ParseSize(s string) (int64, error) {
 		return 0, fmt.Errorf("got %q; the size must be positive", s)
 	}
 	return n * mult, nil
+}
+
+// loopbackAddr accepts host:port where host is localhost or a loopback IP:
+// metrics are served to this machine only, never to the network by a typo.
+func loopbackAddr(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("got %q; want host:port, e.g. 127.0.0.1:9464", addr)
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		return fmt.Errorf("got port %q; want a number", port)
+	}
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return fmt.Errorf("got host %q; metrics listen on a loopback address only (127.0.0.1, ::1, localhost)", host)
+	}
+	return nil
 }

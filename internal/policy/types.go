@@ -82,6 +82,7 @@ type Settings struct {
 	OnError       OnError
 	ControlSocket string
 	AlertLog      string
+	MetricsListen string // loopback host:port for Prometheus; "" is off
 	QuarantineDir string // where action "quarantine" moves infected files
 }
 

@@ -1,0 +1,256 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	"golang.org/x/sys/unix"
+
+	"github.com/vigilsec/vigil/internal/scan/clamav"
+	"github.com/vigilsec/vigil/internal/testutil"
+)
+
+func TestMetrics(t *testing.T) {
+	root := testutil.TempDir(t)
+	writeFile(t, filepath.Join(root, "a", "eicar"), clamav.EICAR)
+	d := startDaemonWith(t, fmt.Sprintf("watch %q {}\n", root), "", `  metrics_listen = "127.0.0.1:0"`)
+	wantDenied(t, filepath.Join(root, "a", "eicar"))
+
+	var out bytes.Buffer
+	if code := run([]string{"metrics", "--socket", d.socket}, &out, io.Discard); code != 0 {
+		t.Fatalf("vigil metrics: exit %d", code)
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(bytes.NewReader(out.Bytes()))
+	if err != nil {
+		t.Fatalf("parse metrics: %v\n%s", err, out.String())
+	}
+	value := func(name string) float64 {
+		f := families[name]
+		if f == nil || len(f.Metric) == 0 {
+			t.Errorf("metric %s missing", name)
+			return -1
+		}
+		m := f.Metric[0]
+		switch {
+		case m.Counter != nil:
+			return m.Counter.GetValue()
+		case m.Gauge != nil:
+			return m.Gauge.GetValue()
+		}
+		return -1
+	}
+	tests := []struct {
+		name string
+		want float64
+	}{
+		{"vigil_blocked_total", 1},
+		{"vigil_watched_dirs", 2},
+		{"vigil_ready", 1},
+	}
+	for _, tt := range tests {
+		if got := value(tt.name); got != tt.want {
+			t.Errorf("%s: got %v, want %v", tt.name, got, tt.want)
+		}
+	}
+	if f := families["vigil_hook_info"]; f == nil {
+		t.Errorf("vigil_hook_info missing")
+	}
+
+	// The same over HTTP on loopback.
+	d.waitLog(t, "serving metrics")
+	m := regexp.MustCompile(`serving metrics: addr=(127\.0\.0\.1:\d+)`).FindStringSubmatch(d.log())
+	if m == nil {
+		t.Fatalf("no metrics address in the log:\n%s", d.log())
+	}
+	resp, err := http.Get("http://" + m[1] + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), "vigil_blocked_total 1") {
+		t.Errorf("GET /metrics: %s\n%s", resp.Status, body)
+	}
+}
+
+// vigil reload waits for the outcome: 0 when the new policy is in force,
+// 1 when it was refused and the old one stays.
+func TestReloadCommand(t *testing.T) {
+	root := testutil.TempDir(t)
+	a, b := filepath.Join(root, "a"), filepath.Join(root, "b")
+	writeFile(t, filepath.Join(a, "eicar"), clamav.EICAR)
+	writeFile(t, filepath.Join(b, "eicar"), clamav.EICAR)
+	d := startDaemon(t, fmt.Sprintf("watch %q {}\n", a), "")
+
+	writeFile(t, d.policy, d.settings+fmt.Sprintf("watch %q {}\n", b))
+	if code, stdout, stderr := runCLI("reload", "--socket", d.socket); code != 0 {
+		t.Fatalf("vigil reload: exit %d\n%s%s", code, stdout, stderr)
+	}
+	wantDenied(t, filepath.Join(b, "eicar")) // no waiting: the reload is done
+	wantContent(t, filepath.Join(a, "eicar"), clamav.EICAR)
+
+	writeFile(t, d.policy, d.settings+"watch \"relative\" {}\n")
+	code, _, stderr := runCLI("reload", "--socket", d.socket)
+	if code != 1 || !strings.Contains(stderr, "previous policy stays in force") {
+		t.Errorf("vigil reload of a broken policy: exit %d, stderr %q; want 1", code, stderr)
+	}
+	wantDenied(t, filepath.Join(b, "eicar"))
+}
+
+// A hung engine (clamd stopped) costs each open at most scan_timeout,
+// then the watch's on_error decides.
+func TestEngineHangUsesOnError(t *testing.T) {
+	clamd := testutil.StartClamd(t, fmt.Sprintf("%x:%d:Test.EICAR\n", md5sum([]byte(clamav.EICAR)), len(clamav.EICAR)))
+	root := testutil.TempDir(t)
+	strict, lax := filepath.Join(root, "strict"), filepath.Join(root, "lax")
+	writeFile(t, filepath.Join(strict, "f"), clean)
+	writeFile(t, filepath.Join(lax, "f"), clean)
+	writeFile(t, filepath.Join(strict, "eicar"), clamav.EICAR)
+	startDaemonWith(t,
+		fmt.Sprintf("watch %q {\n  on_error = \"deny\"\n}\nwatch %q {\n  on_error = \"allow\"\n}\n", strict, lax),
+		fmt.Sprintf("engine \"clamd\" {\n  address = %q\n}\n", clamd.Unix),
+		`  scan_timeout = "1s"`)
+
+	wantDenied(t, filepath.Join(strict, "eicar")) // clamd answers while it runs
+	if err := clamd.Cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	defer clamd.Cmd.Process.Signal(syscall.SIGCONT)
+	for _, tt := range []struct {
+		path      string
+		wantAllow bool
+	}{{filepath.Join(strict, "f"), false}, {filepath.Join(lax, "f"), true}} {
+		start := time.Now()
+		_, err := os.ReadFile(tt.path)
+		elapsed := time.Since(start)
+		if tt.wantAllow && err != nil || !tt.wantAllow && !errors.Is(err, unix.EPERM) {
+			t.Errorf("%s with clamd stopped: got %v, want allow=%v", tt.path, err, tt.wantAllow)
+		}
+		// The bound is the deadline, not a speed target: 1s plus slack.
+		if elapsed > 3*time.Second {
+			t.Errorf("%s: answered after %v, want about scan_timeout (1s)", tt.path, elapsed)
+		}
+	}
+}
+
+// SIGKILL of vigil in the middle of a scan (clamd stopped) releases the
+// waiting open at once.
+func TestKillMidScan(t *testing.T) {
+	clamd := testutil.StartClamd(t, fmt.Sprintf("%x:%d:Test.EICAR\n", md5sum([]byte(clamav.EICAR)), len(clamav.EICAR)))
+	root := testutil.TempDir(t)
+	writeFile(t, filepath.Join(root, "f"), clean)
+	d := startDaemonWith(t, fmt.Sprintf("watch %q {}\n", root),
+		fmt.Sprintf("engine \"clamd\" {\n  address = %q\n}\n", clamd.Unix), `  scan_timeout = "60s"`)
+	if err := clamd.Cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	defer clamd.Cmd.Process.Signal(syscall.SIGCONT)
+	opened := make(chan error, 1)
+	go func() {
+		_, err := os.ReadFile(filepath.Join(root, "f"))
+		opened <- err
+	}()
+	select {
+	case err := <-opened:
+		t.Fatalf("open returned while the scan hung (%v)", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	d.kill()
+	select {
+	case err := <-opened:
+		if err != nil {
+			t.Errorf("open after SIGKILL: %v", err)
+		}
+	case <-time.After(time.Second):
+		t.Fatal("open still blocked 1s after SIGKILL of the daemon mid-scan")
+	}
+}
+
+// stormEnv makes the test binary an opener process (see TestMain).
+const stormEnv = "VIGIL_TEST_STORM_DIR"
+
+// stormOpener rewrites and reads back every file of its directory,
+// rounds times: each open is a permission event and, the file having
+// changed, a scan. It exits 1 at the first failure.
+func stormOpener(dir string, rounds int) int {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	for r := range rounds {
+		for _, e := range entries {
+			p := filepath.Join(dir, e.Name())
+			want := fmt.Sprintf("%s round %d\n", e.Name(), r)
+			if err := os.WriteFile(p, []byte(want), 0o644); err != nil {
+				fmt.Fprintln(os.Stderr, "write:", err)
+				return 1
+			}
+			got, err := os.ReadFile(p)
+			if err != nil || string(got) != want {
+				fmt.Fprintf(os.Stderr, "read %s: %q, %v\n", p, got, err)
+				return 1
+			}
+		}
+	}
+	return 0
+}
+
+// A storm of concurrent opens from several processes: no clean open
+// fails, and every event got exactly one answer (the counters agree).
+func TestStorm(t *testing.T) {
+	const procs, files, rounds = 4, 1000, 5 // 40,000 opens
+	root := testutil.TempDir(t)
+	for p := range procs {
+		for f := range files {
+			writeFile(t, filepath.Join(root, fmt.Sprint(p), fmt.Sprint(f)), clean)
+		}
+	}
+	d := startDaemon(t, fmt.Sprintf("watch %q {}\n", root), "")
+	before := counters(t, d)
+
+	var cmds []*exec.Cmd
+	for p := range procs {
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), stormEnv+"="+filepath.Join(root, fmt.Sprint(p)), fmt.Sprintf("VIGIL_TEST_STORM_ROUNDS=%d", rounds))
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		cmds = append(cmds, cmd)
+	}
+	for i, cmd := range cmds {
+		if err := cmd.Wait(); err != nil {
+			t.Errorf("opener %d: %v", i, err)
+		}
+	}
+	after := counters(t, d)
+	delta := func(name string) float64 { return after[name].(float64) - before[name].(float64) }
+	events := delta("events")
+	if events < procs*files*rounds {
+		t.Errorf("events: got %v, want at least %d (one per read open)", events, procs*files*rounds)
+	}
+	if answered := delta("allowed") + delta("denied"); answered != events {
+		t.Errorf("answers: allowed+denied = %v, events = %v: every event needs exactly one", answered, events)
+	}
+	for _, name := range []string{"denied", "errors", "timeouts", "queue_full", "respond_errors"} {
+		if n := delta(name); n != 0 {
+			t.Errorf("%s: got %v during the storm, want 0", name, n)
+		}
+	}
+	t.Logf("storm: %v events, %v scans", events, delta("scans"))
+}
