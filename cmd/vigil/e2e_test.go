@@ -45,6 +45,8 @@ func TestMain(m *testing.M) {
 	}
 	vigilBin = filepath.Join(dir, "vigil")
 	build := exec.Command("go", "build", "-o", vigilBin, ".")
+	// As make build: without cgo, as the capability drop needs.
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "build vigil:", err)

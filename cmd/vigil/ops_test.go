@@ -254,3 +254,43 @@ func TestStorm(t *testing.T) {
 	}
 	t.Logf("storm: %v events, %v scans", events, delta("scans"))
 }
+
+// Once running, vigil keeps only the capabilities it needs, and reload
+// still works with them.
+func TestCapabilitiesDropped(t *testing.T) {
+	root := testutil.TempDir(t)
+	writeFile(t, filepath.Join(root, "eicar"), clamav.EICAR)
+	d := startDaemon(t, fmt.Sprintf("watch %q {}\n", root), "")
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", d.cmd.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	capField := func(status []byte, field string) uint64 {
+		m := regexp.MustCompile(field + `:\s+([0-9a-f]+)`).FindSubmatch(status)
+		if m == nil {
+			t.Fatalf("no %s in /proc/PID/status", field)
+		}
+		var v uint64
+		fmt.Sscanf(string(m[1]), "%x", &v)
+		return v
+	}
+	own, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What vigil keeps, of what it was given (a sandbox may lack some).
+	want := uint64(1)<<unix.CAP_SYS_ADMIN | 1<<unix.CAP_BPF | 1<<unix.CAP_PERFMON |
+		1<<unix.CAP_DAC_READ_SEARCH | 1<<unix.CAP_SYS_PTRACE | 1<<unix.CAP_SYS_RESOURCE
+	for _, field := range []string{"CapEff", "CapPrm"} {
+		if got := capField(status, field); got != want&capField(own, field) {
+			t.Errorf("%s: got %#x, want %#x", field, got, want&capField(own, field))
+		}
+	}
+	if got := capField(status, "CapBnd"); got&^want != 0 {
+		t.Errorf("CapBnd: got %#x, want no more than %#x", got, want)
+	}
+	if code, _, stderr := runCLI("reload", "--socket", d.socket); code != 0 {
+		t.Errorf("reload with the reduced capabilities: exit %d: %s\n%s", code, stderr, d.log())
+	}
+	wantDenied(t, filepath.Join(root, "eicar"))
+}

@@ -99,6 +99,16 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	d.cur.Store(inst)
 	defer func() { d.cur.Load().stop() }()
+	keep := keptCaps
+	if inst.quar != nil {
+		keep = append(keep[:len(keep):len(keep)], quarantineCaps...)
+	}
+	switch err := dropCaps(keep); {
+	case errors.Is(err, errCapsUnsupported):
+		log.Warn("running with every capability", "error", err)
+	case err != nil:
+		return fmt.Errorf("drop capabilities: %w", err)
+	}
 	d.ready.Store(true)
 	if err := notifyReady(); err != nil {
 		log.Warn("notify systemd", "error", err)
