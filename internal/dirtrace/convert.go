@@ -130,10 +130,8 @@ func (t *Tracer) rebaseLocked(evs []watch.DirEvent, exchange bool) {
 	for _, d := range evs {
 		switch d.Op {
 		case watch.Moved:
-			for p, k := range t.byPath {
-				if within(p, d.From) {
-					changes = append(changes, change{k, d.Path + p[len(d.From):]})
-				}
+			for _, p := range t.subtreeLocked(d.From) {
+				changes = append(changes, change{t.byPath[p], d.Path + p[len(d.From):]})
 			}
 		case watch.Removed:
 			t.untrackLocked(d.Path)
@@ -149,11 +147,11 @@ func (t *Tracer) rebaseLocked(evs []watch.DirEvent, exchange bool) {
 	}
 	// Delete first: with an exchange, old and new paths overlap.
 	for _, c := range changes {
-		delete(t.byPath, t.byKey[c.key])
+		t.delPathLocked(t.byKey[c.key])
 	}
 	for _, c := range changes {
 		t.byKey[c.key] = c.path
-		t.byPath[c.path] = c.key
+		t.setPathLocked(c.path, c.key)
 	}
 }
 

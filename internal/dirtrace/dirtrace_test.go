@@ -147,7 +147,7 @@ func fakeTracer(dirs ...string) *Tracer {
 	for i, d := range dirs {
 		k := dirwatchDwKey{Ino: uint64(i + 1), Dev: 1}
 		tr.byKey[k] = d
-		tr.byPath[d] = k
+		tr.setPathLocked(d, k)
 	}
 	return tr
 }
@@ -307,5 +307,17 @@ func TestKeyOf(t *testing.T) {
 	// Only btrfs-like filesystems report a device other than the superblock's.
 	if fs.Type != unix.BTRFS_SUPER_MAGIC && got.Dev != kernelDev(st.Dev) {
 		t.Errorf("got dev %#x, want %#x (stat's)", got.Dev, kernelDev(st.Dev))
+	}
+}
+
+// A tracked directory below an untracked one is still found by Untrack of
+// an ancestor (the index is by parent; the gap costs a scan).
+func TestUntrackAcrossUntrackedParent(t *testing.T) {
+	tr := fakeTracer("/x/y/z", "/x/y/z/w", "/q")
+	tr.mu.Lock()
+	tr.untrackLocked("/x")
+	tr.mu.Unlock()
+	if got := slices.Sorted(maps.Keys(tr.tracked())); !slices.Equal(got, []string{"/q"}) {
+		t.Errorf("tracked after untracking /x: got %v, want [/q]", got)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,7 +36,11 @@ type Tracer struct {
 	mu     sync.Mutex
 	byKey  map[dirwatchDwKey]string
 	byPath map[string]dirwatchDwKey
-	sbDev  map[uint64]uint32 // mount id -> superblock device
+	// children indexes byPath by parent directory, so that a subtree is
+	// found in its own size, not the number of tracked directories (an
+	// rm -rf of a large tree untracks each of its directories).
+	children map[string]map[string]struct{}
+	sbDev    map[uint64]uint32 // mount id -> superblock device
 }
 
 var _ watch.Source = (*Tracer)(nil)
@@ -93,6 +98,8 @@ func newTracer(h Hook, r *rung, log hclog.Logger) *Tracer {
 		done:   make(chan struct{}),
 		byKey:  make(map[dirwatchDwKey]string),
 		byPath: make(map[string]dirwatchDwKey),
+
+		children: make(map[string]map[string]struct{}),
 	}
 }
 
@@ -131,10 +138,10 @@ func (t *Tracer) Track(fd int, dir string) error {
 		return fmt.Errorf("track %s: %w", dir, err)
 	}
 	if old, ok := t.byKey[k]; ok && old != dir {
-		delete(t.byPath, old)
+		t.delPathLocked(old)
 	}
 	t.byKey[k] = dir
-	t.byPath[dir] = k
+	t.setPathLocked(dir, k)
 	return nil
 }
 
@@ -150,16 +157,64 @@ func (t *Tracer) Untrack(dir string) {
 }
 
 func (t *Tracer) untrackLocked(dir string) {
-	for p := range t.byPath {
-		if within(p, dir) {
-			t.forgetLocked(p)
+	for _, p := range t.subtreeLocked(dir) {
+		t.forgetLocked(p)
+	}
+}
+
+// subtreeLocked returns dir, if tracked, and the tracked directories
+// below it.
+func (t *Tracer) subtreeLocked(dir string) []string {
+	var out []string
+	if _, ok := t.byPath[dir]; !ok && t.children[dir] == nil {
+		// Not indexed under dir: whatever is tracked below it hangs from a
+		// directory that is not, which only a scan finds.
+		for p := range t.byPath {
+			if within(p, dir) {
+				out = append(out, p)
+			}
+		}
+		return out
+	}
+	stack := []string{dir}
+	for len(stack) > 0 {
+		q := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		if _, ok := t.byPath[q]; ok {
+			out = append(out, q)
+		}
+		for c := range t.children[q] {
+			stack = append(stack, c)
+		}
+	}
+	return out
+}
+
+func (t *Tracer) setPathLocked(p string, k dirwatchDwKey) {
+	t.byPath[p] = k
+	parent := filepath.Dir(p)
+	kids := t.children[parent]
+	if kids == nil {
+		kids = make(map[string]struct{})
+		t.children[parent] = kids
+	}
+	kids[p] = struct{}{}
+}
+
+func (t *Tracer) delPathLocked(p string) {
+	delete(t.byPath, p)
+	parent := filepath.Dir(p)
+	if kids := t.children[parent]; kids != nil {
+		delete(kids, p)
+		if len(kids) == 0 {
+			delete(t.children, parent)
 		}
 	}
 }
 
 func (t *Tracer) forgetLocked(p string) {
 	k := t.byPath[p]
-	delete(t.byPath, p)
+	t.delPathLocked(p)
 	if t.byKey[k] == p {
 		delete(t.byKey, k)
 		if t.rung == nil {
