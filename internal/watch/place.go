@@ -470,8 +470,16 @@ func (r *run) process(it item, buf []byte, kids []item) []item {
 // leaf reports whether the directory has no subdirectory, from its link
 // count (2 + subdirectories) on the filesystems known to keep it exact. Most
 // directories of a tree are leaves: this spares two getdents calls each.
+// st was taken before the mark: a subdirectory made between that stat and
+// the mark would be reported by no source and found by no listing, so a
+// directory that looked like a leaf is stat'ed again, now that it is
+// marked and tracked.
 func (r *run) leaf(fd int, dev uint64, st *unix.Stat_t) bool {
 	if st.Nlink != 2 {
+		return false
+	}
+	var now unix.Stat_t
+	if err := unix.Fstat(fd, &now); err != nil || now.Nlink != 2 {
 		return false
 	}
 	r.mu.Lock()

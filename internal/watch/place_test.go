@@ -559,3 +559,27 @@ func TestStatsRate(t *testing.T) {
 		})
 	}
 }
+
+// A subdirectory made between the walk's stat of a directory and its mark
+// is reported by no source (not tracked yet when it was made): the walk
+// must still find it, though the directory looked like a leaf.
+func TestPlaceSubdirMadeDuringMark(t *testing.T) {
+	dir := t.TempDir()
+	mkdirs(t, dir, "w/leaf")
+	rec := newRecorder()
+	made := false
+	rec.before = func(path string) error {
+		if path == filepath.Join(dir, "w", "leaf") && !made {
+			made = true
+			return os.Mkdir(filepath.Join(path, "late"), 0o755)
+		}
+		return nil
+	}
+	if _, err := Place(context.Background(), rec, []Root{{Path: filepath.Join(dir, "w"), Recursive: true, Events: open}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	got := rec.relative(t, dir)
+	if _, ok := got["w/leaf/late"]; !ok {
+		t.Errorf("marks: got %v, want w/leaf/late among them", got)
+	}
+}
