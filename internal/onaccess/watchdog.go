@@ -26,6 +26,7 @@ type watchdog struct {
 	at         time.Time     // when timer fires
 	idle       time.Duration // re-arm period when nothing is pending
 	stopped    bool
+	firing     sync.WaitGroup // expire calls in progress
 }
 
 const minIdle = 100 * time.Millisecond
@@ -113,16 +114,22 @@ func (w *watchdog) fire() {
 		w.at = w.head.deadline
 	}
 	w.timer.Reset(w.at.Sub(now))
-	w.mu.Unlock()
-	if len(expired) > 0 {
-		w.expire(expired)
+	if len(expired) == 0 {
+		w.mu.Unlock()
+		return
 	}
+	w.firing.Add(1)
+	w.mu.Unlock()
+	defer w.firing.Done()
+	w.expire(expired)
 }
 
-// stop disarms the watchdog for good.
+// stop disarms the watchdog for good, once the answers (and alerts) of
+// a firing in progress are done.
 func (w *watchdog) stop() {
 	w.mu.Lock()
-	defer w.mu.Unlock()
 	w.stopped = true
 	w.timer.Stop()
+	w.mu.Unlock()
+	w.firing.Wait()
 }
