@@ -140,6 +140,7 @@ func (d *daemon) status() Status {
 		"respond_errors": c.RespondErrors, "ignore_errors": c.IgnoreErrors,
 		"alerts_written": written, "alerts_dropped": dropped, "alerts_failed": failed,
 		"dir_events": ws.Events, "resyncs": ws.Resyncs, "track_errors": ws.TrackErrors,
+		"dir_busy": b2u(ws.Busy),
 	}
 	return s
 }
@@ -203,4 +204,11 @@ func QueryStatus(socket string) (*Status, error) {
 		return nil, fmt.Errorf("read status from %s: %w", socket, err)
 	}
 	return &s, nil
+}
+
+func b2u(b bool) uint64 {
+	if b {
+		return 1
+	}
+	return 0
 }

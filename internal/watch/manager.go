@@ -31,6 +31,7 @@ type Manager struct {
 	pending map[string]bool // tracked, unmarked ancestors of missing roots
 
 	events    atomic.Uint64 // directory events handled
+	busy      atomic.Bool   // an event is being handled (a walk may take long)
 	resyncs   atomic.Uint64
 	trackErrs atomic.Uint64
 }
@@ -98,11 +99,12 @@ func (m *Manager) Dirs() int { return m.marked.len() }
 // ManagerStats counts what the manager did since it started.
 type ManagerStats struct {
 	Events, Resyncs, TrackErrors uint64
+	Busy                         bool // handling an event now
 }
 
 // Stats returns the manager's counters.
 func (m *Manager) Stats() ManagerStats {
-	return ManagerStats{Events: m.events.Load(), Resyncs: m.resyncs.Load(), TrackErrors: m.trackErrs.Load()}
+	return ManagerStats{Events: m.events.Load(), Resyncs: m.resyncs.Load(), TrackErrors: m.trackErrs.Load(), Busy: m.busy.Load()}
 }
 
 // Run handles the sources' events until ctx is done or every source has
@@ -138,6 +140,8 @@ func (m *Manager) Run(ctx context.Context) error {
 // Handle applies one directory event.
 func (m *Manager) Handle(ctx context.Context, ev DirEvent) {
 	m.events.Add(1)
+	m.busy.Store(true)
+	defer m.busy.Store(false)
 	m.log.Trace("directory event", "op", ev.Op, "dir", ev.Path, "from", ev.From, "source", ev.Source)
 	switch ev.Op {
 	case Created:
