@@ -59,3 +59,17 @@ check-generated: generate ## regenerate and fail if the committed eBPF object or
 	git diff --exit-code -- internal/dirtrace bpf
 	@out=$$(git status --porcelain -- internal/dirtrace bpf); \
 		if [ -n "$$out" ]; then echo "untracked generated files:"; echo "$$out"; exit 1; fi
+
+VMTEST_PKGS ?= ./internal/dirtrace ./internal/fanotify ./internal/features ./internal/inotify \
+	./internal/watch ./internal/onaccess ./internal/testutil ./internal/scan/clamd ./cmd/vigil ./vmtest
+VMTEST_RUN ?=
+VMTEST_FLAGS ?=
+
+.PHONY: vmtest-deps
+vmtest-deps: ## install qemu and the kernels pinned in vmtest/kernels.txt (root, Debian)
+	bash vmtest/deps.sh
+
+.PHONY: vmtest
+vmtest: vmtest-deps ## run the kernel-facing tests in each kernel of vmtest/kernels.txt under qemu (VMTEST_RUN=regexp)
+	CGO_ENABLED=0 $(GO) build -o bin/vmtest ./vmtest
+	bin/vmtest suite -kernels vmtest/kernels.txt -run '$(VMTEST_RUN)' $(VMTEST_FLAGS) $(VMTEST_PKGS)

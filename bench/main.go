@@ -34,6 +34,10 @@ var sections = []section{
 	watchSection,
 	engineSection,
 	memorySection,
+	raceSection,
+	stormSection,
+	engineBodySection,
+	clamdSection,
 }
 
 func main() {
