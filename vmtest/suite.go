@@ -128,6 +128,15 @@ func printTable(w io.Writer, rows []row) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.kernel, r.accel, hook, counts, r.elapsed.Round(100*time.Millisecond), r.result)
 	}
 	tw.Flush()
+	// The totals, as the plain closing line CI reads.
+	var passed, failed, skipped int
+	for _, r := range rows {
+		passed, failed, skipped = passed+r.t.passed, failed+r.t.failed, skipped+r.t.skipped
+		if !r.ok {
+			failed++ // a kernel that panicked, hung or failed a step counts too
+		}
+	}
+	fmt.Fprintf(w, "vmtest: %d passed, %d failed, %d skipped\n", passed, failed, skipped)
 }
 
 // verdict sums a finished run up for the table.

@@ -133,6 +133,7 @@ func TestPrintTable(t *testing.T) {
 host 6.18.44          -      tracepoint  -       -       -        500ms  ok
 6.1.0-57-amd64        tcg    fentry      120     0       3        3m0s   ok
 6.12.117+deb12-amd64  tcg    ?           0       0       0        0s     HUNG: guest timed out
+vmtest: 120 passed, 1 failed, 3 skipped
 `
 	if b.String() != want {
 		t.Errorf("got\n%s\nwant\n%s", b.String(), want)
