@@ -245,12 +245,29 @@ func (l *Loop) read(rd *reader) (ended bool) {
 			return true
 		case l.ctx.Err() != nil:
 			return true
+		case errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE):
+			l.outOfFds()
 		default:
 			l.err = err
 			return true
 		}
 	}
 }
+
+// outOfFds handles a read that failed because the kernel could not open
+// the event's file for vigil: that event was denied by the kernel. It is
+// counted, logged once per doubling, and reading goes on after a pause
+// for descriptors to be freed.
+func (l *Loop) outOfFds() {
+	n := l.counters.NoFd.Add(1)
+	if n&(n-1) == 0 {
+		l.log.Error("out of file descriptors: the kernel denied events it could not hand over", "count", n)
+	}
+	time.Sleep(fdPause)
+}
+
+// fdPause is how long reading waits after running out of descriptors.
+const fdPause = 10 * time.Millisecond
 
 func (l *Loop) drain(rd *reader) error {
 	for {

@@ -498,3 +498,48 @@ func TestStuckScansUseEveryWorkerThenOnError(t *testing.T) {
 		}
 	}
 }
+
+// emfileSource fails its first read as fanotify does when vigil is out of
+// descriptors, then reads from the fake.
+type emfileSource struct {
+	fakeSource
+	failed bool
+}
+
+func (s *emfileSource) ReadEvents(dst []fanotify.Event) ([]fanotify.Event, error) {
+	if !s.failed {
+		s.failed = true
+		return dst, fmt.Errorf("read fanotify: %w", unix.EMFILE)
+	}
+	return s.fakeSource.ReadEvents(dst)
+}
+
+// Running out of descriptors costs the event the kernel could not hand
+// over, not the loop.
+func TestOutOfDescriptorsKeepsReading(t *testing.T) {
+	dir := t.TempDir()
+	pol, diags := policy.Parse([]byte(fmt.Sprintf("watch %q {}\n", dir)), "t.hcl")
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	src := &emfileSource{fakeSource: make(fakeSource, 1)}
+	resp := &fakeResponder{done: make(chan struct{}, 4)}
+	l := New(Config{Source: src, Responder: resp, Alerts: &fakeAlerts{}, Workers: 1},
+		&State{Policy: pol, Engine: &fakeEngine{}})
+	done := make(chan error, 1)
+	go func() { done <- l.Run(context.Background()) }()
+	h := &harness{t: t, dir: dir}
+	src.fakeSource <- []fanotify.Event{h.event("f", "clean", unix.FAN_OPEN_PERM)}
+	select {
+	case <-resp.done:
+	case err := <-done:
+		t.Fatalf("Run returned after EMFILE: %v", err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("no answer after an EMFILE read")
+	}
+	if c := l.Counters(); c.NoFd != 1 {
+		t.Errorf("NoFd: got %d, want 1", c.NoFd)
+	}
+	close(src.fakeSource)
+	<-done
+}
