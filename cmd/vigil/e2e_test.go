@@ -545,6 +545,9 @@ func TestStatus(t *testing.T) {
 	if got := st["watched_dirs"]; got != float64(3) {
 		t.Errorf("watched_dirs: got %v, want 3", got)
 	}
+	if r, _ := st["db_report"].(string); !strings.Contains(r, "builtin db") {
+		t.Errorf("db_report: got %q, want the built-in engine's load report", r)
+	}
 
 	// Re-opening an unchanged clean file costs no event at all: the
 	// kernel's ignore mark answers.

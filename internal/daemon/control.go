@@ -15,6 +15,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vigilsec/vigil/internal/metrics"
+	"github.com/vigilsec/vigil/internal/scan"
+	"github.com/vigilsec/vigil/internal/scan/clamav"
 )
 
 // Status is what `vigil status` shows.
@@ -26,6 +28,7 @@ type Status struct {
 	Policy      string            `json:"policy"`
 	Engine      string            `json:"engine"`
 	DBVersion   string            `json:"db_version"`
+	DBReport    string            `json:"db_report,omitempty"` // the built-in engine's load report
 	Watches     []string          `json:"watches"`
 	WatchedDirs int64             `json:"watched_dirs"`
 	Hook        string            `json:"hook"` // eBPF rung tracing directories
@@ -122,6 +125,7 @@ func (d *daemon) status() Status {
 		Policy:      st.Policy.Filename,
 		Engine:      st.Engine.Name(),
 		DBVersion:   st.Engine.Version(),
+		DBReport:    dbReport(st.Engine),
 		WatchedDirs: int64(inst.watches.Dirs()),
 		Hook:        string(inst.hook),
 	}
@@ -211,4 +215,12 @@ func b2u(b bool) uint64 {
 		return 1
 	}
 	return 0
+}
+
+// dbReport is the load report of engines that have one (the built-in).
+func dbReport(e scan.Engine) string {
+	if r, ok := e.(interface{ Report() clamav.Report }); ok {
+		return r.Report().String()
+	}
+	return ""
 }

@@ -115,8 +115,20 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	log.Info("vigil ready", "policy", pol.Filename, "engine", engine.Name(), "workers", pol.Settings.Workers)
 
+	// systemd's watchdog (WatchdogSec) hears from this loop only: a daemon
+	// stuck here, in a reload or in a deadlock, is restarted.
+	var watchdog <-chan time.Time
+	if every := watchdogInterval(); every > 0 {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		watchdog = t.C
+	}
 	for {
 		select {
+		case <-watchdog:
+			if err := sdNotify("WATCHDOG=1"); err != nil {
+				log.Warn("notify systemd watchdog", "error", err)
+			}
 		case <-ctx.Done():
 			log.Info("stopping")
 			return nil
