@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sync/atomic"
 	"time"
 
@@ -99,6 +100,9 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	d.cur.Store(inst)
 	defer func() { d.cur.Load().stop() }()
+	// The walk's buffers are garbage now: give them back rather than
+	// keep the start-up peak as the daemon's resident size.
+	debug.FreeOSMemory()
 	keep := keptCaps
 	if inst.quar != nil {
 		keep = append(keep[:len(keep):len(keep)], quarantineCaps...)
