@@ -178,7 +178,7 @@ func desc(name, help string, labels ...string) *prometheus.Desc {
 
 var (
 	descEvents = desc("events_total",
-		"Events read from the fanotify permission group, by type: permission (each answered once), overflow (FAN_Q_OVERFLOW, events were lost), no_fd (the kernel could not open the file).",
+		"Events read from the fanotify permission group, by type: open, exec and access (permission events, each answered once), overflow (FAN_Q_OVERFLOW, events were lost), no_fd (the kernel could not hand the file over).",
 		"type")
 	descVerdicts = desc("verdicts_total",
 		"Permission events answered, by verdict and reason. Reasons error, timeout and queue_full are on_error verdicts; their allow/deny split is estimated when watches mix on_error values.",
@@ -282,7 +282,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 }
 
 func (c *collector) collectLoop(ch chan<- prometheus.Metric, s onaccess.Snapshot) {
-	counter(ch, descEvents, s.Events, "permission")
+	counter(ch, descEvents, s.Opens, "open")
+	counter(ch, descEvents, s.Execs, "exec")
+	counter(ch, descEvents, s.Accesses, "access")
 	counter(ch, descEvents, s.Overflows, "overflow")
 	counter(ch, descEvents, s.NoFd, "no_fd")
 

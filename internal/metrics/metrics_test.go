@@ -77,7 +77,8 @@ func value(fams map[string]*dto.MetricFamily, name string, labels map[string]str
 
 func fakeSources() Sources {
 	snap := onaccess.Snapshot{
-		Events: 1000, Allowed: 990, Denied: 10, Blocked: 4, Alerted: 2, Scans: 300,
+		Events: 1000, Opens: 900, Execs: 80, Accesses: 20,
+		Allowed: 990, Denied: 10, Blocked: 4, Alerted: 2, Scans: 300,
 		CacheHits: 50, Self: 7, Excluded: 400, Skipped: 30, Errors: 8, Timeouts: 5,
 		QueueFull: 1, Overflows: 3, NoFd: 2, RespondErrors: 1, IgnoreErrors: 6,
 	}
@@ -105,7 +106,9 @@ func TestScrape(t *testing.T) {
 		labels map[string]string
 		want   float64
 	}{
-		{"vigil_events_total", map[string]string{"type": "permission"}, 1000},
+		{"vigil_events_total", map[string]string{"type": "open"}, 900},
+		{"vigil_events_total", map[string]string{"type": "exec"}, 80},
+		{"vigil_events_total", map[string]string{"type": "access"}, 20},
 		{"vigil_events_total", map[string]string{"type": "overflow"}, 3},
 		{"vigil_events_total", map[string]string{"type": "no_fd"}, 2},
 		{"vigil_verdicts_total", map[string]string{"verdict": "deny", "reason": "infected"}, 4},

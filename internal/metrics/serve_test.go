@@ -100,7 +100,7 @@ func TestServe(t *testing.T) {
 		}
 		if tt.want == http.StatusOK {
 			fams := parse(t, string(body))
-			if got, _ := value(fams, "vigil_events_total", map[string]string{"type": "permission"}); got != 1000 {
+			if got, _ := value(fams, "vigil_events_total", map[string]string{"type": "open"}); got != 900 {
 				t.Errorf("GET %s: vigil_events_total{type=permission}: got %v want 1000", tt.path, got)
 			}
 		}

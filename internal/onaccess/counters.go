@@ -9,23 +9,26 @@ import (
 // exactly one of Allowed or Denied (or RespondErrors when the kernel
 // refused the answer).
 type Counters struct {
-	Events        atomic.Uint64 // permission events read
-	Allowed       atomic.Uint64
-	Denied        atomic.Uint64
-	Blocked       atomic.Uint64 // denied because infected
-	Alerted       atomic.Uint64 // infected, allowed by an alert watch
-	Scans         atomic.Uint64
-	CacheHits     atomic.Uint64 // user-space clean cache
-	Self          atomic.Uint64 // vigil's own opens
-	Excluded      atomic.Uint64 // out of scope or excluded
-	Skipped       atomic.Uint64 // not regular, or over max_file_size
-	Errors        atomic.Uint64 // on_error decided
-	Timeouts      atomic.Uint64
-	QueueFull     atomic.Uint64
-	Overflows     atomic.Uint64
-	NoFd          atomic.Uint64
-	RespondErrors atomic.Uint64
-	IgnoreErrors  atomic.Uint64
+	Events atomic.Uint64 // permission events read
+	// By the permission the event asks for; an exec asks for two
+	// (FAN_OPEN_EXEC_PERM, then FAN_OPEN_PERM), each its own event.
+	Opens, Execs, Accesses atomic.Uint64
+	Allowed                atomic.Uint64
+	Denied                 atomic.Uint64
+	Blocked                atomic.Uint64 // denied because infected
+	Alerted                atomic.Uint64 // infected, allowed by an alert watch
+	Scans                  atomic.Uint64
+	CacheHits              atomic.Uint64 // user-space clean cache
+	Self                   atomic.Uint64 // vigil's own opens
+	Excluded               atomic.Uint64 // out of scope or excluded
+	Skipped                atomic.Uint64 // not regular, or over max_file_size
+	Errors                 atomic.Uint64 // on_error decided
+	Timeouts               atomic.Uint64
+	QueueFull              atomic.Uint64
+	Overflows              atomic.Uint64
+	NoFd                   atomic.Uint64
+	RespondErrors          atomic.Uint64
+	IgnoreErrors           atomic.Uint64
 
 	// Decision latency of scanned events, in power-of-two microsecond
 	// buckets: bucket i counts latencies below 2^i µs.
@@ -55,6 +58,7 @@ func (c *Counters) observe(d time.Duration) {
 type Snapshot struct {
 	Events, Allowed, Denied, Blocked, Alerted, Scans, CacheHits, Self,
 	Excluded, Skipped, Errors, Timeouts, QueueFull, Overflows, NoFd,
+	Opens, Execs, Accesses,
 	RespondErrors, IgnoreErrors uint64
 	Latency [latencyBuckets]uint64
 }
@@ -67,6 +71,7 @@ func (c *Counters) Snapshot() Snapshot {
 		CacheHits: c.CacheHits.Load(), Self: c.Self.Load(), Excluded: c.Excluded.Load(),
 		Skipped: c.Skipped.Load(), Errors: c.Errors.Load(), Timeouts: c.Timeouts.Load(),
 		QueueFull: c.QueueFull.Load(), Overflows: c.Overflows.Load(), NoFd: c.NoFd.Load(),
+		Opens: c.Opens.Load(), Execs: c.Execs.Load(), Accesses: c.Accesses.Load(),
 		RespondErrors: c.RespondErrors.Load(), IgnoreErrors: c.IgnoreErrors.Load(),
 	}
 	for i := range c.latency {

@@ -318,6 +318,14 @@ func (l *Loop) handle(ev fanotify.Event, linkBuf []byte) *request {
 		return nil
 	}
 	l.counters.Events.Add(1)
+	switch {
+	case ev.Mask&unix.FAN_OPEN_EXEC_PERM != 0:
+		l.counters.Execs.Add(1)
+	case ev.Mask&unix.FAN_ACCESS_PERM != 0:
+		l.counters.Accesses.Add(1)
+	default:
+		l.counters.Opens.Add(1)
+	}
 	start := time.Now()
 	if ev.Pid == l.self {
 		l.settle(ev.Fd, true)
