@@ -101,7 +101,7 @@ func TestServe(t *testing.T) {
 		if tt.want == http.StatusOK {
 			fams := parse(t, string(body))
 			if got, _ := value(fams, "vigil_events_total", map[string]string{"type": "open"}); got != 900 {
-				t.Errorf("GET %s: vigil_events_total{type=permission}: got %v want 1000", tt.path, got)
+				t.Errorf("GET %s: vigil_events_total{type=open}: got %v want 900", tt.path, got)
 			}
 		}
 	}
