@@ -14,10 +14,10 @@ import (
 	"time"
 )
 
-// startVigil is startDaemon with the watch blocks given as policy text
-// (e.g. `watch "/x" { mode = "filesystem" }`), so that sections can set a
-// watch's mode. Everything else is startDaemon's: the bench's database,
-// settings, deadline, READY=1 and the kill on every way out.
+// startVigil runs vigil with the watch blocks given as policy text (e.g.
+// `watch "/x" { mode = "filesystem" }`), the bench's database and
+// settings, and waits for READY=1 on NOTIFY_SOCKET. The daemon is killed
+// by PID at its deadline and on every way out of the bench.
 func (e *env) startVigil(name, watches string) (*daemonProc, error) {
 	if e.vigilErr != nil {
 		return nil, e.vigilErr
