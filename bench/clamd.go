@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/md5"
 	"fmt"
@@ -189,7 +188,7 @@ Bytecode no
 	})
 	deadline := time.Now().Add(90 * time.Second)
 	for {
-		err := clamdPing(sock)
+		err := clamdUp(sock)
 		if err == nil {
 			return c, nil
 		}
@@ -225,24 +224,12 @@ func (c *clamdProc) logTail() string {
 	return string(b)
 }
 
-// clamdPing sends zPING and expects PONG.
-func clamdPing(sock string) error {
-	c, err := net.DialTimeout("unix", sock, time.Second)
+// clamdUp reports whether clamd answers, through the engine's own PING.
+func clamdUp(sock string) error {
+	eng, err := clamd.New(clamd.Config{Address: "unix://" + sock, Timeout: 2 * time.Second}, nil)
 	if err != nil {
 		return err
 	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(2 * time.Second))
-	if _, err := c.Write([]byte("zPING\x00")); err != nil {
-		return err
-	}
-	buf := make([]byte, 16)
-	n, err := c.Read(buf)
-	if err != nil {
-		return err
-	}
-	if !bytes.HasPrefix(buf[:n], []byte("PONG")) {
-		return fmt.Errorf("PING: got %q", buf[:n])
-	}
+	eng.Close()
 	return nil
 }
