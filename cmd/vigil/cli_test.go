@@ -23,72 +23,21 @@ func runCLI(args ...string) (code int, stdout, stderr string) {
 	return code, out.String(), errb.String()
 }
 
-func TestPolicyCheck(t *testing.T) {
-	dir := t.TempDir()
-	good := filepath.Join(dir, "good.hcl")
-	bad := filepath.Join(dir, "bad.hcl")
-	os.WriteFile(good, []byte("watch \"/srv\" {}\n"), 0o644)
-	os.WriteFile(bad, []byte("watch \"/srv\" {\n  action = \"block\"\n  colour = \"red\"\n}\nwatch \"relative\" {}\n"), 0o644)
-
-	tests := []struct {
-		name       string
-		args       []string
-		wantCode   int
-		wantStderr []string
-	}{
-		{"valid", []string{"policy", "check", good}, 0, nil},
-		{"unknown attribute and relative path", []string{"policy", "check", bad}, 1,
-			[]string{bad + ":3,3", "colour", bad + ":5,7", "^"}},
-		{"one bad of two", []string{"policy", "check", good, bad}, 1, []string{bad + ":3,3"}},
-		{"missing file", []string{"policy", "check", filepath.Join(dir, "nope.hcl")}, 1, []string{"nope.hcl"}},
-		{"no file", []string{"policy", "check"}, 2, nil},
-		{"shipped default", []string{"policy", "check", "../../policies/default.hcl"}, 0, nil},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			code, _, stderr := runCLI(tt.args...)
-			if code != tt.wantCode {
-				t.Errorf("exit: got %d, want %d\n%s", code, tt.wantCode, stderr)
-			}
-			for _, w := range tt.wantStderr {
-				if !strings.Contains(stderr, w) {
-					t.Errorf("stderr lacks %q:\n%s", w, stderr)
-				}
-			}
-		})
-	}
+// cliCase is one command line and what it must produce: the exit code,
+// strings stdout and stderr must contain, strings stdout must not.
+type cliCase struct {
+	name       string
+	args       []string
+	wantCode   int
+	wantStdout []string
+	notStdout  []string
+	wantStderr []string
 }
 
-func TestScanCommand(t *testing.T) {
-	dir := t.TempDir()
-	tree := filepath.Join(dir, "tree")
-	db := filepath.Join(dir, "db")
-	os.MkdirAll(filepath.Join(tree, "sub"), 0o755)
-	os.MkdirAll(db, 0o755)
-	os.WriteFile(filepath.Join(tree, "clean.txt"), []byte("hello\n"), 0o644)
-	os.WriteFile(filepath.Join(tree, "sub", "eicar.com"), []byte(clamav.EICAR), 0o644)
-	evil := []byte("pretend malware body\n")
-	os.WriteFile(filepath.Join(tree, "evil.bin"), evil, 0o644)
-	os.WriteFile(filepath.Join(db, "t.hdb"), []byte(fmt.Sprintf("%x:%d:Test.Evil\n", md5sum(evil), len(evil))), 0o644)
-	os.Symlink("/etc/passwd", filepath.Join(tree, "link"))
-
-	tests := []struct {
-		name       string
-		args       []string
-		wantCode   int
-		wantStdout []string
-		notStdout  []string
-	}{
-		{"clean file", []string{"scan", filepath.Join(tree, "clean.txt")}, 0, nil, []string{"FOUND"}},
-		{"eicar found recursively", []string{"scan", tree}, 1,
-			[]string{filepath.Join(tree, "sub", "eicar.com") + ": " + clamav.EICARSignature + " FOUND"}, []string{"Test.Evil"}},
-		{"hash signature from --db", []string{"scan", "--db", db, tree}, 1,
-			[]string{filepath.Join(tree, "evil.bin") + ": Test.Evil FOUND", "eicar.com: " + clamav.EICARSignature + " FOUND"}, nil},
-		{"missing path is an error", []string{"scan", filepath.Join(dir, "nope")}, 2, nil, nil},
-		{"missing db is an error", []string{"scan", "--db", filepath.Join(dir, "nodb"), tree}, 2, nil, nil},
-		{"no path", []string{"scan"}, 2, nil, nil},
-	}
-	for _, tt := range tests {
+// runCLICases runs each case as a subtest.
+func runCLICases(t *testing.T, cases []cliCase) {
+	t.Helper()
+	for _, tt := range cases {
 		t.Run(tt.name, func(t *testing.T) {
 			code, stdout, stderr := runCLI(tt.args...)
 			if code != tt.wantCode {
@@ -104,8 +53,57 @@ func TestScanCommand(t *testing.T) {
 					t.Errorf("stdout has %q:\n%s", w, stdout)
 				}
 			}
+			for _, w := range tt.wantStderr {
+				if !strings.Contains(stderr, w) {
+					t.Errorf("stderr lacks %q:\n%s", w, stderr)
+				}
+			}
 		})
 	}
+}
+
+func TestPolicyCheck(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.hcl")
+	bad := filepath.Join(dir, "bad.hcl")
+	os.WriteFile(good, []byte("watch \"/srv\" {}\n"), 0o644)
+	os.WriteFile(bad, []byte("watch \"/srv\" {\n  action = \"block\"\n  colour = \"red\"\n}\nwatch \"relative\" {}\n"), 0o644)
+
+	runCLICases(t, []cliCase{
+		{name: "valid", args: []string{"policy", "check", good}},
+		{name: "unknown attribute and relative path", args: []string{"policy", "check", bad}, wantCode: 1,
+			wantStderr: []string{bad + ":3,3", "colour", bad + ":5,7", "^"}},
+		{name: "one bad of two", args: []string{"policy", "check", good, bad}, wantCode: 1, wantStderr: []string{bad + ":3,3"}},
+		{name: "missing file", args: []string{"policy", "check", filepath.Join(dir, "nope.hcl")}, wantCode: 1, wantStderr: []string{"nope.hcl"}},
+		{name: "no file", args: []string{"policy", "check"}, wantCode: 2},
+		{name: "shipped default", args: []string{"policy", "check", "../../policies/default.hcl"}},
+	})
+}
+
+func TestScanCommand(t *testing.T) {
+	dir := t.TempDir()
+	tree := filepath.Join(dir, "tree")
+	db := filepath.Join(dir, "db")
+	os.MkdirAll(filepath.Join(tree, "sub"), 0o755)
+	os.MkdirAll(db, 0o755)
+	os.WriteFile(filepath.Join(tree, "clean.txt"), []byte("hello\n"), 0o644)
+	os.WriteFile(filepath.Join(tree, "sub", "eicar.com"), []byte(clamav.EICAR), 0o644)
+	evil := []byte("pretend malware body\n")
+	os.WriteFile(filepath.Join(tree, "evil.bin"), evil, 0o644)
+	os.WriteFile(filepath.Join(db, "t.hdb"), []byte(fmt.Sprintf("%x:%d:Test.Evil\n", md5sum(evil), len(evil))), 0o644)
+	os.Symlink("/etc/passwd", filepath.Join(tree, "link"))
+
+	runCLICases(t, []cliCase{
+		{name: "clean file", args: []string{"scan", filepath.Join(tree, "clean.txt")}, notStdout: []string{"FOUND"}},
+		{name: "eicar found recursively", args: []string{"scan", tree}, wantCode: 1,
+			wantStdout: []string{filepath.Join(tree, "sub", "eicar.com") + ": " + clamav.EICARSignature + " FOUND"},
+			notStdout:  []string{"Test.Evil"}},
+		{name: "hash signature from --db", args: []string{"scan", "--db", db, tree}, wantCode: 1,
+			wantStdout: []string{filepath.Join(tree, "evil.bin") + ": Test.Evil FOUND", "eicar.com: " + clamav.EICARSignature + " FOUND"}},
+		{name: "missing path is an error", args: []string{"scan", filepath.Join(dir, "nope")}, wantCode: 2},
+		{name: "missing db is an error", args: []string{"scan", "--db", filepath.Join(dir, "nodb"), tree}, wantCode: 2},
+		{name: "no path", args: []string{"scan"}, wantCode: 2},
+	})
 }
 
 func TestUsage(t *testing.T) {

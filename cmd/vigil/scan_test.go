@@ -68,14 +68,7 @@ func scanTree(t *testing.T) (dir, tree, db string) {
 func TestScanWalk(t *testing.T) {
 	dir, tree, db := scanTree(t)
 	eicarLine := func(p string) string { return p + ": " + clamav.EICARSignature + " FOUND\n" }
-	tests := []struct {
-		name       string
-		args       []string
-		wantCode   int
-		wantStdout []string
-		notStdout  []string
-		wantStderr []string
-	}{
+	runCLICases(t, []cliCase{
 		{
 			name:     "recursive, links and special files skipped",
 			args:     []string{"scan", "--db", db, tree},
@@ -146,30 +139,7 @@ func TestScanWalk(t *testing.T) {
 			wantCode:   0,
 			wantStdout: []string{"builtin db ", "Scanned files: 1\n"},
 		},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			code, stdout, stderr := runCLI(tt.args...)
-			if code != tt.wantCode {
-				t.Errorf("exit: got %d want %d\nstdout:\n%s\nstderr:\n%s", code, tt.wantCode, stdout, stderr)
-			}
-			for _, w := range tt.wantStdout {
-				if !strings.Contains(stdout, w) {
-					t.Errorf("stdout lacks %q:\n%s", w, stdout)
-				}
-			}
-			for _, w := range tt.notStdout {
-				if strings.Contains(stdout, w) {
-					t.Errorf("stdout has %q:\n%s", w, stdout)
-				}
-			}
-			for _, w := range tt.wantStderr {
-				if !strings.Contains(stderr, w) {
-					t.Errorf("stderr lacks %q:\n%s", w, stderr)
-				}
-			}
-		})
-	}
+	})
 }
 
 func TestScanJSON(t *testing.T) {
