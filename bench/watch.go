@@ -110,9 +110,9 @@ func placeOnce(root string) (watch.Stats, error) {
 
 type notifyMarker struct{ g *fanotify.Group }
 
-func (m notifyMarker) MarkDir(fd int, path string, _ policy.Events) error {
-	if err := m.g.Mark(unix.FAN_MARK_ADD|unix.FAN_MARK_ONLYDIR, unix.FAN_OPEN|unix.FAN_EVENT_ON_CHILD, fd, ""); err != nil {
-		return fmt.Errorf("mark %s: %w", path, err)
+func (m notifyMarker) MarkDir(d watch.Dir, _ policy.Events) error {
+	if err := m.g.Mark(unix.FAN_MARK_ADD|unix.FAN_MARK_ONLYDIR|unix.FAN_MARK_DONT_FOLLOW, unix.FAN_OPEN|unix.FAN_EVENT_ON_CHILD, d.Fd, d.Name); err != nil {
+		return fmt.Errorf("mark %s: %w", d.Path, err)
 	}
 	return nil
 }

@@ -171,7 +171,7 @@ type instance struct {
 	group   *fanotify.Group
 	loop    *onaccess.Loop
 	watches *watch.Manager
-	sources []watch.Source
+	sources watch.Sources
 	done    chan struct{} // closed when the loop has returned
 	failed  chan error    // the loop's error, if it stopped on its own
 	cancel  context.CancelFunc
@@ -251,26 +251,29 @@ func (d *daemon) start(ctx context.Context, st *onaccess.State) (*instance, erro
 
 // sources starts the directory event sources: the eBPF tracer on the best
 // rung of its ladder that works here (or the forced one), and inotify
-// beside it as fallback and cross-check. With neither, only the start-up
-// walk and resyncs place marks.
-func (d *daemon) sources() ([]watch.Source, dirtrace.Hook, error) {
-	var srcs []watch.Source
+// beside it as cross-check, or as the primary source without the tracer.
+// With neither, only the start-up walk and resyncs place marks.
+func (d *daemon) sources() (watch.Sources, dirtrace.Hook, error) {
+	var srcs watch.Sources
 	hook := dirtrace.HookNone
 	tr, err := dirtrace.Open(d.opts.Hook, d.log)
 	switch {
 	case err != nil && d.opts.Hook != "":
-		return nil, "", fmt.Errorf("directory tracing: %w", err)
+		return srcs, "", fmt.Errorf("directory tracing: %w", err)
 	case err != nil:
 		d.log.Warn("eBPF directory tracing unavailable", "error", err)
 	default:
 		hook = tr.Hook()
-		srcs = append(srcs, tr)
+		srcs.Primary = append(srcs.Primary, tr)
 	}
 	in, err := inotify.New(d.log)
-	if err != nil {
+	switch {
+	case err != nil:
 		d.log.Warn("inotify unavailable", "error", err)
-	} else {
-		srcs = append(srcs, in)
+	case len(srcs.Primary) > 0:
+		srcs.CrossCheck = append(srcs.CrossCheck, in)
+	default:
+		srcs.Primary = append(srcs.Primary, in)
 	}
 	return srcs, hook, nil
 }
@@ -287,7 +290,7 @@ func (i *instance) stop() {
 // stopWatches stops following directory events; the marks stay.
 func (i *instance) stopWatches() {
 	i.cancel()
-	for _, s := range i.sources {
+	for _, s := range i.sources.All() {
 		s.Close()
 	}
 	if i.managed != nil {
@@ -397,10 +400,10 @@ func markFilesystems(g *fanotify.Group, p *policy.Policy, log hclog.Logger) erro
 // unmarker removes the permission marks of a directory.
 type unmarker struct{ g *fanotify.Group }
 
-func (u unmarker) MarkDir(fd int, path string, ev policy.Events) error {
-	err := u.g.Mark(unix.FAN_MARK_REMOVE|unix.FAN_MARK_ONLYDIR, permMask(ev), fd, "")
+func (u unmarker) MarkDir(d watch.Dir, ev policy.Events) error {
+	err := u.g.Mark(unix.FAN_MARK_REMOVE|unix.FAN_MARK_ONLYDIR|unix.FAN_MARK_DONT_FOLLOW, permMask(ev), d.Fd, d.Name)
 	if err != nil && !errors.Is(err, unix.ENOENT) {
-		return fmt.Errorf("unmark %s: %w", path, err)
+		return fmt.Errorf("unmark %s: %w", d.Path, err)
 	}
 	return nil
 }
@@ -409,9 +412,9 @@ func (u unmarker) MarkDir(fd int, path string, ev policy.Events) error {
 // children.
 type marker struct{ g *fanotify.Group }
 
-func (m marker) MarkDir(fd int, path string, ev policy.Events) error {
-	if err := m.g.Mark(unix.FAN_MARK_ADD|unix.FAN_MARK_ONLYDIR, permMask(ev), fd, ""); err != nil {
-		return fmt.Errorf("mark %s: %w", path, err)
+func (m marker) MarkDir(d watch.Dir, ev policy.Events) error {
+	if err := m.g.Mark(unix.FAN_MARK_ADD|unix.FAN_MARK_ONLYDIR|unix.FAN_MARK_DONT_FOLLOW, permMask(ev), d.Fd, d.Name); err != nil {
+		return fmt.Errorf("mark %s: %w", d.Path, err)
 	}
 	return nil
 }

@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/vigilsec/vigil/internal/watch"
 )
 
 // kernelDev converts a device number as stat reports it to the kernel's
@@ -21,28 +23,34 @@ func mkdev(major, minor uint32) uint32 {
 	return major<<minorBits | minor
 }
 
-// keyOfLocked returns the watched-map key of the directory open at fd:
-// its inode and its superblock's device, which is what the programs read
-// from inode->i_sb->s_dev. stat's st_dev can differ from that (btrfs
-// subvolumes report their own device), so the device comes from the
-// mount's line in mountinfo, by statx's mount id.
-func (t *Tracer) keyOfLocked(fd int) (dirwatchDwKey, error) {
-	var stx unix.Statx_t
-	if err := unix.Statx(fd, "", unix.AT_EMPTY_PATH, unix.STATX_INO|unix.STATX_MNT_ID, &stx); err != nil {
-		return dirwatchDwKey{}, fmt.Errorf("statx: %w", err)
+// keyOfLocked returns the watched-map key of d: its inode and its
+// superblock's device, which is what the programs read from
+// inode->i_sb->s_dev. stat's st_dev can differ from that (btrfs subvolumes
+// report their own device), so the device comes from the mount's line in
+// mountinfo, by statx's mount id. A Dir without an inode is stat'ed here.
+func (t *Tracer) keyOfLocked(d watch.Dir) (dirwatchDwKey, error) {
+	if d.Ino == 0 {
+		var stx unix.Statx_t
+		if err := unix.Statx(d.Fd, d.Name, unix.AT_EMPTY_PATH|unix.AT_SYMLINK_NOFOLLOW, unix.STATX_INO|unix.STATX_MNT_ID, &stx); err != nil {
+			return dirwatchDwKey{}, fmt.Errorf("statx: %w", err)
+		}
+		d.Dev, d.Ino = unix.Mkdev(stx.Dev_major, stx.Dev_minor), stx.Ino
+		if stx.Mask&unix.STATX_MNT_ID != 0 {
+			d.MntID = stx.Mnt_id
+		}
 	}
-	k := dirwatchDwKey{Ino: stx.Ino, Dev: mkdev(stx.Dev_major, stx.Dev_minor)}
-	if stx.Mask&unix.STATX_MNT_ID == 0 {
+	k := dirwatchDwKey{Ino: d.Ino, Dev: kernelDev(d.Dev)}
+	if d.MntID == 0 {
 		return k, nil // before 5.8: stat's device is the best guess
 	}
-	dev, ok := t.sbDev[stx.Mnt_id]
+	dev, ok := t.sbDev[d.MntID]
 	if !ok {
 		devs, err := mountDevs()
 		if err != nil {
 			return k, nil
 		}
 		t.sbDev = devs
-		if dev, ok = devs[stx.Mnt_id]; !ok {
+		if dev, ok = devs[d.MntID]; !ok {
 			return k, nil
 		}
 	}

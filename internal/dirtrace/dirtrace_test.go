@@ -269,7 +269,7 @@ func TestOpenNone(t *testing.T) {
 	if tr.Hook() != HookNone || tr.Name() != "ebpf" {
 		t.Errorf("got hook %s name %s, want none ebpf", tr.Hook(), tr.Name())
 	}
-	if err := tr.Track(0, "/"); err != nil {
+	if err := tr.Track(watch.Dir{Path: "/"}); err != nil {
 		t.Errorf("Track on none: %v", err)
 	}
 	tr.Close()
@@ -293,20 +293,34 @@ func TestKeyOf(t *testing.T) {
 	if err := unix.Fstatfs(fd, &fs); err != nil {
 		t.Fatal(err)
 	}
-	tr := fakeTracer()
-	got, err := tr.keyOfLocked(fd)
-	if err != nil {
+	var stx unix.Statx_t
+	if err := unix.Statx(fd, "", unix.AT_EMPTY_PATH, unix.STATX_INO|unix.STATX_MNT_ID, &stx); err != nil {
 		t.Fatal(err)
 	}
-	if got.Ino != st.Ino {
-		t.Errorf("got ino %d, want %d", got.Ino, st.Ino)
-	}
-	if len(tr.sbDev) == 0 {
-		t.Error("no mount devices read from mountinfo")
-	}
-	// Only btrfs-like filesystems report a device other than the superblock's.
-	if fs.Type != unix.BTRFS_SUPER_MAGIC && got.Dev != kernelDev(st.Dev) {
-		t.Errorf("got dev %#x, want %#x (stat's)", got.Dev, kernelDev(st.Dev))
+	for _, tt := range []struct {
+		name string
+		d    watch.Dir
+	}{
+		{"fd only: stat'ed by Track", watch.Dir{Fd: fd, Path: dir}},
+		{"as a walk fills it", watch.Dir{Fd: -1, Path: dir, Dev: uint64(st.Dev), Ino: st.Ino, MntID: stx.Mnt_id}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			tr := fakeTracer()
+			got, err := tr.keyOfLocked(tt.d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Ino != st.Ino {
+				t.Errorf("got ino %d, want %d", got.Ino, st.Ino)
+			}
+			if len(tr.sbDev) == 0 {
+				t.Error("no mount devices read from mountinfo")
+			}
+			// Only btrfs-like filesystems report a device other than the superblock's.
+			if fs.Type != unix.BTRFS_SUPER_MAGIC && got.Dev != kernelDev(st.Dev) {
+				t.Errorf("got dev %#x, want %#x (stat's)", got.Dev, kernelDev(st.Dev))
+			}
+		})
 	}
 }
 

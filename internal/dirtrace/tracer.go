@@ -117,32 +117,63 @@ func (t *Tracer) Events() <-chan watch.DirEvent { return t.events }
 
 func (t *Tracer) source() string { return "ebpf:" + string(t.hook) }
 
-// Track reports changes in dir, open at fd, from now on. A directory
-// tracked before under another path (a rename) keeps its key under the
-// new path.
-func (t *Tracer) Track(fd int, dir string) error {
-	if t.rung == nil {
+// Track reports changes in ds from now on. A directory tracked before
+// under another path (a rename) keeps its key under the new path. The
+// watched map takes the whole batch in one call where the kernel can.
+func (t *Tracer) Track(ds ...watch.Dir) error {
+	if t.rung == nil || len(ds) == 0 {
 		return nil
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	k, err := t.keyOfLocked(fd)
-	if err != nil {
-		return fmt.Errorf("track %s: %w", dir, err)
+	var errs []error
+	keys := make([]dirwatchDwKey, 0, len(ds))
+	dirs := make([]string, 0, len(ds))
+	for _, d := range ds {
+		k, err := t.keyOfLocked(d)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("track %s: %w", d.Path, err))
+			continue
+		}
+		if old, ok := t.byPath[d.Path]; ok && old != k {
+			// Another directory now has this path: forget the old one.
+			t.forgetLocked(d.Path)
+		}
+		keys = append(keys, k)
+		dirs = append(dirs, d.Path)
 	}
-	if old, ok := t.byPath[dir]; ok && old != k {
-		// Another directory now has this path: forget the old one.
-		t.forgetLocked(dir)
+	for i, err := range t.watchLocked(keys) {
+		if err != nil {
+			errs = append(errs, fmt.Errorf("track %s: %w", dirs[i], err))
+			continue
+		}
+		k, dir := keys[i], dirs[i]
+		if old, ok := t.byKey[k]; ok && old != dir {
+			t.delPathLocked(old)
+		}
+		t.byKey[k] = dir
+		t.setPathLocked(dir, k)
 	}
-	if err := t.watched().Update(&k, uint8(1), ebpf.UpdateAny); err != nil {
-		return fmt.Errorf("track %s: %w", dir, err)
+	return errors.Join(errs...)
+}
+
+// watchLocked puts keys in the watched map, in one batch when the kernel
+// takes batches (5.6), and returns each key's error.
+func (t *Tracer) watchLocked(keys []dirwatchDwKey) []error {
+	errs := make([]error, len(keys))
+	done := 0
+	if len(keys) > 1 {
+		vals := make([]uint8, len(keys))
+		for i := range vals {
+			vals[i] = 1
+		}
+		// On failure, count says how many went in; the rest go one by one.
+		done, _ = t.watched().BatchUpdate(keys, vals, &ebpf.BatchOptions{ElemFlags: uint64(ebpf.UpdateAny)})
 	}
-	if old, ok := t.byKey[k]; ok && old != dir {
-		t.delPathLocked(old)
+	for i := done; i < len(keys); i++ {
+		errs[i] = t.watched().Update(&keys[i], uint8(1), ebpf.UpdateAny)
 	}
-	t.byKey[k] = dir
-	t.setPathLocked(dir, k)
-	return nil
+	return errs
 }
 
 // Untrack stops reporting changes in dir and every tracked directory

@@ -56,7 +56,7 @@ func track(t *testing.T, tr *Tracer, dir string) {
 		t.Fatalf("open %s: %v", dir, err)
 	}
 	defer unix.Close(fd)
-	if err := tr.Track(fd, dir); err != nil {
+	if err := tr.Track(watch.Dir{Fd: fd, Path: dir}); err != nil {
 		t.Fatalf("track %s: %v", dir, err)
 	}
 }
@@ -236,7 +236,7 @@ func TestTrackUntrackRoot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = tr.Track(fd, root+"/renamed")
+	err = tr.Track(watch.Dir{Fd: fd, Path: root + "/renamed"})
 	unix.Close(fd)
 	if err != nil {
 		t.Fatal(err)

@@ -93,26 +93,40 @@ func (w *Watcher) Name() string { return name }
 // Events delivers directory events until Close, which closes it.
 func (w *Watcher) Events() <-chan watch.DirEvent { return w.events }
 
-// Track adds a watch on dir, open at fd. The watch is added through
-// /proc/self/fd/N, so it lands on the directory the caller opened even if
-// dir was renamed since. Tracking a directory again under a new path
+// Track adds a watch on d. The watch is added through
+// /proc/self/fd/N (and d.Name), so it lands on the directory the caller
+// opened even if its path was renamed since. Tracking a directory again under a new path
 // (the same inode, so the same watch) moves it and everything tracked below
 // it to the new path. When the inotify watch limit is reached the error
 // wraps ENOSPC; a warning with the sysctl to raise is logged once.
-func (w *Watcher) Track(fd int, dir string) error {
+func (w *Watcher) Track(ds ...watch.Dir) error {
+	// The lock spans the calls so the reader never sees an event of a
+	// watch it cannot place yet.
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var errs []error
+	for _, d := range ds {
+		if err := w.trackLocked(d); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (w *Watcher) trackLocked(d watch.Dir) error {
+	fd, dir := d.Fd, d.Path
 	if !filepath.IsAbs(dir) {
 		return fmt.Errorf("track %s: not an absolute path", dir)
 	}
 	dir = filepath.Clean(dir)
 	target, flags := "/proc/self/fd/"+strconv.Itoa(fd), uint32(0)
+	if d.Name != "" {
+		target, flags = target+"/"+d.Name, unix.IN_DONT_FOLLOW
+	}
 	if !w.procFd {
 		target, flags = dir, unix.IN_DONT_FOLLOW // no /proc: by path, racy but better than nothing
 	}
 
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	// The lock spans the call so the reader never sees an event of a watch
-	// it cannot place yet.
 	var wd int
 	var err error
 	cerr := w.rc.Control(func(ifd uintptr) {

@@ -43,7 +43,7 @@ func track(t *testing.T, w *Watcher, dir string) error {
 		t.Fatalf("open %s: %v", dir, err)
 	}
 	defer unix.Close(fd)
-	return w.Track(fd, dir)
+	return w.Track(watch.Dir{Fd: fd, Path: dir})
 }
 
 // paths lists the tracked paths, sorted.
@@ -479,10 +479,10 @@ func TestTrackErrors(t *testing.T) {
 	}
 	defer w.Close()
 	r := tempDir(t)
-	if err := w.Track(-1, "relative/dir"); err == nil {
+	if err := w.Track(watch.Dir{Fd: -1, Path: "relative/dir"}); err == nil {
 		t.Error("relative path: got nil want an error")
 	}
-	if err := w.Track(-1, r); !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.EBADF) {
+	if err := w.Track(watch.Dir{Fd: -1, Path: r}); !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.EBADF) {
 		t.Errorf("bad fd: got %v want ENOENT or EBADF", err)
 	}
 	f := r + "/file"
@@ -494,7 +494,7 @@ func TestTrackErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer unix.Close(fd)
-	if err := w.Track(fd, f); !errors.Is(err, unix.ENOTDIR) {
+	if err := w.Track(watch.Dir{Fd: fd, Path: f}); !errors.Is(err, unix.ENOTDIR) {
 		t.Errorf("a file: got %v want ENOTDIR", err)
 	}
 	if got := w.Tracked(); got != 0 {
@@ -609,7 +609,7 @@ func TestWatchLimit(t *testing.T) {
 	w2.mu.Lock()
 	w2.tree.setFailed(w2.tree.ensure(r+"/0"), true)
 	w2.mu.Unlock()
-	if err := w2.Track(fd, r+"/0"); err != nil {
+	if err := w2.Track(watch.Dir{Fd: fd, Path: r + "/0"}); err != nil {
 		t.Fatal(err)
 	}
 	if got := w2.Untracked(); got != 0 {

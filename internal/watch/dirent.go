@@ -22,7 +22,7 @@ var errBadDirent = errors.New("malformed dirent")
 
 // parseDirents calls fn for each entry of a getdents64 buffer, skipping "."
 // and ".." and entries without an inode. name aliases buf.
-func parseDirents(buf []byte, fn func(name []byte, typ uint8)) error {
+func parseDirents(buf []byte, fn func(name []byte, typ uint8, ino uint64)) error {
 	for len(buf) > 0 {
 		if len(buf) < direntName {
 			return errBadDirent
@@ -33,7 +33,8 @@ func parseDirents(buf []byte, fn func(name []byte, typ uint8)) error {
 		}
 		rec := buf[:reclen]
 		buf = buf[reclen:]
-		if binary.NativeEndian.Uint64(rec[direntIno:]) == 0 {
+		ino := binary.NativeEndian.Uint64(rec[direntIno:])
+		if ino == 0 {
 			continue
 		}
 		name := rec[direntName:]
@@ -43,7 +44,7 @@ func parseDirents(buf []byte, fn func(name []byte, typ uint8)) error {
 		if len(name) == 0 || string(name) == "." || string(name) == ".." {
 			continue
 		}
-		fn(name, rec[direntType])
+		fn(name, rec[direntType], ino)
 	}
 	return nil
 }

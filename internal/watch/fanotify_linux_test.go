@@ -24,11 +24,11 @@ import (
 // such marks report opens and can never block one.
 type notifyMarker struct{ group int }
 
-func (m notifyMarker) MarkDir(fd int, path string, _ policy.Events) error {
-	err := unix.FanotifyMark(m.group, unix.FAN_MARK_ADD|unix.FAN_MARK_ONLYDIR,
-		unix.FAN_OPEN|unix.FAN_EVENT_ON_CHILD, fd, "")
+func (m notifyMarker) MarkDir(d Dir, _ policy.Events) error {
+	err := unix.FanotifyMark(m.group, unix.FAN_MARK_ADD|unix.FAN_MARK_ONLYDIR|unix.FAN_MARK_DONT_FOLLOW,
+		unix.FAN_OPEN|unix.FAN_EVENT_ON_CHILD, d.Fd, d.Name)
 	if err != nil {
-		return fmt.Errorf("mark %s: %w", path, err)
+		return fmt.Errorf("mark %s: %w", d.Path, err)
 	}
 	return nil
 }
@@ -131,7 +131,7 @@ func TestPlaceFanotify(t *testing.T) {
 // countMarker counts marks.
 type countMarker struct{ n atomic.Int64 }
 
-func (m *countMarker) MarkDir(int, string, policy.Events) error {
+func (m *countMarker) MarkDir(Dir, policy.Events) error {
 	m.n.Add(1)
 	return nil
 }

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
@@ -20,15 +22,21 @@ import (
 // directories), forgetting what is removed or moved out, and walking
 // everything again when a source lost events.
 type Manager struct {
-	log     hclog.Logger
-	unmark  Marker
-	sources []Source
-	walker  *Walker
-	marked  tree
+	log    hclog.Logger
+	unmark Marker
+	srcs   Sources
+	walker *Walker
+	marked tree
 
 	mu      sync.Mutex
 	roots   []Root
 	pending map[string]bool // tracked, unmarked ancestors of missing roots
+	// While the first placement runs, the directories it marked, for the
+	// cross-check sources to track afterwards (in Run).
+	placing  bool
+	backlog  []Dir
+	backlogN int // directories in the backlog at the start of the pass
+	backlogT time.Time
 
 	events    atomic.Uint64 // directory events handled
 	busy      atomic.Bool   // an event is being handled (a walk may take long)
@@ -36,46 +44,85 @@ type Manager struct {
 	trackErrs atomic.Uint64
 }
 
+// Sources are what keeps the marks current.
+type Sources struct {
+	// Primary sources track each directory before the walk lists it: a
+	// subdirectory made after the listing is reported by them, one made
+	// before is found by the listing.
+	Primary []Source
+	// CrossCheck sources run beside the primary ones to confirm them and
+	// catch what they lose. They track the directories of the first
+	// placement after it, in Run, so that the placement pays for the
+	// primary sources only; later directories they track at once. With
+	// no primary source, make them primary.
+	CrossCheck []Source
+}
+
+// All is every source, primary first.
+func (s Sources) All() []Source { return append(slices.Clip(s.Primary), s.CrossCheck...) }
+
 // NewManager returns a manager that marks directories through mark,
 // removes marks from directories moved out through unmark (FAN_MARK_REMOVE),
-// and tells every source which directories to track. log may be nil.
-func NewManager(mark, unmark Marker, sources []Source, log hclog.Logger) *Manager {
+// and tells the sources which directories to track. log may be nil.
+func NewManager(mark, unmark Marker, srcs Sources, log hclog.Logger) *Manager {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
 	m := &Manager{
 		log:     log.Named("watch"),
 		unmark:  unmark,
-		sources: sources,
+		srcs:    srcs,
 		pending: make(map[string]bool),
 	}
 	m.walker = NewWalker(trackingMarker{m: m, mark: mark}, log)
 	return m
 }
 
-// trackingMarker marks a directory, then has every source track it before
-// the walk lists it: a subdirectory made after the listing is reported by
-// a source, one made before is found by the listing.
+// trackingMarker marks a directory, then has the sources track it before
+// the walk lists it.
 type trackingMarker struct {
 	m    *Manager
 	mark Marker
 }
 
-func (t trackingMarker) MarkDir(fd int, path string, ev policy.Events) error {
-	if err := t.mark.MarkDir(fd, path, ev); err != nil {
-		return err
-	}
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err == nil {
-		t.m.marked.set(path, devIno{uint64(st.Dev), st.Ino})
-	}
-	t.m.track(fd, path)
-	return nil
+func (t trackingMarker) MarkDir(d Dir, ev policy.Events) error {
+	errs := []error{nil}
+	t.MarkDirs([]Dir{d}, ev, errs)
+	return errs[0]
 }
 
-func (m *Manager) track(fd int, dir string) {
-	for _, s := range m.sources {
-		if err := s.Track(fd, dir); err != nil {
+func (t trackingMarker) MarkDirs(ds []Dir, ev policy.Events, errs []error) {
+	marked := make([]Dir, 0, len(ds))
+	for i, d := range ds {
+		if errs[i] = t.mark.MarkDir(d, ev); errs[i] == nil {
+			marked = append(marked, d)
+		}
+	}
+	if len(marked) == 0 {
+		return
+	}
+	m := t.m
+	for _, d := range marked {
+		m.marked.set(d.Path, d.key())
+	}
+	m.track(m.srcs.Primary, marked...)
+	m.mu.Lock()
+	placing := m.placing
+	if placing && len(m.srcs.CrossCheck) > 0 {
+		for _, d := range marked {
+			d.Fd, d.Name = -1, "" // closed by the time the backlog is worked through
+			m.backlog = append(m.backlog, d)
+		}
+	}
+	m.mu.Unlock()
+	if !placing {
+		m.track(m.srcs.CrossCheck, marked...)
+	}
+}
+
+func (m *Manager) track(srcs []Source, ds ...Dir) {
+	for _, s := range srcs {
+		if err := s.Track(ds...); err != nil {
 			// Sources log their own limits once; this only counts.
 			m.trackErrs.Add(1)
 		}
@@ -83,14 +130,56 @@ func (m *Manager) track(fd int, dir string) {
 }
 
 // Place marks every root's tree and tracks the ancestors of roots that do
-// not exist yet, so that they are placed when they appear.
+// not exist yet, so that they are placed when they appear. The
+// cross-check sources track the first placement's directories in Run.
 func (m *Manager) Place(ctx context.Context, roots []Root) (Stats, error) {
 	m.mu.Lock()
 	m.roots = roots
+	first := m.backlogT.IsZero()
+	m.placing = first
 	m.mu.Unlock()
 	st, err := m.walker.Place(ctx, roots)
+	m.mu.Lock()
+	if first {
+		m.placing = false
+		m.backlogN, m.backlogT = len(m.backlog), time.Now()
+	}
+	m.mu.Unlock()
 	m.trackPending()
 	return st, err
+}
+
+// crossCheckBatch is how many backlog directories Run tracks between two
+// looks at the event channels: an event waits for at most one batch.
+const crossCheckBatch = 64
+
+// crossCheck has the cross-check sources track up to n directories of the
+// backlog, and reports whether some are left. A directory is tracked only
+// if its path still leads to the inode that was marked: one moved or
+// removed since is the primary sources' and the events' business.
+func (m *Manager) crossCheck(n int) bool {
+	m.mu.Lock()
+	batch := m.backlog[max(len(m.backlog)-n, 0):]
+	m.backlog = m.backlog[:len(m.backlog)-len(batch)]
+	left := len(m.backlog) > 0
+	if !left {
+		m.backlog = nil
+	}
+	m.mu.Unlock()
+	for _, want := range batch {
+		fd, err := openDir(unix.AT_FDCWD, want.Path, unix.O_NOFOLLOW)
+		if err != nil {
+			continue
+		}
+		if d, _, err := statDir(fd, want.Path); err == nil && d.key() == want.key() && m.marked.marked(d.Path, d.key()) {
+			m.track(m.srcs.CrossCheck, d)
+		}
+		unix.Close(fd)
+	}
+	if !left && len(batch) > 0 {
+		m.log.Info("cross-check sources placed", "dirs", m.backlogN, "elapsed", time.Since(m.backlogT))
+	}
+	return left
 }
 
 // Dirs is the number of directories marked now.
@@ -100,11 +189,15 @@ func (m *Manager) Dirs() int { return m.marked.len() }
 type ManagerStats struct {
 	Events, Resyncs, TrackErrors uint64
 	Busy                         bool // handling an event now
+	Backlog                      int  // directories the cross-check sources have yet to track
 }
 
 // Stats returns the manager's counters.
 func (m *Manager) Stats() ManagerStats {
-	return ManagerStats{Events: m.events.Load(), Resyncs: m.resyncs.Load(), TrackErrors: m.trackErrs.Load(), Busy: m.busy.Load()}
+	m.mu.Lock()
+	backlog := len(m.backlog)
+	m.mu.Unlock()
+	return ManagerStats{Events: m.events.Load(), Resyncs: m.resyncs.Load(), TrackErrors: m.trackErrs.Load(), Busy: m.busy.Load(), Backlog: backlog}
 }
 
 // Run handles the sources' events until ctx is done or every source has
@@ -112,7 +205,7 @@ func (m *Manager) Stats() ManagerStats {
 func (m *Manager) Run(ctx context.Context) error {
 	in := make(chan DirEvent, 256)
 	var wg sync.WaitGroup
-	for _, s := range m.sources {
+	for _, s := range m.srcs.All() {
 		wg.Go(func() {
 			for ev := range s.Events() {
 				select {
@@ -124,6 +217,20 @@ func (m *Manager) Run(ctx context.Context) error {
 		})
 	}
 	go func() { wg.Wait(); close(in) }()
+	for more := true; more; {
+		// Events first: the backlog is the cross-check, not the protection.
+		select {
+		case <-ctx.Done():
+			return nil
+		case ev, ok := <-in:
+			if !ok {
+				return nil
+			}
+			m.Handle(ctx, ev)
+		default:
+			more = m.crossCheck(crossCheckBatch)
+		}
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -198,7 +305,7 @@ func (m *Manager) forget(dir string) {
 	if m.marked.remove(dir) == 0 {
 		return
 	}
-	for _, s := range m.sources {
+	for _, s := range m.srcs.All() {
 		s.Untrack(dir)
 	}
 }
@@ -264,10 +371,10 @@ func (m *Manager) trackPending() {
 			}
 			if !m.pending[dir] {
 				m.pending[dir] = true
-				for _, s := range m.sources {
-					if err := s.Track(fd, dir); err != nil {
-						m.trackErrs.Add(1)
-					}
+				if d, _, err := statDir(fd, dir); err != nil {
+					m.trackErrs.Add(1)
+				} else {
+					m.track(m.srcs.All(), d)
 				}
 			}
 			unix.Close(fd)

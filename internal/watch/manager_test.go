@@ -7,12 +7,14 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 )
 
 // fakeSource records what it is told to track; tests feed Handle directly.
 type fakeSource struct {
 	mu      sync.Mutex
 	tracked map[string]bool
+	batches []int // the number of directories of each Track call
 	events  chan DirEvent
 }
 
@@ -24,10 +26,13 @@ func (s *fakeSource) Name() string            { return "fake" }
 func (s *fakeSource) Events() <-chan DirEvent { return s.events }
 func (s *fakeSource) Close() error            { close(s.events); return nil }
 
-func (s *fakeSource) Track(fd int, dir string) error {
+func (s *fakeSource) Track(ds ...Dir) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.tracked[dir] = true
+	for _, d := range ds {
+		s.tracked[d.Path] = true
+	}
+	s.batches = append(s.batches, len(ds))
 	return nil
 }
 
@@ -65,7 +70,7 @@ type managerHarness struct {
 func newManagerHarness(t *testing.T, roots ...Root) *managerHarness {
 	t.Helper()
 	h := &managerHarness{dir: t.TempDir(), mark: newRecorder(), unmark: newRecorder(), src: newFakeSource()}
-	h.m = NewManager(h.mark, h.unmark, []Source{h.src}, nil)
+	h.m = NewManager(h.mark, h.unmark, Sources{Primary: []Source{h.src}}, nil)
 	for i := range roots {
 		roots[i].Path = filepath.Join(h.dir, roots[i].Path)
 	}
@@ -136,7 +141,7 @@ func TestManagerCreated(t *testing.T) {
 func TestManagerMovedAndRemoved(t *testing.T) {
 	dir := t.TempDir()
 	h := &managerHarness{dir: dir, mark: newRecorder(), unmark: newRecorder(), src: newFakeSource()}
-	h.m = NewManager(h.mark, h.unmark, []Source{h.src}, nil)
+	h.m = NewManager(h.mark, h.unmark, Sources{Primary: []Source{h.src}}, nil)
 	mkdirs(t, dir, "w/a/b", "w/c", "out")
 	if _, err := h.m.Place(context.Background(), []Root{{Path: h.path("w"), Recursive: true, Events: open}}); err != nil {
 		t.Fatal(err)
@@ -181,7 +186,7 @@ func TestManagerResync(t *testing.T) {
 	dir := t.TempDir()
 	mkdirs(t, dir, "w/a")
 	h := &managerHarness{dir: dir, mark: newRecorder(), unmark: newRecorder(), src: newFakeSource()}
-	h.m = NewManager(h.mark, h.unmark, []Source{h.src}, nil)
+	h.m = NewManager(h.mark, h.unmark, Sources{Primary: []Source{h.src}}, nil)
 	if _, err := h.m.Place(context.Background(), []Root{{Path: h.path("w"), Recursive: true, Events: open}}); err != nil {
 		t.Fatal(err)
 	}
@@ -199,7 +204,7 @@ func TestManagerRun(t *testing.T) {
 	mkdirs(t, dir, "w")
 	src := newFakeSource()
 	mark := newRecorder()
-	m := NewManager(mark, nil, []Source{src}, nil)
+	m := NewManager(mark, nil, Sources{Primary: []Source{src}}, nil)
 	if _, err := m.Place(context.Background(), []Root{{Path: filepath.Join(dir, "w"), Recursive: true, Events: open}}); err != nil {
 		t.Fatal(err)
 	}
@@ -213,5 +218,69 @@ func TestManagerRun(t *testing.T) {
 	}
 	if n := m.Dirs(); n != 2 {
 		t.Errorf("Dirs: got %d, want 2", n)
+	}
+}
+
+// TestManagerCrossCheck: the cross-check source tracks nothing during the
+// first placement, every directory still in place once Run has worked
+// through the backlog, and a directory made later at once.
+func TestManagerCrossCheck(t *testing.T) {
+	dir := t.TempDir()
+	mkdirs(t, dir, "w/a/b", "w/c", "w/gone", "w/moved")
+	primary, cross := newFakeSource(), newFakeSource()
+	m := NewManager(newRecorder(), nil, Sources{Primary: []Source{primary}, CrossCheck: []Source{cross}}, nil)
+	w := filepath.Join(dir, "w")
+	if _, err := m.Place(context.Background(), []Root{{Path: w, Recursive: true, Events: open}}); err != nil {
+		t.Fatal(err)
+	}
+	all := []string{".", "a", "a/b", "c", "gone", "moved"}
+	wantList(t, "primary after Place", primary.list(w), all)
+	wantList(t, "cross-check after Place", cross.list(w), nil)
+
+	// Between the placement and the backlog: removed, and replaced by
+	// another directory. Neither old inode is tracked by its path.
+	if err := os.Remove(filepath.Join(w, "gone")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(filepath.Join(w, "moved"), filepath.Join(dir, "out")); err != nil {
+		t.Fatal(err)
+	}
+	mkdirs(t, dir, "w/moved")
+
+	if got := m.Stats().Backlog; got != len(all) {
+		t.Errorf("backlog before Run: got %d, want %d", got, len(all))
+	}
+	done := make(chan error, 1)
+	go func() { done <- m.Run(context.Background()) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for m.Stats().Backlog > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("backlog still %d after 10s", m.Stats().Backlog)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	mkdirs(t, dir, "w/new")
+	primary.events <- DirEvent{Op: Created, Path: filepath.Join(w, "new"), Source: "fake"}
+	primary.Close()
+	cross.Close()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	wantList(t, "cross-check after Run", cross.list(w), []string{".", "a", "a/b", "c", "new"})
+}
+
+// The leaves of a directory are tracked in one call, the directory itself
+// (opened and listed) in one of its own.
+func TestManagerTracksLeavesInBatches(t *testing.T) {
+	dir := t.TempDir()
+	mkdirs(t, dir, "w/a", "w/b", "w/c")
+	src := newFakeSource()
+	m := NewManager(newRecorder(), nil, Sources{Primary: []Source{src}}, nil)
+	if _, err := m.Place(context.Background(), []Root{{Path: filepath.Join(dir, "w"), Recursive: true, Events: open}}); err != nil {
+		t.Fatal(err)
+	}
+	// After the batches: trackPending's calls, if any (none here: w exists).
+	if !slices.Equal(src.batches, []int{1, 3}) {
+		t.Errorf("Track calls by size: got %v, want [1 3]", src.batches)
 	}
 }

@@ -19,11 +19,19 @@ import (
 	"github.com/vigilsec/vigil/internal/policy"
 )
 
+// BatchMarker is a Marker that marks several directories in one call,
+// which lets what it does besides marking (tracking them) go in a batch
+// too. errs[i] is the error for ds[i].
+type BatchMarker interface {
+	Marker
+	MarkDirs(ds []Dir, events policy.Events, errs []error)
+}
+
 // Marker places one mark on a directory. The daemon implements it with a
-// fanotify group (FAN_MARK_ADD|FAN_MARK_ONLYDIR, dirfd=fd, pathname "");
-// tests record the calls. fd is only valid during the call.
+// fanotify group (FAN_MARK_ADD|FAN_MARK_ONLYDIR|FAN_MARK_DONT_FOLLOW,
+// dirfd=d.Fd, pathname=d.Name); tests record the calls.
 type Marker interface {
-	MarkDir(fd int, path string, events policy.Events) error
+	MarkDir(d Dir, events policy.Events) error
 }
 
 // Root is one watched directory.
@@ -51,6 +59,9 @@ func (s Stats) Rate() float64 {
 
 const (
 	direntBufSize = 64 << 10
+	// leafBatch bounds a batch of leaves: how much a canceled walk may
+	// still mark.
+	leafBatch = 256
 	// maxMarkErrLogs bounds the mark failures logged one by one; the rest
 	// are only counted.
 	maxMarkErrLogs = 5
@@ -282,12 +293,14 @@ type item struct {
 	parent *dirRef
 	fd     int
 	path   string
-	name   int // offset of the name in path, when parent is set
+	name   int    // offset of the name in path, when parent is set
+	ino    uint64 // from the parent's listing, when it could tell; else 0
 	down   policy.Events
 }
 
 type dirRef struct {
 	fd   int
+	dev  uint64
 	refs atomic.Int32
 }
 
@@ -395,13 +408,13 @@ func (r *run) process(it item, buf []byte, kids []item) []item {
 			return kids
 		}
 	}
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
+	d, nlink, err := statDir(fd, it.path)
+	if err != nil {
 		unix.Close(fd)
 		r.dirErr(it.path, "stat", err)
 		return kids
 	}
-	key := devIno{uint64(st.Dev), uint64(st.Ino)}
+	key := d.key()
 	want := cover{self: it.down, down: it.down}
 
 	r.mu.Lock()
@@ -419,19 +432,20 @@ func (r *run) process(it item, buf []byte, kids []item) []item {
 	// Mark and walk again only for what the first visit lacked.
 	if now.self != had.self {
 		// A failed mark still walks on: the subdirectories may take theirs.
-		if err := r.w.m.MarkDir(fd, it.path, now.self); err != nil {
+		if err := r.w.m.MarkDir(d, now.self); err != nil {
 			r.markErr(it.path, err)
 		} else if !seen {
 			r.dirs.Add(1)
 		}
 	}
-	if now.down == 0 || now.down == had.down || r.leaf(fd, key.dev, &st) {
+	if now.down == 0 || now.down == had.down || r.leaf(fd, key.dev, nlink) {
 		unix.Close(fd)
 		return kids
 	}
 
-	parent := &dirRef{fd: fd}
+	parent := &dirRef{fd: fd, dev: d.Dev}
 	parent.refs.Store(1)
+	var subs []item
 	for {
 		var n int
 		err := ignoringEINTR(func() (err error) {
@@ -445,7 +459,7 @@ func (r *run) process(it item, buf []byte, kids []item) []item {
 		if n <= 0 {
 			break
 		}
-		err = parseDirents(buf[:n], func(name []byte, typ uint8) {
+		err = parseDirents(buf[:n], func(name []byte, typ uint8, ino uint64) {
 			path := join(it.path, name)
 			off := len(path) - len(name)
 			dir, err := isDir(fd, path[off:], typ)
@@ -455,7 +469,10 @@ func (r *run) process(it item, buf []byte, kids []item) []item {
 			}
 			if dir {
 				parent.refs.Add(1)
-				kids = append(kids, item{parent: parent, path: path, name: off, down: now.down})
+				if typ != unix.DT_DIR {
+					ino = 0 // learnt by fstatat, not from the listing: not a leaf candidate
+				}
+				subs = append(subs, item{parent: parent, path: path, name: off, down: now.down, ino: ino})
 			}
 		})
 		if err != nil {
@@ -463,42 +480,130 @@ func (r *run) process(it item, buf []byte, kids []item) []item {
 			break
 		}
 	}
+	kids = r.leaves(d, now.down, subs, kids)
 	parent.release()
+	return kids
+}
+
+// leaves marks and tracks the subdirectories subs of d, listed from d, in
+// one batch, without opening them, and returns kids with those that turn
+// out not to be leaves, or that the batch cannot take, appended to be
+// walked the ordinary way. On a tree's skeleton most directories are
+// leaves: each costs a mark and a stat instead of an open, a stat, a mark,
+// a stat and a close, and the sources track the whole batch at once.
+//
+// The listing's inode numbers are used before any stat: the mark and the
+// tracking are by name and by inode, and the stat that follows checks that
+// the name still leads to that inode, still a leaf, now that it is marked
+// and tracked (see leaf). A directory that fails the check is walked the
+// ordinary way; one that was swapped for another under the walk may leave
+// a stale mark or key behind, which costs a user-space check at most.
+func (r *run) leaves(d Dir, down policy.Events, subs, kids []item) []item {
+	if len(subs) == 0 || !r.exact(d.Fd, d.Dev) {
+		return append(kids, subs...)
+	}
+	batch := make([]Dir, 0, len(subs))
+	r.mu.Lock()
+	for _, s := range subs {
+		_, root := r.tab.byPath[s.path]
+		_, seen := r.seen[devIno{d.Dev, s.ino}]
+		if s.ino == 0 || root || seen {
+			kids = append(kids, s)
+			continue
+		}
+		batch = append(batch, Dir{Fd: d.Fd, Name: s.path[s.name:], Path: s.path, Dev: d.Dev, Ino: s.ino, MntID: d.MntID})
+	}
+	r.mu.Unlock()
+	if len(batch) == 0 {
+		return kids
+	}
+	errs := make([]error, len(batch))
+	for i := 0; i < len(batch); i += leafBatch {
+		chunk := batch[i:min(i+leafBatch, len(batch))]
+		switch bm, ok := r.w.m.(BatchMarker); {
+		case r.stopped():
+			for j := range chunk {
+				errs[i+j] = context.Canceled // to the queue, which drops them
+			}
+		case ok:
+			bm.MarkDirs(chunk, down, errs[i:])
+		default:
+			for j, b := range chunk {
+				errs[i+j] = r.w.m.MarkDir(b, down)
+			}
+		}
+	}
+	parent := subs[0].parent
+	for i, b := range batch {
+		it := item{parent: parent, path: b.Path, name: len(b.Path) - len(b.Name), down: down}
+		if errs[i] != nil {
+			kids = append(kids, it) // the ordinary way meets and reports it again
+			continue
+		}
+		now, nlink, err := statAt(d.Fd, b.Name)
+		if err != nil || now.key() != b.key() {
+			kids = append(kids, it)
+			continue
+		}
+		leaf := nlink == 2
+		r.mu.Lock()
+		had, seen := r.seen[b.key()]
+		c := cover{self: had.self | down, down: had.down}
+		if leaf {
+			c.down |= down
+		}
+		r.seen[b.key()] = c
+		r.mu.Unlock()
+		if !seen {
+			r.dirs.Add(1)
+		}
+		if !leaf {
+			// Marked, not walked: the ordinary way lists it without
+			// marking it again.
+			kids = append(kids, it)
+			continue
+		}
+		parent.release()
+	}
 	return kids
 }
 
 // leaf reports whether the directory has no subdirectory, from its link
 // count (2 + subdirectories) on the filesystems known to keep it exact. Most
 // directories of a tree are leaves: this spares two getdents calls each.
-// st was taken before the mark: a subdirectory made between that stat and
-// the mark would be reported by no source and found by no listing, so a
-// directory that looked like a leaf is stat'ed again, now that it is
+// nlink was taken before the mark: a subdirectory made between that stat
+// and the mark would be reported by no source and found by no listing, so
+// a directory that looked like a leaf is stat'ed again, now that it is
 // marked and tracked.
-func (r *run) leaf(fd int, dev uint64, st *unix.Stat_t) bool {
-	if st.Nlink != 2 {
+func (r *run) leaf(fd int, dev uint64, nlink uint32) bool {
+	if nlink != 2 || !r.exact(fd, dev) {
 		return false
 	}
 	var now unix.Stat_t
-	if err := unix.Fstat(fd, &now); err != nil || now.Nlink != 2 {
-		return false
-	}
+	return unix.Fstat(fd, &now) == nil && now.Nlink == 2
+}
+
+// exact reports whether the filesystem of dev, open at fd, keeps link
+// counts exact for directories.
+func (r *run) exact(fd int, dev uint64) bool {
 	r.mu.Lock()
 	exact, ok := r.exactNlink[dev]
 	r.mu.Unlock()
-	if !ok {
-		var sfs unix.Statfs_t
-		if err := unix.Fstatfs(fd, &sfs); err != nil {
-			return false
-		}
-		switch sfs.Type {
-		// ext4 sets 1, not 2, once a directory outgrows the link count.
-		case unix.EXT4_SUPER_MAGIC, unix.TMPFS_MAGIC, unix.XFS_SUPER_MAGIC:
-			exact = true
-		}
-		r.mu.Lock()
-		r.exactNlink[dev] = exact
-		r.mu.Unlock()
+	if ok {
+		return exact
 	}
+	var sfs unix.Statfs_t
+	if err := unix.Fstatfs(fd, &sfs); err != nil {
+		return false
+	}
+	switch sfs.Type {
+	// ext4 sets 1, not 2, once a directory outgrows the link count.
+	case unix.EXT4_SUPER_MAGIC, unix.TMPFS_MAGIC, unix.XFS_SUPER_MAGIC:
+		exact = true
+	}
+	r.mu.Lock()
+	r.exactNlink[dev] = exact
+	r.mu.Unlock()
 	return exact
 }
 

@@ -40,10 +40,14 @@ func newRecorder() *recorder {
 	return &recorder{marks: map[string]policy.Events{}, calls: map[string]int{}}
 }
 
-func (r *recorder) MarkDir(fd int, path string, events policy.Events) error {
+func (r *recorder) MarkDir(d Dir, events policy.Events) error {
+	path := d.Path
 	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
-		return fmt.Errorf("mark %s: fd %d is not an open directory (%v)", path, fd, err)
+	if err := unix.Fstatat(d.Fd, d.Name, &st, unix.AT_EMPTY_PATH|unix.AT_SYMLINK_NOFOLLOW); err != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return fmt.Errorf("mark %s: fd %d name %q is not a directory (%v)", path, d.Fd, d.Name, err)
+	}
+	if d.Dev != uint64(st.Dev) || d.Ino != st.Ino {
+		return fmt.Errorf("mark %s: Dir says dev %d ino %d, fstat %d %d", path, d.Dev, d.Ino, st.Dev, st.Ino)
 	}
 	if r.before != nil {
 		if err := r.before(path); err != nil {
@@ -385,8 +389,9 @@ func TestPlaceCanceled(t *testing.T) {
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("got error %v want context.Canceled", err)
 	}
-	if st.Dirs != 2 {
-		t.Errorf("got dirs=%d want 2", st.Dirs)
+	// The root, then the batch of its subdirectories the cancel came in.
+	if st.Dirs != 4 {
+		t.Errorf("got dirs=%d want 4 of 10", st.Dirs)
 	}
 	if got := openFDs(t); got != fds {
 		t.Errorf("open fds: got %d want %d (leak)", got, fds)
@@ -489,7 +494,7 @@ func TestParseDirents(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var got []ent
-			err := parseDirents(tt.buf, func(name []byte, typ uint8) {
+			err := parseDirents(tt.buf, func(name []byte, typ uint8, _ uint64) {
 				got = append(got, ent{string(name), typ})
 			})
 			if (err != nil) != tt.wantErr {
@@ -581,5 +586,43 @@ func TestPlaceSubdirMadeDuringMark(t *testing.T) {
 	got := rec.relative(t, dir)
 	if _, ok := got["w/leaf/late"]; !ok {
 		t.Errorf("marks: got %v, want w/leaf/late among them", got)
+	}
+}
+
+// A leaf the batch marked by name but found swapped for another directory
+// when it checked is walked the ordinary way: the directory now at that
+// name is marked, and so is what it holds.
+func TestPlaceLeafSwapped(t *testing.T) {
+	dir := t.TempDir()
+	mkdirs(t, dir, "w/leaf", "elsewhere/sub")
+	rec := newRecorder()
+	swapped := false
+	rec.before = func(path string) error {
+		if path == filepath.Join(dir, "w", "leaf") && !swapped {
+			swapped = true
+			if err := os.Rename(path, filepath.Join(dir, "gone")); err != nil {
+				return err
+			}
+			return os.Rename(filepath.Join(dir, "elsewhere"), path)
+		}
+		return nil
+	}
+	st, err := Place(context.Background(), rec, []Root{{Path: filepath.Join(dir, "w"), Recursive: true, Events: open}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// w/leaf is marked twice, by name before the check and the ordinary
+	// way after it: the first mark was on whatever stood there then.
+	rec.mu.Lock()
+	calls := maps.Clone(rec.calls)
+	rec.mu.Unlock()
+	want := map[string]int{"w": 1, "w/leaf": 2, "w/leaf/sub": 1}
+	for rel, n := range want {
+		if got := calls[filepath.Join(dir, rel)]; got != n {
+			t.Errorf("%s marked %d times, want %d", rel, got, n)
+		}
+	}
+	if st.Dirs != 3 {
+		t.Errorf("dirs: got %d, want 3 (w, w/leaf, w/leaf/sub)", st.Dirs)
 	}
 }

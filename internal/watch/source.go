@@ -52,10 +52,11 @@ type Source interface {
 	Name() string
 	// Events delivers directory events until Close. It is closed by Close.
 	Events() <-chan DirEvent
-	// Track starts reporting entry changes in dir, which is open at fd
-	// (valid only during the call: a source that needs the directory
-	// later must resolve it now, e.g. by fstat or /proc/self/fd/N).
-	Track(fd int, dir string) error
+	// Track starts reporting entry changes in each of ds (their Fd is
+	// valid only during the call: a source that needs a directory later
+	// must resolve it now, e.g. through /proc/self/fd/N). The error
+	// joins those of the directories it could not track.
+	Track(ds ...Dir) error
 	// Untrack stops reporting changes in dir; unknown dirs are ignored.
 	Untrack(dir string)
 	// Close stops the source and closes Events.
