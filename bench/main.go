@@ -38,6 +38,7 @@ var sections = []section{
 	stormSection,
 	engineBodySection,
 	clamdSection,
+	outsideSection,
 }
 
 func main() {

@@ -75,6 +75,7 @@ func Run(ctx context.Context, opts Options) error {
 		started: time.Now(),
 	}
 	d.metrics = d.newMetrics()
+	d.metrics.MustRegister(outsideMetrics{d})
 	ctl, err := listenControl(pol.Settings.ControlSocket)
 	if err != nil {
 		return err
@@ -178,6 +179,7 @@ type instance struct {
 	managed chan struct{} // closed when the manager has returned; nil before
 	hook    dirtrace.Hook
 	quar    *quarantiner // nil when no watch quarantines
+	outside *outside     // nil unless ignore_out_of_scope is in force
 }
 
 // start creates a group, runs its loop and places every watch. The loop
@@ -207,13 +209,18 @@ func (d *daemon) start(ctx context.Context, st *onaccess.State) (*instance, erro
 	if quar != nil {
 		cfg.Quarantine = quar
 	}
+	out := startOutside(ctx, group, st.Policy, &d.counters, d.log)
+	if out != nil {
+		cfg.Quiet = out.quiet
+	}
 	inst := &instance{
-		group:  group,
-		loop:   onaccess.New(cfg, st),
-		quar:   quar,
-		done:   make(chan struct{}),
-		failed: make(chan error, 1),
-		cancel: func() {},
+		group:   group,
+		loop:    onaccess.New(cfg, st),
+		quar:    quar,
+		outside: out,
+		done:    make(chan struct{}),
+		failed:  make(chan error, 1),
+		cancel:  func() {},
 	}
 	go func() {
 		defer close(inst.done)
@@ -282,6 +289,7 @@ func (d *daemon) sources() (watch.Sources, dirtrace.Hook, error) {
 // for the loop.
 func (i *instance) stop() {
 	i.stopWatches()
+	i.outside.close()
 	i.group.Close()
 	<-i.done
 	i.quar.close()
@@ -302,6 +310,7 @@ func (i *instance) stopWatches() {
 // once a replacement is fully marked, so later events reach that one too.
 func (i *instance) retire() {
 	i.stopWatches()
+	i.outside.close()
 	i.loop.Drain()
 	i.group.Wake()
 	<-i.done

@@ -113,6 +113,15 @@ func (g *Group) Wake() error {
 }
 
 func (g *Group) read(dst []Event, wait bool) ([]Event, error) {
+	n, err := g.readRaw(wait)
+	if err != nil || n == 0 {
+		return dst, err
+	}
+	return Parse(g.buf[:n], dst)
+}
+
+// readRaw reads into g.buf; 0 bytes means nothing was queued.
+func (g *Group) readRaw(wait bool) (int, error) {
 	var n int
 	var err error
 	cerr := g.rc.Read(func(fd uintptr) bool {
@@ -126,13 +135,13 @@ func (g *Group) read(dst []Event, wait bool) ([]Event, error) {
 	})
 	switch {
 	case cerr != nil:
-		return dst, fmt.Errorf("read fanotify: %w", cerr)
+		return 0, fmt.Errorf("read fanotify: %w", cerr)
 	case err == unix.EAGAIN:
-		return dst, nil
+		return 0, nil
 	case err != nil:
-		return dst, fmt.Errorf("read fanotify: %w", err)
+		return 0, fmt.Errorf("read fanotify: %w", err)
 	}
-	return Parse(g.buf[:n], dst)
+	return n, nil
 }
 
 // Close closes the group. The kernel allows every event still waiting for

@@ -29,6 +29,10 @@ type Counters struct {
 	NoFd                   atomic.Uint64
 	RespondErrors          atomic.Uint64
 	IgnoreErrors           atomic.Uint64
+	// Ignore marks on directories outside every watch (Quiet): placed,
+	// removed (moved into a watch, or an overflow), removed right after
+	// placing because the directory moved meanwhile, and failures.
+	Quieted, Unquieted, QuietRaces, QuietErrors atomic.Uint64
 
 	// Decision latency of scanned events, in power-of-two microsecond
 	// buckets: bucket i counts latencies below 2^i µs.
@@ -60,7 +64,8 @@ type Snapshot struct {
 	Excluded, Skipped, Errors, Timeouts, QueueFull, Overflows, NoFd,
 	Opens, Execs, Accesses,
 	RespondErrors, IgnoreErrors uint64
-	Latency [latencyBuckets]uint64
+	Quieted, Unquieted, QuietRaces, QuietErrors uint64
+	Latency                                     [latencyBuckets]uint64
 }
 
 // Snapshot copies the counters.
@@ -73,6 +78,8 @@ func (c *Counters) Snapshot() Snapshot {
 		QueueFull: c.QueueFull.Load(), Overflows: c.Overflows.Load(), NoFd: c.NoFd.Load(),
 		Opens: c.Opens.Load(), Execs: c.Execs.Load(), Accesses: c.Accesses.Load(),
 		RespondErrors: c.RespondErrors.Load(), IgnoreErrors: c.IgnoreErrors.Load(),
+		Quieted: c.Quieted.Load(), Unquieted: c.Unquieted.Load(),
+		QuietRaces: c.QuietRaces.Load(), QuietErrors: c.QuietErrors.Load(),
 	}
 	for i := range c.latency {
 		s.Latency[i] = c.latency[i].Load()

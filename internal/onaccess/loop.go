@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -69,6 +70,9 @@ type Config struct {
 	// Quarantine moves infected files of quarantine watches away, after
 	// they were denied; nil leaves them in place (blocked).
 	Quarantine Quarantiner
+	// Quiet takes the directories of out-of-scope opens, after they are
+	// answered, to ignore-mark them; nil: every such open keeps coming.
+	Quiet Quieter
 }
 
 // Quarantiner takes an infected file, open at fd (its own descriptor,
@@ -354,6 +358,12 @@ func (l *Loop) handle(ev fanotify.Event, linkBuf []byte) *request {
 		return nil
 	}
 	w, excluded := st.Policy.Match(path)
+	if w == nil && l.cfg.Quiet != nil {
+		l.settle(ev.Fd, true)
+		l.counters.Excluded.Add(1)
+		l.cfg.Quiet.Offer(filepath.Dir(path))
+		return nil
+	}
 	if w == nil || excluded || !wants(w.On, ev.Mask) || l.excludedProcess(st.Policy, ev.Pid) {
 		l.settle(ev.Fd, true)
 		l.counters.Excluded.Add(1)

@@ -71,6 +71,7 @@ var (
 		{Name: "alert_log"},
 		{Name: "metrics_listen"},
 		{Name: "quarantine_dir"},
+		{Name: "ignore_out_of_scope"},
 	}}
 	watchSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
 		{Name: "action"},
@@ -140,6 +141,7 @@ type parser struct {
 	filename string
 	diags    hcl.Diagnostics
 	qdir     *hcl.Range // the quarantine_dir attribute, if set
+	quiet    *hcl.Range // the ignore_out_of_scope attribute, if true
 }
 
 func (ps *parser) errorf(rng hcl.Range, summary, format string, args ...any) {
@@ -208,6 +210,7 @@ func (ps *parser) policy(body hcl.Body) *Policy {
 			"A policy needs at least one watch block, e.g. watch \"/srv/uploads\" {}.")
 	}
 	ps.checkQuarantine(pol)
+	ps.checkQuiet(pol)
 	pol.index()
 	return pol
 }
@@ -240,6 +243,25 @@ func (ps *parser) checkQuarantine(pol *Policy) {
 			"quarantine_dir %q is covered by the watch at %s; choose a directory outside every watch.", dir, pos(w.Range))
 		return
 	}
+}
+
+// checkQuiet warns that ignore_out_of_scope does nothing when no watch
+// is in filesystem mode: only filesystem marks see out-of-scope opens.
+func (ps *parser) checkQuiet(pol *Policy) {
+	if ps.quiet == nil {
+		return
+	}
+	for _, w := range pol.Watches {
+		if w.Mode == ModeFilesystem {
+			return
+		}
+	}
+	ps.diags = append(ps.diags, &hcl.Diagnostic{
+		Severity: hcl.DiagWarning,
+		Summary:  "ignore_out_of_scope has no effect",
+		Detail:   "It applies to watches in filesystem mode, and no watch has mode = \"filesystem\".",
+		Subject:  ps.quiet,
+	})
 }
 
 // pos renders a range's start as file:line,col.
@@ -329,6 +351,14 @@ func (ps *parser) settings(b *hcl.Block, s *Settings) {
 	}
 	if a := attrs["quarantine_dir"]; a != nil {
 		ps.qdir = a.Expr.Range().Ptr()
+	}
+	if a := attrs["ignore_out_of_scope"]; a != nil {
+		if v, ok := ps.boolean(a); ok {
+			s.IgnoreOutOfScope = v
+			if v {
+				ps.quiet = a.Expr.Range().Ptr()
+			}
+		}
 	}
 	if a := attrs["metrics_listen"]; a != nil {
 		if v, ok := ps.str(a); ok {

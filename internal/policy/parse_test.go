@@ -131,6 +131,19 @@ watch "/srv" {}
 			},
 		},
 		{
+			name:       "ignore out of scope",
+			src:        "settings {\n  ignore_out_of_scope = true\n}\nwatch \"/srv\" {\n  mode = \"filesystem\"\n}\n",
+			wantEngine: Engine{Kind: EngineBuiltin, VerifySignatures: true},
+			wantSettings: func() Settings {
+				s := defaults
+				s.IgnoreOutOfScope = true
+				return s
+			}(),
+			wantWatches: []Watch{
+				{Path: "/srv", Action: ActionBlock, Recursive: true, Mode: ModeFilesystem, On: DefaultEvents, OnError: OnErrorAllow, MaxFileSize: 100 << 20},
+			},
+		},
+		{
 			name: "sizes and order",
 			src: `
 settings { max_file_size = "2 GiB" }
@@ -181,6 +194,38 @@ watch "/a/b" {}
 			}
 			if !reflect.DeepEqual(p.Exclude, tt.wantExclude) {
 				t.Errorf("Exclude: got %+v want %+v", p.Exclude, tt.wantExclude)
+			}
+		})
+	}
+}
+
+// ignore_out_of_scope without a filesystem-mode watch is valid but
+// does nothing: a warning at the attribute says so.
+func TestIgnoreOutOfScopeWarning(t *testing.T) {
+	tests := []struct {
+		name     string
+		src      string
+		wantWarn string // "" for no diagnostic; else line:col
+	}{
+		{"tree watch only", "settings {\n  ignore_out_of_scope = true\n}\nwatch \"/srv\" {}\n", "2:25"},
+		{"filesystem watch", "settings {\n  ignore_out_of_scope = true\n}\nwatch \"/srv\" {\n  mode = \"filesystem\"\n}\n", ""},
+		{"off", "settings {\n  ignore_out_of_scope = false\n}\nwatch \"/srv\" {}\n", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, diags := Parse([]byte(tt.src), "test.hcl")
+			if p == nil {
+				t.Fatalf("got errors %v, want a policy", diags)
+			}
+			var got string
+			for _, d := range diags {
+				got = fmt.Sprintf("%d:%d", d.Subject.Start.Line, d.Subject.Start.Column)
+				if d.Severity != hcl.DiagWarning || d.Summary != "ignore_out_of_scope has no effect" {
+					t.Errorf("got %v %q, want a warning", d.Severity, d.Summary)
+				}
+			}
+			if len(diags) > 1 || got != tt.wantWarn {
+				t.Errorf("got %d diagnostics, last at %q, want at most one at %q", len(diags), got, tt.wantWarn)
 			}
 		})
 	}

@@ -84,6 +84,14 @@ type Settings struct {
 	AlertLog      string
 	MetricsListen string // loopback host:port for Prometheus; "" is off
 	QuarantineDir string // where action "quarantine" moves infected files
+	// IgnoreOutOfScope quiets filesystem-mode marks: a directory outside
+	// every watch whose file was opened gets an evictable ignore mark, so
+	// its files stop reaching vigil. Off by default: a directory moved
+	// from outside into a watch keeps its mark until vigil sees the move
+	// and removes it, and an open in that window is not scanned. Needs
+	// FAN_MARK_IGNORE (6.0), FAN_MARK_EVICTABLE (5.19) and
+	// FAN_REPORT_DFID_NAME (5.9); without them the setting does nothing.
+	IgnoreOutOfScope bool
 }
 
 // Watch is one watch block: a tree and what happens in it.
