@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -154,7 +155,71 @@ func TestInotifyLimit(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := startDaemon(t, fmt.Sprintf("watch %q {}\n", root), "")
-	restore() // lowered only while the daemon placed its watches
+	// Lowered only while the daemon places its inotify watches: at start
+	// when inotify is the primary source, else just after, in the
+	// background, as the eBPF tracer's cross-check.
+	waitCrossCheck(t, d)
+	restore()
 	wantDenied(t, filepath.Join(deep, "eicar"))
 	d.waitLog(t, "sysctl fs.inotify.max_user_watches=")
+}
+
+// waitCrossCheck waits up to 5s for the cross-check sources to have
+// tracked every directory of the start-up placement.
+func waitCrossCheck(t *testing.T, d *daemonProc) {
+	t.Helper()
+	var got any
+	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(5 * time.Millisecond) {
+		if got = counters(t, d)["cross_check_backlog"]; got == float64(0) {
+			return
+		}
+	}
+	t.Fatalf("cross_check_backlog: got %v, want 0 after 5s", got)
+}
+
+// inotifyWatches counts the inotify watches of process pid, from the
+// "inotify wd:" lines of its descriptors' fdinfo.
+func inotifyWatches(t *testing.T, pid int) int {
+	t.Helper()
+	fds, err := filepath.Glob(fmt.Sprintf("/proc/%d/fdinfo/*", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, fd := range fds {
+		b, err := os.ReadFile(fd)
+		if err != nil {
+			continue // closed meanwhile
+		}
+		n += strings.Count(string(b), "inotify wd:")
+	}
+	return n
+}
+
+// Every directory placed at start is watched by inotify too, whether as
+// the primary source or, beside the eBPF tracer, as its cross-check
+// placed after start-up; and so is a directory made later.
+func TestInotifyCrossCheck(t *testing.T) {
+	root := testutil.TempDir(t)
+	for i := range 30 {
+		if err := os.MkdirAll(filepath.Join(root, fmt.Sprintf("d%d", i), "leaf"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d := startDaemon(t, fmt.Sprintf("watch %q {}\n", root), "")
+	waitCrossCheck(t, d)
+	if got, want := inotifyWatches(t, d.cmd.Process.Pid), 61; got != want {
+		t.Errorf("inotify watches after start-up: got %d, want %d (root, 30 dirs, 30 leaves)", got, want)
+	}
+	if err := os.Mkdir(filepath.Join(root, "later"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	waitDirs(t, d, 62)
+	got := 0
+	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(5 * time.Millisecond) {
+		if got = inotifyWatches(t, d.cmd.Process.Pid); got == 62 {
+			return
+		}
+	}
+	t.Errorf("inotify watches after a mkdir: got %d, want 62 after 5s", got)
 }

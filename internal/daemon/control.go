@@ -144,7 +144,8 @@ func (d *daemon) status() Status {
 		"respond_errors": c.RespondErrors, "ignore_errors": c.IgnoreErrors,
 		"alerts_written": written, "alerts_dropped": dropped, "alerts_failed": failed,
 		"dir_events": ws.Events, "resyncs": ws.Resyncs, "track_errors": ws.TrackErrors,
-		"dir_busy": b2u(ws.Busy),
+		"dir_busy": b2u(ws.Busy), "cross_check_backlog": uint64(ws.Backlog),
+		"out_of_scope_quieted": c.Quieted, "out_of_scope_unquieted": c.Unquieted,
 	}
 	return s
 }
