@@ -39,27 +39,16 @@ const (
 // without a directory record (an overflow) has a zero Handle.
 func ParseDirEvents(b []byte, dst []DirEvent) ([]DirEvent, error) {
 	for len(b) > 0 {
-		if len(b) < unix.FAN_EVENT_METADATA_LEN {
-			return dst, errors.New("parse fanotify events: short record")
+		m, err := parseMetadata(b)
+		if err != nil {
+			return dst, err
 		}
-		eventLen := binary.NativeEndian.Uint32(b[0:4])
-		if vers := b[4]; vers != unix.FANOTIFY_METADATA_VERSION {
-			return dst, fmt.Errorf("parse fanotify events: metadata version %d, want %d", vers, unix.FANOTIFY_METADATA_VERSION)
-		}
-		metaLen := int(binary.NativeEndian.Uint16(b[6:8]))
-		if eventLen < unix.FAN_EVENT_METADATA_LEN || int(eventLen) > len(b) ||
-			metaLen < unix.FAN_EVENT_METADATA_LEN || metaLen > int(eventLen) {
-			return dst, fmt.Errorf("parse fanotify events: bad event length %d", eventLen)
-		}
-		ev := DirEvent{
-			Mask: binary.NativeEndian.Uint64(b[8:16]),
-			Pid:  int32(binary.NativeEndian.Uint32(b[20:24])),
-		}
-		if err := parseInfo(b[metaLen:eventLen], &ev); err != nil {
+		ev := DirEvent{Mask: m.mask, Pid: m.pid}
+		if err := parseInfo(b[m.metaLen:m.eventLen], &ev); err != nil {
 			return dst, err
 		}
 		dst = append(dst, ev)
-		b = b[eventLen:]
+		b = b[m.eventLen:]
 	}
 	return dst, nil
 }

@@ -151,26 +151,46 @@ func (g *Group) Close() error { return g.f.Close() }
 // Parse decodes a buffer of fanotify_event_metadata records.
 func Parse(b []byte, dst []Event) ([]Event, error) {
 	for len(b) > 0 {
-		if len(b) < unix.FAN_EVENT_METADATA_LEN {
-			return dst, errors.New("parse fanotify events: short record")
+		m, err := parseMetadata(b)
+		if err != nil {
+			return dst, err
 		}
-		// struct fanotify_event_metadata: event_len u32, vers u8, reserved u8,
-		// metadata_len u16, mask u64, fd s32, pid s32.
-		eventLen := binary.NativeEndian.Uint32(b[0:4])
-		if vers := b[4]; vers != unix.FANOTIFY_METADATA_VERSION {
-			return dst, fmt.Errorf("parse fanotify events: metadata version %d, want %d", vers, unix.FANOTIFY_METADATA_VERSION)
-		}
-		if eventLen < unix.FAN_EVENT_METADATA_LEN || int(eventLen) > len(b) {
-			return dst, fmt.Errorf("parse fanotify events: bad event length %d", eventLen)
-		}
-		dst = append(dst, Event{
-			Mask: binary.NativeEndian.Uint64(b[8:16]),
-			Fd:   int(int32(binary.NativeEndian.Uint32(b[16:20]))),
-			Pid:  int32(binary.NativeEndian.Uint32(b[20:24])),
-		})
-		b = b[eventLen:]
+		dst = append(dst, Event{Mask: m.mask, Fd: m.fd, Pid: m.pid})
+		b = b[m.eventLen:]
 	}
 	return dst, nil
+}
+
+// metadata is struct fanotify_event_metadata: event_len u32, vers u8,
+// reserved u8, metadata_len u16, mask u64, fd s32, pid s32. Info records,
+// if any, lie between metaLen and eventLen.
+type metadata struct {
+	eventLen, metaLen int
+	mask              uint64
+	fd                int
+	pid               int32
+}
+
+// parseMetadata decodes and checks the record at the start of b.
+func parseMetadata(b []byte) (metadata, error) {
+	if len(b) < unix.FAN_EVENT_METADATA_LEN {
+		return metadata{}, errors.New("parse fanotify events: short record")
+	}
+	if vers := b[4]; vers != unix.FANOTIFY_METADATA_VERSION {
+		return metadata{}, fmt.Errorf("parse fanotify events: metadata version %d, want %d", vers, unix.FANOTIFY_METADATA_VERSION)
+	}
+	m := metadata{
+		eventLen: int(binary.NativeEndian.Uint32(b[0:4])),
+		metaLen:  int(binary.NativeEndian.Uint16(b[6:8])),
+		mask:     binary.NativeEndian.Uint64(b[8:16]),
+		fd:       int(int32(binary.NativeEndian.Uint32(b[16:20]))),
+		pid:      int32(binary.NativeEndian.Uint32(b[20:24])),
+	}
+	if m.eventLen < unix.FAN_EVENT_METADATA_LEN || m.eventLen > len(b) ||
+		m.metaLen < unix.FAN_EVENT_METADATA_LEN || m.metaLen > m.eventLen {
+		return metadata{}, fmt.Errorf("parse fanotify events: bad event length %d", m.eventLen)
+	}
+	return m, nil
 }
 
 // IgnoreFile adds an ignore mark for mask on the file open at fd: the

@@ -217,20 +217,10 @@ func (m *Manager) Run(ctx context.Context) error {
 		})
 	}
 	go func() { wg.Wait(); close(in) }()
-	for more := true; more; {
-		// Events first: the backlog is the cross-check, not the protection.
-		select {
-		case <-ctx.Done():
-			return nil
-		case ev, ok := <-in:
-			if !ok {
-				return nil
-			}
-			m.Handle(ctx, ev)
-		default:
-			more = m.crossCheck(crossCheckBatch)
-		}
-	}
+	// While the cross-check backlog lasts, backlog is ready, and a batch of
+	// it runs whenever no event is (or as often as one: select is fair).
+	backlog := make(chan struct{})
+	close(backlog)
 	for {
 		select {
 		case <-ctx.Done():
@@ -240,6 +230,10 @@ func (m *Manager) Run(ctx context.Context) error {
 				return nil
 			}
 			m.Handle(ctx, ev)
+		case <-backlog:
+			if !m.crossCheck(crossCheckBatch) {
+				backlog = nil
+			}
 		}
 	}
 }
