@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -132,17 +133,19 @@ func clamdLatencies(e *env, eng *clamd.Engine, paths []string, eicar string) ([]
 // (Pdeathsig).
 type clamdProc struct {
 	cmd       *exec.Cmd
+	conf      string
 	unix, tcp string // engine addresses
 	log       string
 	exited    chan struct{}
 	timer     *time.Timer
 }
 
-// startClamd writes a clamd configuration and an .hdb database with hdb's
-// content in dir, starts clamd in the foreground and waits until it
-// answers PING on its unix socket. It is internal/testutil's StartClamd
-// for a program: that one needs a testing.TB.
-func startClamd(e *env, dir, hdb string) (*clamdProc, error) {
+// startClamd writes a clamd configuration (plus the extra lines, e.g.
+// clamonacc's OnAccess* options) and an .hdb database with hdb's content
+// in dir, starts clamd in the foreground and waits until it answers PING
+// on its unix socket. It is internal/testutil's StartClamd for a program:
+// that one needs a testing.TB.
+func startClamd(e *env, dir, hdb string, extra ...string) (*clamdProc, error) {
 	db := filepath.Join(dir, "db")
 	if err := os.Mkdir(db, 0o755); err != nil {
 		return nil, fmt.Errorf("create clamd database dir: %w", err)
@@ -159,6 +162,7 @@ func startClamd(e *env, dir, hdb string) (*clamdProc, error) {
 	sock := filepath.Join(dir, "clamd.ctl")
 	conf := filepath.Join(dir, "clamd.conf")
 	c := &clamdProc{
+		conf:   conf,
 		unix:   "unix://" + sock,
 		tcp:    fmt.Sprintf("tcp://127.0.0.1:%d", port),
 		log:    filepath.Join(dir, "clamd.log"),
@@ -172,7 +176,7 @@ DatabaseDirectory %s
 LogFile %s
 StreamMaxLength 1M
 Bytecode no
-`, sock, port, db, c.log)), 0o644)
+%s`, sock, port, db, c.log, confLines(extra))), 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("write clamd.conf: %w", err)
 	}
@@ -204,6 +208,15 @@ Bytecode no
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// confLines joins ls, one a line.
+func confLines(ls []string) string {
+	var b strings.Builder
+	for _, l := range ls {
+		b.WriteString(l + "\n")
+	}
+	return b.String()
 }
 
 // stop kills clamd by its PID and reaps it.

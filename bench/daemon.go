@@ -14,7 +14,8 @@ import (
 	"time"
 )
 
-// daemonProc is a `vigil run` started by the bench. It is killed by PID
+// daemonProc is a `vigil run` started by the bench (or a clamonacc, see
+// clamonacc.go: it shares the way out). It is killed by PID
 // when the bench ends, on a signal, or when its deadline passes (which
 // releases any open waiting for it); if the bench dies outright, the
 // kernel kills it (Pdeathsig).

@@ -33,6 +33,7 @@ type env struct {
 	stop    atomic.Bool       // a signal came: sections return errStopped
 	memo    map[int]placement // daemon placements by tree size
 	db      string
+	peer    *peer // what the clamonacc section measured; nil when it did not run
 }
 
 func newEnv(vigil string, quick bool, deadline time.Duration, log io.Writer) (*env, error) {
@@ -169,27 +170,36 @@ func (e *env) dirTree(n int) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	e.progress("building a %s-directory tree", group(int64(n)))
-	top := min(100, n)
-	per := n/top - 1
-	for i := range top {
-		if err := e.stopped(); err != nil {
-			return "", err
-		}
-		d := filepath.Join(root, fmt.Sprintf("d%03d", i))
-		if err := os.Mkdir(d, 0o755); err != nil {
-			return "", fmt.Errorf("build tree: %w", err)
-		}
-		for j := range per {
-			if err := os.Mkdir(filepath.Join(d, fmt.Sprintf("s%04d", j)), 0o755); err != nil {
-				return "", fmt.Errorf("build tree: %w", err)
-			}
-		}
+	if err := e.fillDirTree(root, n); err != nil {
+		return "", err
 	}
 	e.mu.Lock()
 	e.trees[key] = root
 	e.mu.Unlock()
 	return root, nil
+}
+
+// fillDirTree builds dirTree's shape in the empty directory root; the
+// clamonacc section builds it on a filesystem it mounted.
+func (e *env) fillDirTree(root string, n int) error {
+	e.progress("building a %s-directory tree", group(int64(n)))
+	top := min(100, n)
+	per := n/top - 1
+	for i := range top {
+		if err := e.stopped(); err != nil {
+			return err
+		}
+		d := filepath.Join(root, fmt.Sprintf("d%03d", i))
+		if err := os.Mkdir(d, 0o755); err != nil {
+			return fmt.Errorf("build tree: %w", err)
+		}
+		for j := range per {
+			if err := os.Mkdir(filepath.Join(d, fmt.Sprintf("s%04d", j)), 0o755); err != nil {
+				return fmt.Errorf("build tree: %w", err)
+			}
+		}
+	}
+	return nil
 }
 
 // fileTree builds dirs directories of files files of size bytes each,

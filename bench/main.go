@@ -30,6 +30,7 @@ type section struct {
 // sections in the order they are printed. To add one: a new file with a
 // section value, and a line here.
 var sections = []section{
+	clamonaccSection, // first: the others quote its figures
 	latencySection,
 	watchSection,
 	engineSection,

@@ -33,18 +33,22 @@ func runMemory(e *env) ([]row, error) {
 		}
 		if n >= designDirs {
 			r.aim = fmt.Sprintf("≤ 64 MiB at %s", group(designDirs))
-			r.ref = "34 MiB at 50,000 (plus clamd)"
+			r.ref = e.memoryPeerRef()
 			r.met = atMost(float64(p.rss), 64<<20)
 		} else if i == len(sizes)-1 && i > 0 {
 			prev := ps[i-1]
 			perDir := float64(p.rss-prev.rss) / float64(n-sizes[i-1])
 			at := float64(p.rss) + perDir*float64(designDirs-n)
 			r.aim = fmt.Sprintf("≤ 64 MiB at %s", group(designDirs))
-			r.ref = "34 MiB at 50,000 (plus clamd)"
+			r.ref = e.memoryPeerRef()
 			r.measured += fmt.Sprintf("; %s at %s by linear extrapolation", mib(int64(at)), group(designDirs))
 			r.met = atMost(at, 64<<20)
 		}
+		if n == peerDirs {
+			r.ref = e.memoryPeerRef()
+		}
 		rows = append(rows, r)
 	}
+	rows = append(rows, e.memoryRatio(sizes, ps)...)
 	return rows, nil
 }

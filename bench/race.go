@@ -34,7 +34,8 @@ var raceFilesystems = []raceFS{
 	}},
 }
 
-// raceRef is clamonacc's miss rate here, by scenario and filesystem.
+// raceRef is clamonacc's miss rate as the design measured it, by scenario
+// and filesystem.
 var raceRef = map[string]string{
 	"mkdir -p": "~88% tmpfs, ~63% ext4",
 	"mv":       "~60% tmpfs, ~49% ext4",
@@ -111,24 +112,13 @@ func runRace(e *env) ([]row, error) {
 	}
 
 	var rows []row
-	n := group(int64(trials))
 	for _, mode := range []string{"filesystem", "tree"} {
 		for _, scen := range []string{"mkdir -p", "mv"} {
-			var parts []string
-			total := 0
-			for _, fs := range raceFilesystems {
-				r := results[mode][scen][fs.name]
-				total += r.misses
-				part := fmt.Sprintf("%s %s / %s (%s", fs.name, group(int64(r.misses)), n, percent(r.misses, trials))
-				if r.never > 0 {
-					part += fmt.Sprintf("; %s trees still unmarked once the daemon settled", group(int64(r.never)))
-				}
-				parts = append(parts, part+")")
-			}
+			measured, total := raceMisses(results[mode][scen], trials)
 			r := row{
 				figure:   fmt.Sprintf("race, %s mode: infected file read right after %s", mode, raceWhat(scen)),
-				measured: strings.Join(parts, ", "),
-				ref:      raceRef[scen],
+				measured: measured,
+				ref:      e.racePeerRef(scen),
 			}
 			if mode == "filesystem" {
 				r.aim = "0 misses (tmpfs and ext4)"
@@ -156,7 +146,23 @@ func runRace(e *env) ([]row, error) {
 			measured: measured,
 		})
 	}
+	rows = append(rows, e.raceRatios(results, trials)...)
 	return rows, nil
+}
+
+// raceMisses formats one scenario's misses by filesystem, and sums them.
+func raceMisses(byFS map[string]raceResult, trials int) (text string, total int) {
+	var parts []string
+	for _, fs := range raceFilesystems {
+		r := byFS[fs.name]
+		total += r.misses
+		part := fmt.Sprintf("%s %s / %s (%s", fs.name, group(int64(r.misses)), group(int64(trials)), percent(r.misses, trials))
+		if r.never > 0 {
+			part += fmt.Sprintf("; %s trees still unmarked once the daemon settled", group(int64(r.never)))
+		}
+		parts = append(parts, part+")")
+	}
+	return strings.Join(parts, ", "), total
 }
 
 func raceWhat(scen string) string {
@@ -173,9 +179,26 @@ func percent(n, of int) string {
 	return fmt.Sprintf("%.1f%%", 100*float64(n)/float64(of))
 }
 
-// raceOneDaemon runs both scenarios against the daemon d, and the latency
+// monitor is what the race trials run against: a vigil daemon, or
+// clamonacc in the clamonacc section.
+type monitor interface {
+	// settle waits until the monitor has handled the directory events of
+	// the previous trials.
+	settle() error
+	// alive says why the monitor is not running any more, nil if it is.
+	alive() error
+}
+
+func (d *daemonProc) settle() error { return settle(d.e, d) }
+
+func (d *daemonProc) alive() error {
+	_, err := d.counters()
+	return err
+}
+
+// raceOneDaemon runs both scenarios against the monitor d, and the latency
 // probes when latency is set.
-func raceOneDaemon(e *env, d *daemonProc, watched, outside string, trials, probes int, latency bool) (map[string]raceResult, markLatency, error) {
+func raceOneDaemon(e *env, d monitor, watched, outside string, trials, probes int, latency bool) (map[string]raceResult, markLatency, error) {
 	res := map[string]raceResult{}
 	for _, scen := range []string{"mkdir -p", "mv"} {
 		sub := strings.ReplaceAll(scen, " ", "")
@@ -185,7 +208,7 @@ func raceOneDaemon(e *env, d *daemonProc, watched, outside string, trials, probe
 				return nil, markLatency{}, fmt.Errorf("create %s: %w", dir, err)
 			}
 		}
-		if err := settle(e, d); err != nil {
+		if err := d.settle(); err != nil {
 			return nil, markLatency{}, err
 		}
 		r, err := raceTrials(e, d, w, o, trials, scen == "mv")
@@ -200,7 +223,7 @@ func raceOneDaemon(e *env, d *daemonProc, watched, outside string, trials, probe
 		if err := os.Mkdir(dir, 0o755); err != nil {
 			return nil, ml, fmt.Errorf("create %s: %w", dir, err)
 		}
-		if err := settle(e, d); err != nil {
+		if err := d.settle(); err != nil {
 			return nil, ml, err
 		}
 		var err error
@@ -210,7 +233,7 @@ func raceOneDaemon(e *env, d *daemonProc, watched, outside string, trials, probe
 	}
 	// The daemon answered every trial: it is alive, not killed by the
 	// deadline half way.
-	if _, err := d.counters(); err != nil {
+	if err := d.alive(); err != nil {
 		return nil, ml, err
 	}
 	return res, ml, nil
@@ -222,7 +245,7 @@ func raceOneDaemon(e *env, d *daemonProc, watched, outside string, trials, probe
 // that succeeds is a miss. The missed files are read again once the
 // daemon has settled: one still readable then sits in a tree left
 // unmarked.
-func raceTrials(e *env, d *daemonProc, watched, outside string, n int, moveIn bool) (raceResult, error) {
+func raceTrials(e *env, d monitor, watched, outside string, n int, moveIn bool) (raceResult, error) {
 	var r raceResult
 	var missed []string
 	eicar := []byte(clamav.EICAR)
@@ -263,7 +286,7 @@ func raceTrials(e *env, d *daemonProc, watched, outside string, n int, moveIn bo
 			return r, fmt.Errorf("trial %d: %w", i, err)
 		}
 	}
-	if err := settle(e, d); err != nil {
+	if err := d.settle(); err != nil {
 		return r, err
 	}
 	for _, p := range missed {
