@@ -594,6 +594,18 @@ func counters(t *testing.T, d *daemonProc) map[string]any {
 	return c
 }
 
+// waitCounter waits up to 5s for the status counter name to read want.
+func waitCounter(t *testing.T, d *daemonProc, name string, want float64) {
+	t.Helper()
+	var got any
+	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(5 * time.Millisecond) {
+		if got = counters(t, d)[name]; got == want {
+			return
+		}
+	}
+	t.Fatalf("status counter %s: got %v, want %v after 5s", name, got, want)
+}
+
 func exitCode(err error) int {
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {

@@ -158,23 +158,10 @@ func TestInotifyLimit(t *testing.T) {
 	// Lowered only while the daemon places its inotify watches: at start
 	// when inotify is the primary source, else just after, in the
 	// background, as the eBPF tracer's cross-check.
-	waitCrossCheck(t, d)
+	waitCounter(t, d, "cross_check_backlog", 0)
 	restore()
 	wantDenied(t, filepath.Join(deep, "eicar"))
 	d.waitLog(t, "sysctl fs.inotify.max_user_watches=")
-}
-
-// waitCrossCheck waits up to 5s for the cross-check sources to have
-// tracked every directory of the start-up placement.
-func waitCrossCheck(t *testing.T, d *daemonProc) {
-	t.Helper()
-	var got any
-	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(5 * time.Millisecond) {
-		if got = counters(t, d)["cross_check_backlog"]; got == float64(0) {
-			return
-		}
-	}
-	t.Fatalf("cross_check_backlog: got %v, want 0 after 5s", got)
 }
 
 // inotifyWatches counts the inotify watches of process pid, from the
@@ -207,7 +194,7 @@ func TestInotifyCrossCheck(t *testing.T) {
 		}
 	}
 	d := startDaemon(t, fmt.Sprintf("watch %q {}\n", root), "")
-	waitCrossCheck(t, d)
+	waitCounter(t, d, "cross_check_backlog", 0)
 	if got, want := inotifyWatches(t, d.cmd.Process.Pid), 61; got != want {
 		t.Errorf("inotify watches after start-up: got %d, want %d (root, 30 dirs, 30 leaves)", got, want)
 	}

@@ -28,6 +28,8 @@ func TestMetrics(t *testing.T) {
 	writeFile(t, filepath.Join(root, "a", "eicar"), clamav.EICAR)
 	d := startDaemonWith(t, fmt.Sprintf("watch %q {}\n", root), "", `  metrics_listen = "127.0.0.1:0"`)
 	wantDenied(t, filepath.Join(root, "a", "eicar"))
+	// The open fails as the kernel gets the answer; the counters follow it.
+	waitCounter(t, d, "blocked", 1)
 
 	var out bytes.Buffer
 	if code := run([]string{"metrics", "--socket", d.socket}, &out, io.Discard); code != 0 {
