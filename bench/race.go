@@ -34,6 +34,19 @@ var raceFilesystems = []raceFS{
 	}},
 }
 
+// mountChecked mounts fs and checks that what is mounted there is fs:
+// a figure labelled tmpfs must not come from the root filesystem.
+func (fs raceFS) mountChecked(m *mounts, trials int) (string, error) {
+	mnt, err := fs.mount(m, trials)
+	if err != nil {
+		return "", err
+	}
+	if got := fsType(mnt); got != fs.name {
+		return "", fmt.Errorf("mounted %s on %s, found %s", fs.name, mnt, got)
+	}
+	return mnt, nil
+}
+
 // raceRef is clamonacc's miss rate as the design measured it, by scenario
 // and filesystem.
 var raceRef = map[string]string{
@@ -62,12 +75,9 @@ func runRace(e *env) ([]row, error) {
 	results := map[string]map[string]map[string]raceResult{}
 	lat := map[string]markLatency{}
 	for _, fs := range raceFilesystems {
-		mnt, err := fs.mount(m, trials)
+		mnt, err := fs.mountChecked(m, trials)
 		if err != nil {
 			return nil, err
-		}
-		if got := fsType(mnt); got != fs.name {
-			return nil, fmt.Errorf("mounted %s on %s, found %s", fs.name, mnt, got)
 		}
 		for _, mode := range []string{"tree", "filesystem"} {
 			watched, outside := filepath.Join(mnt, "data"), filepath.Join(mnt, "staging")
