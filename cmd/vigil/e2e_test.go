@@ -96,8 +96,9 @@ func startDaemon(t *testing.T, watches, engine string) *daemonProc {
 }
 
 // startDaemonWith is startDaemon with lines added to the settings block
-// (a setting given twice is an error: scan_timeout and workers are fixed).
-func startDaemonWith(t *testing.T, watches, engine, settings string) *daemonProc {
+// (a setting given twice is an error: scan_timeout and workers are fixed)
+// and arguments added to vigil run's.
+func startDaemonWith(t *testing.T, watches, engine, settings string, args ...string) *daemonProc {
 	t.Helper()
 	testutil.SkipUnlessFanotify(t)
 	state := t.TempDir()
@@ -131,7 +132,7 @@ settings {
 	}
 	defer ln.Close()
 
-	d.cmd = exec.Command(vigilBin, "run", "--policy", polFile, "--log-level", "debug")
+	d.cmd = exec.Command(vigilBin, append([]string{"run", "--policy", polFile, "--log-level", "debug"}, args...)...)
 	d.cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+notify)
 	d.cmd.Stderr = d.stderr
 	if err := d.cmd.Start(); err != nil {

@@ -27,7 +27,15 @@ func waitDirs(t *testing.T, d *daemonProc, want int) {
 	t.Fatalf("watched_dirs: got %v, want %d after 5s", got, want)
 }
 
+// TestLiveWatchpoints runs with the best eBPF rung here (inotify its
+// cross-check) and with none (inotify the primary source).
 func TestLiveWatchpoints(t *testing.T) {
+	for _, hook := range []string{"", "none"} {
+		t.Run("hook="+hook, func(t *testing.T) { testLiveWatchpoints(t, hook) })
+	}
+}
+
+func testLiveWatchpoints(t *testing.T, hook string) {
 	root := testutil.TempDir(t)
 	outside := testutil.TempDir(t)
 	flat := filepath.Join(root, "flat")
@@ -35,12 +43,33 @@ func TestLiveWatchpoints(t *testing.T) {
 	if err := os.MkdirAll(flat, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.MkdirAll(tree, 0o755); err != nil {
-		t.Fatal(err)
+	// Leaves at start: marked by name in a batch, and tracked so.
+	for _, leaf := range []string{"pre/l1", "pre/l2", "pre/l3"} {
+		if err := os.MkdirAll(filepath.Join(tree, leaf), 0o755); err != nil {
+			t.Fatal(err)
+		}
 	}
-	d := startDaemon(t, fmt.Sprintf("watch %q {}\nwatch %q {\n  recursive = false\n}\n", tree, flat), "")
-	dirs := 2
+	var args []string
+	if hook != "" {
+		args = []string{"--hook", hook}
+	}
+	d := startDaemonWith(t, fmt.Sprintf("watch %q {}\nwatch %q {\n  recursive = false\n}\n", tree, flat), "", "", args...)
+	dirs := 6
 	waitDirs(t, d, dirs)
+
+	t.Run("leaf placed at start", func(t *testing.T) {
+		writeFile(t, filepath.Join(tree, "pre", "l2", "eicar"), clamav.EICAR)
+		wantDenied(t, filepath.Join(tree, "pre", "l2", "eicar"))
+		// Tracked as it was marked: a directory made in it is followed.
+		dir := filepath.Join(tree, "pre", "l3", "new")
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		dirs++
+		waitDirs(t, d, dirs)
+		writeFile(t, filepath.Join(dir, "eicar"), clamav.EICAR)
+		wantDenied(t, filepath.Join(dir, "eicar"))
+	})
 
 	t.Run("mkdir", func(t *testing.T) {
 		dir := filepath.Join(tree, "new")

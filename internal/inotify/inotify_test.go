@@ -632,3 +632,51 @@ func TestSuggestLimit(t *testing.T) {
 		}
 	}
 }
+
+// A leaf the walk did not open is tracked by its parent's fd and its name,
+// in a batch with others: each gets a watch that reports what is made in
+// it, and a symlink in a leaf's place is not followed.
+func TestTrackByName(t *testing.T) {
+	r := tempDir(t)
+	for _, d := range []string{"p/a", "p/b", "elsewhere"} {
+		if err := os.MkdirAll(filepath.Join(r, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink(filepath.Join(r, "elsewhere"), filepath.Join(r, "p", "link")); err != nil {
+		t.Fatal(err)
+	}
+	w, err := New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	pfd, err := unix.Open(filepath.Join(r, "p"), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(pfd)
+	byName := func(name string) watch.Dir {
+		return watch.Dir{Fd: pfd, Name: name, Path: filepath.Join(r, "p", name)}
+	}
+	err = w.Track(byName("a"), byName("link"), byName("b"))
+	if !errors.Is(err, unix.ENOTDIR) && !errors.Is(err, unix.ELOOP) {
+		t.Errorf("Track with a symlink among the leaves: got %v, want its ENOTDIR or ELOOP", err)
+	}
+	want := []string{filepath.Join(r, "p", "a"), filepath.Join(r, "p", "b")}
+	if got := w.paths(); !slices.Equal(got, want) {
+		t.Fatalf("tracked: got %q want %q", got, want)
+	}
+	made := filepath.Join(r, "p", "b", "new")
+	if err := os.Mkdir(made, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case ev := <-w.Events():
+		if ev.Op != watch.Created || ev.Path != made {
+			t.Errorf("got %v %s, want created %s", ev.Op, ev.Path, made)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatalf("no event for %s", made)
+	}
+}
