@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"golang.org/x/sys/unix"
@@ -31,15 +32,7 @@ func TestMetrics(t *testing.T) {
 	// The open fails as the kernel gets the answer; the counters follow it.
 	waitCounter(t, d, "blocked", 1)
 
-	var out bytes.Buffer
-	if code := run([]string{"metrics", "--socket", d.socket}, &out, io.Discard); code != 0 {
-		t.Fatalf("vigil metrics: exit %d", code)
-	}
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := parser.TextToMetricFamilies(bytes.NewReader(out.Bytes()))
-	if err != nil {
-		t.Fatalf("parse metrics: %v\n%s", err, out.String())
-	}
+	families := metricFamilies(t, d)
 	value := func(name string) float64 {
 		f := families[name]
 		if f == nil || len(f.Metric) == 0 {
@@ -87,6 +80,21 @@ func TestMetrics(t *testing.T) {
 	if resp.StatusCode != 200 || !strings.Contains(string(body), "vigil_blocked_total 1") {
 		t.Errorf("GET /metrics: %s\n%s", resp.Status, body)
 	}
+}
+
+// metricFamilies runs vigil metrics against d and parses what it prints.
+func metricFamilies(t *testing.T, d *daemonProc) map[string]*dto.MetricFamily {
+	t.Helper()
+	var out bytes.Buffer
+	if code := run([]string{"metrics", "--socket", d.socket}, &out, io.Discard); code != 0 {
+		t.Fatalf("vigil metrics: exit %d", code)
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(bytes.NewReader(out.Bytes()))
+	if err != nil {
+		t.Fatalf("parse metrics: %v\n%s", err, out.String())
+	}
+	return families
 }
 
 // vigil reload waits for the outcome: 0 when the new policy is in force,

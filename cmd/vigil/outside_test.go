@@ -1,17 +1,13 @@
 package main
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 	"golang.org/x/sys/unix"
 
 	"github.com/vigilsec/vigil/internal/features"
@@ -33,16 +29,7 @@ func skipUnlessQuiet(t *testing.T) {
 // quietMarks returns vigil_out_of_scope_ignore_marks_total{result}.
 func quietMarks(t *testing.T, d *daemonProc, result string) float64 {
 	t.Helper()
-	var out bytes.Buffer
-	if code := run([]string{"metrics", "--socket", d.socket}, &out, io.Discard); code != 0 {
-		t.Fatalf("vigil metrics: exit %d", code)
-	}
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := parser.TextToMetricFamilies(&out)
-	if err != nil {
-		t.Fatalf("parse metrics: %v", err)
-	}
-	f := families["vigil_out_of_scope_ignore_marks_total"]
+	f := metricFamilies(t, d)["vigil_out_of_scope_ignore_marks_total"]
 	if f == nil {
 		t.Fatalf("vigil_out_of_scope_ignore_marks_total missing")
 	}
