@@ -500,9 +500,7 @@ func TestKillReleasesBlockedOpens(t *testing.T) {
 	d := startDaemon(t, fmt.Sprintf("watch %q {}\n", root), "")
 
 	// A stopped daemon cannot answer: the open waits in the kernel.
-	if err := d.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
+	testutil.Stop(t, d.cmd.Process.Pid)
 	killReleases(t, d, p)
 	// And new opens pass at once.
 	wantContent(t, p, clean)

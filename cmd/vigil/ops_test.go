@@ -136,9 +136,7 @@ func TestEngineHangUsesOnError(t *testing.T) {
 		`  scan_timeout = "1s"`)
 
 	wantDenied(t, filepath.Join(strict, "eicar")) // clamd answers while it runs
-	if err := clamd.Cmd.Process.Signal(syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
+	testutil.Stop(t, clamd.Cmd.Process.Pid)
 	defer clamd.Cmd.Process.Signal(syscall.SIGCONT)
 	for _, tt := range []struct {
 		path      string
@@ -165,9 +163,7 @@ func TestKillMidScan(t *testing.T) {
 	writeFile(t, filepath.Join(root, "f"), clean)
 	d := startDaemonWith(t, fmt.Sprintf("watch %q {}\n", root),
 		fmt.Sprintf("engine \"clamd\" {\n  address = %q\n}\n", clamd.Unix), `  scan_timeout = "60s"`)
-	if err := clamd.Cmd.Process.Signal(syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
+	testutil.Stop(t, clamd.Cmd.Process.Pid)
 	defer clamd.Cmd.Process.Signal(syscall.SIGCONT)
 	killReleases(t, d, filepath.Join(root, "f"))
 }

@@ -1,6 +1,7 @@
 package testutil
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -114,4 +115,51 @@ func Deadline(t testing.TB, d time.Duration, onTimeout func()) {
 			<-done // fired: let it report before t completes
 		}
 	})
+}
+
+// Stop sends SIGSTOP to the process pid and waits, up to 10s, until every
+// one of its threads has stopped: kill(2) returns before they do, and a
+// thread still running could answer what the test means to leave pending.
+func Stop(t testing.TB, pid int) {
+	t.Helper()
+	if err := unix.Kill(pid, unix.SIGSTOP); err != nil {
+		t.Fatalf("stop %d: %v", pid, err)
+	}
+	for end := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		running, err := runningThreads(pid)
+		if err != nil {
+			t.Fatalf("stop %d: %v", pid, err)
+		}
+		if running == 0 {
+			return
+		}
+		if time.Now().After(end) {
+			t.Fatalf("stop %d: %d threads still running after 10s", pid, running)
+		}
+	}
+}
+
+// runningThreads counts the threads of pid not in the stopped state ("T"
+// in /proc/PID/task/TID/stat; "t" is a tracing stop).
+func runningThreads(pid int) (int, error) {
+	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", pid))
+	if err != nil || len(tasks) == 0 {
+		return 0, fmt.Errorf("no threads found in /proc: %v", err)
+	}
+	n := 0
+	for _, task := range tasks {
+		b, err := os.ReadFile(task)
+		if err != nil {
+			continue // the thread exited
+		}
+		// "tid (comm) S ...": comm may hold spaces and parentheses.
+		i := bytes.LastIndexByte(b, ')')
+		if i < 0 || i+2 >= len(b) {
+			return 0, fmt.Errorf("parse %s: %q", task, b)
+		}
+		if state := b[i+2]; state != 'T' && state != 't' {
+			n++
+		}
+	}
+	return n, nil
 }

@@ -3,9 +3,11 @@ package testutil
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -146,5 +148,24 @@ func TestDeadline(t *testing.T) {
 				t.Errorf("errors: got %q want failed=%v", f.errs, tt.wantFire)
 			}
 		})
+	}
+}
+
+func TestStop(t *testing.T) {
+	cmd := exec.Command("sleep", "30")
+	if err := cmd.Start(); err != nil {
+		t.Skipf("no sleep(1): %v", err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	pid := cmd.Process.Pid
+	if n, err := runningThreads(pid); err != nil || n != 1 {
+		t.Fatalf("before Stop: got %d threads not stopped (%v), want 1", n, err)
+	}
+	Stop(t, pid)
+	if n, err := runningThreads(pid); err != nil || n != 0 {
+		t.Errorf("after Stop: got %d threads not stopped (%v), want 0", n, err)
+	}
+	if err := cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
 	}
 }
