@@ -101,9 +101,17 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	d.cur.Store(inst)
 	defer func() { d.cur.Load().stop() }()
-	// The walk's buffers are garbage now: give them back rather than
-	// keep the start-up peak as the daemon's resident size.
+	// The walk's buffers are garbage now, and the cross-check's once it
+	// has caught up: give them back rather than keep the start-up peak as
+	// the daemon's resident size.
 	debug.FreeOSMemory()
+	go func() {
+		select {
+		case <-inst.watches.Settled():
+			debug.FreeOSMemory()
+		case <-ctx.Done():
+		}
+	}()
 	keep := keptCaps
 	if inst.quar != nil {
 		keep = append(keep[:len(keep):len(keep)], quarantineCaps...)

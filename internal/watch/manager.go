@@ -37,6 +37,7 @@ type Manager struct {
 	backlog  []Dir
 	backlogN int // directories in the backlog at the start of the pass
 	backlogT time.Time
+	settled  chan struct{} // closed once the backlog is worked through
 
 	events    atomic.Uint64 // directory events handled
 	busy      atomic.Bool   // an event is being handled (a walk may take long)
@@ -73,6 +74,7 @@ func NewManager(mark, unmark Marker, srcs Sources, log hclog.Logger) *Manager {
 		unmark:  unmark,
 		srcs:    srcs,
 		pending: make(map[string]bool),
+		settled: make(chan struct{}),
 	}
 	m.walker = NewWalker(trackingMarker{m: m, mark: mark}, log)
 	return m
@@ -143,6 +145,9 @@ func (m *Manager) Place(ctx context.Context, roots []Root) (Stats, error) {
 	if first {
 		m.placing = false
 		m.backlogN, m.backlogT = len(m.backlog), time.Now()
+		if m.backlogN == 0 {
+			close(m.settled)
+		}
 	}
 	m.mu.Unlock()
 	m.trackPending()
@@ -178,9 +183,15 @@ func (m *Manager) crossCheck(n int) bool {
 	}
 	if !left && len(batch) > 0 {
 		m.log.Info("cross-check sources placed", "dirs", m.backlogN, "elapsed", time.Since(m.backlogT))
+		close(m.settled)
 	}
 	return left
 }
+
+// Settled is closed once the cross-check sources track every directory
+// of the first placement (at once after Place when there is nothing for
+// them to do): what start-up allocated is garbage by then.
+func (m *Manager) Settled() <-chan struct{} { return m.settled }
 
 // Dirs is the number of directories marked now.
 func (m *Manager) Dirs() int { return m.marked.len() }

@@ -250,6 +250,11 @@ func TestManagerCrossCheck(t *testing.T) {
 	if got := m.Stats().Backlog; got != len(all) {
 		t.Errorf("backlog before Run: got %d, want %d", got, len(all))
 	}
+	select {
+	case <-m.Settled():
+		t.Error("Settled before the backlog was worked through")
+	default:
+	}
 	done := make(chan error, 1)
 	go func() { done <- m.Run(context.Background()) }()
 	deadline := time.Now().Add(10 * time.Second)
@@ -267,6 +272,11 @@ func TestManagerCrossCheck(t *testing.T) {
 		t.Fatalf("Run: %v", err)
 	}
 	wantList(t, "cross-check after Run", cross.list(w), []string{".", "a", "a/b", "c", "new"})
+	select {
+	case <-m.Settled():
+	default:
+		t.Error("not Settled after the backlog")
+	}
 }
 
 // The leaves of a directory are tracked in one call, the directory itself
@@ -282,5 +292,10 @@ func TestManagerTracksLeavesInBatches(t *testing.T) {
 	// After the batches: trackPending's calls, if any (none here: w exists).
 	if !slices.Equal(src.batches, []int{1, 3}) {
 		t.Errorf("Track calls by size: got %v, want [1 3]", src.batches)
+	}
+	select {
+	case <-m.Settled(): // no cross-check source: nothing left after Place
+	default:
+		t.Error("not Settled after Place, with no cross-check source")
 	}
 }
