@@ -140,10 +140,15 @@ func TestParsePlaced(t *testing.T) {
 		},
 		{name: "no such line", log: "not json\n{\"@message\":\"vigil ready\"}\n", wantErr: true},
 		{name: "elapsed not understood", log: `{"@message":"watches placed","dirs":3,"elapsed":true}`, wantErr: true},
+		{
+			name:    "another message is not it",
+			log:     `{"@message":"cross-check sources placed","dirs":7,"elapsed":"2ms"}`,
+			wantErr: true,
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			dirs, el, err := parsePlaced([]byte(tt.log))
+			dirs, el, err := parsePlaced([]byte(tt.log), "watches placed")
 			if (err != nil) != tt.wantErr {
 				t.Fatalf("got error %v, want error %v", err, tt.wantErr)
 			}
