@@ -114,7 +114,7 @@ func (t *Tracer) renamed(from, to string, fromDir, exchange, toDir bool) []watch
 }
 
 func (t *Tracer) trackedLocked(dir string) bool {
-	_, ok := t.byPath[dir]
+	_, ok := t.keyOfPathLocked(dir)
 	return ok
 }
 
@@ -131,7 +131,8 @@ func (t *Tracer) rebaseLocked(evs []watch.DirEvent, exchange bool) {
 		switch d.Op {
 		case watch.Moved:
 			for _, p := range t.subtreeLocked(d.From) {
-				changes = append(changes, change{t.byPath[p], d.Path + p[len(d.From):]})
+				k, _ := t.keyOfPathLocked(p)
+				changes = append(changes, change{k, d.Path + p[len(d.From):]})
 			}
 		case watch.Removed:
 			t.untrackLocked(d.Path)

@@ -33,13 +33,13 @@ type Tracer struct {
 	lost   atomic.Uint64
 	once   sync.Once
 
-	mu     sync.Mutex
-	byKey  map[dirwatchDwKey]string
-	byPath map[string]dirwatchDwKey
-	// children indexes byPath by parent directory, so that a subtree is
-	// found in its own size, not the number of tracked directories (an
-	// rm -rf of a large tree untracks each of its directories).
-	children map[string]map[string]struct{}
+	mu    sync.Mutex
+	byKey map[dirwatchDwKey]string
+	// children holds the tracked paths and their keys by parent
+	// directory: a path is found through its parent, and a subtree in its
+	// own size, not the number of tracked directories (an rm -rf of a
+	// large tree untracks each of its directories).
+	children map[string]map[string]dirwatchDwKey
 	sbDev    map[uint64]uint32 // mount id -> superblock device
 }
 
@@ -91,15 +91,13 @@ func Open(want Hook, log hclog.Logger) (*Tracer, error) {
 
 func newTracer(h Hook, r *rung, log hclog.Logger) *Tracer {
 	return &Tracer{
-		hook:   h,
-		log:    log,
-		rung:   r,
-		events: make(chan watch.DirEvent, 1024),
-		done:   make(chan struct{}),
-		byKey:  make(map[dirwatchDwKey]string),
-		byPath: make(map[string]dirwatchDwKey),
-
-		children: make(map[string]map[string]struct{}),
+		hook:     h,
+		log:      log,
+		rung:     r,
+		events:   make(chan watch.DirEvent, 1024),
+		done:     make(chan struct{}),
+		byKey:    make(map[dirwatchDwKey]string),
+		children: make(map[string]map[string]dirwatchDwKey),
 	}
 }
 
@@ -135,7 +133,7 @@ func (t *Tracer) Track(ds ...watch.Dir) error {
 			errs = append(errs, fmt.Errorf("track %s: %w", d.Path, err))
 			continue
 		}
-		if old, ok := t.byPath[d.Path]; ok && old != k {
+		if old, ok := t.keyOfPathLocked(d.Path); ok && old != k {
 			// Another directory now has this path: forget the old one.
 			t.forgetLocked(d.Path)
 		}
@@ -197,12 +195,14 @@ func (t *Tracer) untrackLocked(dir string) {
 // below it.
 func (t *Tracer) subtreeLocked(dir string) []string {
 	var out []string
-	if _, ok := t.byPath[dir]; !ok && t.children[dir] == nil {
+	if _, ok := t.keyOfPathLocked(dir); !ok && t.children[dir] == nil {
 		// Not indexed under dir: whatever is tracked below it hangs from a
 		// directory that is not, which only a scan finds.
-		for p := range t.byPath {
-			if within(p, dir) {
-				out = append(out, p)
+		for _, kids := range t.children {
+			for p := range kids {
+				if within(p, dir) {
+					out = append(out, p)
+				}
 			}
 		}
 		return out
@@ -211,7 +211,7 @@ func (t *Tracer) subtreeLocked(dir string) []string {
 	for len(stack) > 0 {
 		q := stack[len(stack)-1]
 		stack = stack[:len(stack)-1]
-		if _, ok := t.byPath[q]; ok {
+		if _, ok := t.keyOfPathLocked(q); ok {
 			out = append(out, q)
 		}
 		for c := range t.children[q] {
@@ -221,19 +221,23 @@ func (t *Tracer) subtreeLocked(dir string) []string {
 	return out
 }
 
+// keyOfPathLocked returns the key tracked at path p.
+func (t *Tracer) keyOfPathLocked(p string) (dirwatchDwKey, bool) {
+	k, ok := t.children[filepath.Dir(p)][p]
+	return k, ok
+}
+
 func (t *Tracer) setPathLocked(p string, k dirwatchDwKey) {
-	t.byPath[p] = k
 	parent := filepath.Dir(p)
 	kids := t.children[parent]
 	if kids == nil {
-		kids = make(map[string]struct{})
+		kids = make(map[string]dirwatchDwKey)
 		t.children[parent] = kids
 	}
-	kids[p] = struct{}{}
+	kids[p] = k
 }
 
 func (t *Tracer) delPathLocked(p string) {
-	delete(t.byPath, p)
 	parent := filepath.Dir(p)
 	if kids := t.children[parent]; kids != nil {
 		delete(kids, p)
@@ -244,7 +248,7 @@ func (t *Tracer) delPathLocked(p string) {
 }
 
 func (t *Tracer) forgetLocked(p string) {
-	k := t.byPath[p]
+	k, _ := t.keyOfPathLocked(p)
 	t.delPathLocked(p)
 	if t.byKey[k] == p {
 		delete(t.byKey, k)
@@ -261,9 +265,11 @@ func (t *Tracer) forgetLocked(p string) {
 func (t *Tracer) tracked() map[string]bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	m := make(map[string]bool, len(t.byPath))
-	for p := range t.byPath {
-		m[p] = true
+	m := make(map[string]bool, len(t.byKey))
+	for _, kids := range t.children {
+		for p := range kids {
+			m[p] = true
+		}
 	}
 	return m
 }
