@@ -56,30 +56,28 @@ func testLiveWatchpoints(t *testing.T, hook string) {
 	d := startDaemonWith(t, fmt.Sprintf("watch %q {}\nwatch %q {\n  recursive = false\n}\n", tree, flat), "", "", args...)
 	dirs := 6
 	waitDirs(t, d, dirs)
+	// mkdirDenied makes dir, waits for it to be marked, and checks that
+	// EICAR written in it is denied.
+	mkdirDenied := func(t *testing.T, dir string) {
+		t.Helper()
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		dirs++
+		waitDirs(t, d, dirs)
+		writeFile(t, filepath.Join(dir, "eicar"), clamav.EICAR)
+		wantDenied(t, filepath.Join(dir, "eicar"))
+	}
 
 	t.Run("leaf placed at start", func(t *testing.T) {
 		writeFile(t, filepath.Join(tree, "pre", "l2", "eicar"), clamav.EICAR)
 		wantDenied(t, filepath.Join(tree, "pre", "l2", "eicar"))
 		// Tracked as it was marked: a directory made in it is followed.
-		dir := filepath.Join(tree, "pre", "l3", "new")
-		if err := os.Mkdir(dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		dirs++
-		waitDirs(t, d, dirs)
-		writeFile(t, filepath.Join(dir, "eicar"), clamav.EICAR)
-		wantDenied(t, filepath.Join(dir, "eicar"))
+		mkdirDenied(t, filepath.Join(tree, "pre", "l3", "new"))
 	})
 
 	t.Run("mkdir", func(t *testing.T) {
-		dir := filepath.Join(tree, "new")
-		if err := os.Mkdir(dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		dirs++
-		waitDirs(t, d, dirs)
-		writeFile(t, filepath.Join(dir, "eicar"), clamav.EICAR)
-		wantDenied(t, filepath.Join(dir, "eicar"))
+		mkdirDenied(t, filepath.Join(tree, "new"))
 	})
 	t.Run("mkdir -p", func(t *testing.T) {
 		dir := filepath.Join(tree, "p", "q", "r")
@@ -112,13 +110,7 @@ func testLiveWatchpoints(t *testing.T, hook string) {
 		waitDirs(t, d, dirs)
 		wantDenied(t, filepath.Join(to, "q", "r", "eicar"))
 		// And a directory made in the renamed subtree is followed.
-		if err := os.Mkdir(filepath.Join(to, "q", "later"), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		dirs++
-		waitDirs(t, d, dirs)
-		writeFile(t, filepath.Join(to, "q", "later", "eicar"), clamav.EICAR)
-		wantDenied(t, filepath.Join(to, "q", "later", "eicar"))
+		mkdirDenied(t, filepath.Join(to, "q", "later"))
 	})
 	t.Run("moved out", func(t *testing.T) {
 		from, to := filepath.Join(tree, "moved-in"), filepath.Join(outside, "gone")
