@@ -502,28 +502,15 @@ func countMarks(fdinfo []byte) int {
 // parseStatusInt returns a count field of /proc/PID/status (e.g.
 // "voluntary_ctxt_switches:  12"), -1 if absent.
 func parseStatusInt(status []byte, field string) int64 {
-	sc := bufio.NewScanner(bytes.NewReader(status))
-	for sc.Scan() {
-		k, v, ok := strings.Cut(sc.Text(), ":")
-		if !ok || k != field {
-			continue
-		}
-		n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
-		if err != nil {
-			return -1
-		}
-		return n
+	v, ok := statusField(status, field)
+	if !ok {
+		return -1
 	}
-	return -1
-}
-
-// statusMemory reads a process's resident set and its peak.
-func statusMemory(pid int) (rss, peak int64, err error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	n, err := strconv.ParseInt(v, 10, 64)
 	if err != nil {
-		return 0, 0, fmt.Errorf("read memory of %d: %w", pid, err)
+		return -1
 	}
-	return parseStatusKiB(b, "VmRSS"), parseStatusKiB(b, "VmHWM"), nil
+	return n
 }
 
 func readInt(path string) (int, error) {

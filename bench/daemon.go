@@ -68,34 +68,42 @@ func (d *daemonProc) stop() {
 }
 
 // rss reads the daemon's resident set and its peak from /proc.
-func (d *daemonProc) rss() (rss, peak int64, err error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", d.pid()))
+func (d *daemonProc) rss() (rss, peak int64, err error) { return statusMemory(d.pid()) }
+
+// statusMemory reads a process's resident set and its peak.
+func statusMemory(pid int) (rss, peak int64, err error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return 0, 0, fmt.Errorf("read daemon memory: %w", err)
+		return 0, 0, fmt.Errorf("read memory of %d: %w", pid, err)
 	}
 	return parseStatusKiB(b, "VmRSS"), parseStatusKiB(b, "VmHWM"), nil
+}
+
+// statusField returns the value of field in /proc/PID/status text
+// ("VmRSS:   12345 kB" gives "12345 kB"); false if absent.
+func statusField(status []byte, field string) (string, bool) {
+	sc := bufio.NewScanner(bytes.NewReader(status))
+	for sc.Scan() {
+		if k, v, ok := strings.Cut(sc.Text(), ":"); ok && k == field {
+			return strings.TrimSpace(v), true
+		}
+	}
+	return "", false
 }
 
 // parseStatusKiB returns field (e.g. "VmRSS:   12345 kB") in bytes, -1 if
 // absent.
 func parseStatusKiB(status []byte, field string) int64 {
-	sc := bufio.NewScanner(bytes.NewReader(status))
-	for sc.Scan() {
-		k, v, ok := strings.Cut(sc.Text(), ":")
-		if !ok || k != field {
-			continue
-		}
-		f := strings.Fields(v)
-		if len(f) == 0 {
-			return -1
-		}
-		n, err := strconv.ParseInt(f[0], 10, 64)
-		if err != nil {
-			return -1
-		}
-		return n << 10
+	v, ok := statusField(status, field)
+	f := strings.Fields(v)
+	if !ok || len(f) == 0 {
+		return -1
 	}
-	return -1
+	n, err := strconv.ParseInt(f[0], 10, 64)
+	if err != nil {
+		return -1
+	}
+	return n << 10
 }
 
 // placed parses the daemon's "watches placed" log line.
