@@ -8,10 +8,18 @@
  *   kprobe   kprobe+kretprobe on vfs_mkdir and vfs_rename
  *   tracepoint  syscalls/sys_{enter,exit}_{mkdir,mkdirat,rename,renameat,renameat2}
  *
- * The first two see the parent inodes and filter in the kernel with the
- * watched map; the syscall rung sees only paths, reports successful calls
- * and leaves the filtering to Go, except where a single-component name
- * lets it check its base directory here.
+ * The watched map holds only the directories that cover the others: the top
+ * of each watched tree, the first directory of each mount below it, and one
+ * every so many levels (Go decides). A directory is covered when a watched
+ * directory is its parent, or above it with DW_WATCH_TREE: the programs
+ * climb the dentries' parents to find it, and report where the directory
+ * is as a chain of names up to it (dirwatch.h), so that Go keeps no entry
+ * per directory either.
+ *
+ * The first two rungs see the parent dentries and filter in the kernel; the
+ * syscall rung sees only paths, reports successful calls and leaves the
+ * filtering to Go, except where a single-component name lets it check its
+ * base directory here.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -52,13 +60,30 @@ struct {
 	__type(value, __u64);
 } lost SEC(".maps");
 
+/* Record data is written at offsets masked with DW_DATA_SIZE - 1, which
+ * the verifier can bound; what the layout needs (two paths and two chains)
+ * stays below it. */
+#define DW_DATA_SIZE (4 * DW_PATH_MAX)
+
+/* A kernel-rung call waiting for its return: the names as they were on
+ * entry (a rename gives the moved dentry its new name) and the parent
+ * dentries, whose chains are read on return. */
+struct pending_rec {
+	struct dw_event ev;
+	__u64 dir;
+	__u64 new_dir;
+	char data[2 * DW_NAME_MAX];
+};
+
 /* A record is built here: too large for the stack. busy guards against a
  * preempted program on the same CPU (tracing programs run preemptible). */
 struct scratch {
 	__u32 busy;
 	__u32 _pad;
 	struct dw_event ev;
-	char data[2 * DW_PATH_MAX];
+	/* Slack past DW_DATA_SIZE: one read at a masked offset. */
+	char data[DW_DATA_SIZE + DW_PATH_MAX];
+	struct pending_rec rec; /* staged for the pending map */
 };
 
 struct {
@@ -67,12 +92,6 @@ struct {
 	__type(key, __u32);
 	__type(value, struct scratch);
 } scratch SEC(".maps");
-
-/* A kernel-rung record waiting for its call to return. */
-struct pending_rec {
-	struct dw_event ev;
-	char data[2 * DW_NAME_MAX];
-};
 
 /* Calls nest (overlayfs calls vfs_mkdir again on its upper layer): key
  * pending records by thread and depth so an inner return cannot take the
@@ -146,6 +165,9 @@ static __always_inline struct scratch *get_scratch(void)
 		return NULL;
 	}
 	__builtin_memset(&s->ev, 0, sizeof(s->ev));
+	__builtin_memset(&s->rec.ev, 0, sizeof(s->rec.ev));
+	s->rec.dir = 0;
+	s->rec.new_dir = 0;
 	s->ev.pid = bpf_get_current_pid_tgid() >> 32;
 	return s;
 }
@@ -156,15 +178,13 @@ static __always_inline void put_scratch(struct scratch *s)
 	*(volatile __u32 *)&s->busy = 0;
 }
 
-static __always_inline void submit(struct dw_event *ev, __u64 name_max)
+static __always_inline void submit(struct scratch *s)
 {
-	__u64 n = ev->name_len, m = ev->new_name_len;
+	__u64 n = (__u64)s->ev.name_len + s->ev.chain_len + s->ev.new_name_len + s->ev.new_chain_len;
 
-	if (n > name_max)
-		n = name_max;
-	if (m > name_max)
-		m = name_max;
-	if (bpf_ringbuf_output(&events, ev, sizeof(*ev) + n + m, 0))
+	if (n > DW_DATA_SIZE)
+		n = DW_DATA_SIZE;
+	if (bpf_ringbuf_output(&events, &s->ev, sizeof(s->ev) + n, 0))
 		count_lost();
 }
 
@@ -175,11 +195,6 @@ static __always_inline void key_of(struct inode *inode, struct dw_key *k)
 	k->_pad = 0;
 }
 
-static __always_inline bool is_watched(struct dw_key *k)
-{
-	return bpf_map_lookup_elem(&watched, k) != NULL;
-}
-
 static __always_inline bool is_dir(struct inode *inode)
 {
 	if (!inode)
@@ -187,65 +202,166 @@ static __always_inline bool is_dir(struct inode *inode)
 	return (BPF_CORE_READ(inode, i_mode) & S_IFMT) == S_IFDIR;
 }
 
-/* read_name copies a dentry's name to dst (DW_NAME_MAX bytes) and returns
- * its length with the NUL, 0 when unreadable. */
-static __always_inline __u32 read_name(char *dst, struct dentry *d)
-{
-	const unsigned char *name = BPF_CORE_READ(d, d_name.name);
-	long n = bpf_probe_read_kernel_str(dst, DW_NAME_MAX, name);
+/* The state of a climb from a directory to the watched one covering it. */
+struct climb {
+	__u64 dentry; /* the directory to look at next */
+	__u32 at;     /* where in the scratch data the chain goes */
+	__u32 len;    /* bytes of chain written */
+	struct dw_key key;
+	bool found;
+};
 
-	if (n < 0)
-		return 0;
-	if (n > DW_NAME_MAX)
-		n = DW_NAME_MAX;
-	return n;
+static long climb_step(__u64 i, struct climb *c)
+{
+	struct dentry *d = (struct dentry *)c->dentry;
+	struct dentry *parent;
+	struct scratch *s;
+	struct dw_key k;
+	__u32 zero = 0;
+	__u8 *mode;
+	long n;
+
+	key_of(BPF_CORE_READ(d, d_inode), &k);
+	mode = bpf_map_lookup_elem(&watched, &k);
+	if (mode && (i == 0 || *mode == DW_WATCH_TREE)) {
+		c->key = k;
+		c->found = true;
+		return 1;
+	}
+	parent = BPF_CORE_READ(d, d_parent);
+	if (!parent || parent == d || c->len > DW_CHAIN_MAX - DW_NAME_MAX)
+		return 1; /* the top of the filesystem, or too long a chain */
+	s = bpf_map_lookup_elem(&scratch, &zero);
+	if (!s)
+		return 1;
+	n = bpf_probe_read_kernel_str(&s->data[(c->at + c->len) & (DW_DATA_SIZE - 1)], DW_NAME_MAX,
+				      BPF_CORE_READ(d, d_name.name));
+	if (n <= 0)
+		return 1;
+	c->len += n;
+	c->dentry = (__u64)parent;
+	return 0;
 }
 
-/* mkdir_event fills s for a mkdir in dir, or returns false when dir is
- * not watched. */
-static __always_inline bool mkdir_event(struct scratch *s, struct inode *dir, struct dentry *dentry)
+/* chain writes dir's chain (dirwatch.h) at data + at in the scratch of
+ * this CPU and returns its length, or -1 when no watched directory covers
+ * dir within DW_DEPTH_MAX levels. bpf_loop (5.17) keeps the climb from
+ * multiplying the verifier's states. */
+static __always_inline long chain(struct dentry *dir, __u32 at, struct dw_key *k)
+{
+	struct climb c = {.dentry = (__u64)dir, .at = at};
+
+	if (!dir)
+		return -1;
+	bpf_loop(DW_DEPTH_MAX, climb_step, &c, 0);
+	if (!c.found)
+		return -1;
+	*k = c.key;
+	return c.len;
+}
+
+/* mkdir_event fills s for a directory made in parent under the name at
+ * name (kernel memory), or returns false when no watched directory covers
+ * parent. */
+static __always_inline bool mkdir_event(struct scratch *s, struct dentry *parent, const void *name)
 {
 	struct dw_key k;
+	long n, c;
 
-	key_of(dir, &k);
-	if (!is_watched(&k))
+	n = bpf_probe_read_kernel_str(s->data, DW_NAME_MAX, name);
+	if (n <= 0)
+		return false;
+	c = chain(parent, n, &k);
+	if (c < 0)
 		return false;
 	s->ev.op = DW_OP_MKDIR;
 	s->ev.flags = DW_F_BASE | DW_F_WATCHED;
 	s->ev.dev = k.dev;
 	s->ev.ino = k.ino;
-	s->ev.name_len = read_name(s->data, dentry);
+	s->ev.name_len = n;
+	s->ev.chain_len = c;
 	return true;
 }
 
-/* rename_event fills s before a rename, or returns false when neither
- * parent is watched or no directory moves. */
-static __always_inline bool rename_event(struct scratch *s, void *rd)
+/* rename_event fills s for the rename r, or returns false when no watched
+ * directory covers either parent. */
+static __always_inline bool rename_event(struct scratch *s, struct pending_rec *r)
 {
-	struct inode *old_dir, *new_dir, *src, *dst;
-	struct dentry *old_dentry, *new_dentry;
+	__u32 f = r->ev.flags, at;
+	struct dw_key k;
+	long n, c, m, d;
+
+	n = bpf_probe_read_kernel_str(s->data, DW_NAME_MAX, r->data);
+	if (n <= 0)
+		return false;
+	c = chain((struct dentry *)r->dir, n, &k);
+	if (c >= 0) {
+		f |= DW_F_WATCHED;
+		s->ev.dev = k.dev;
+		s->ev.ino = k.ino;
+	} else {
+		c = 0;
+	}
+	at = (n + c) & (DW_DATA_SIZE - 1);
+	m = bpf_probe_read_kernel_str(&s->data[at], DW_NAME_MAX, r->data + DW_NAME_MAX);
+	if (m <= 0)
+		return false;
+	d = chain((struct dentry *)r->new_dir, at + m, &k);
+	if (d >= 0) {
+		f |= DW_F_NEW_WATCHED;
+		s->ev.new_dev = k.dev;
+		s->ev.new_ino = k.ino;
+	} else {
+		d = 0;
+	}
+	if (!(f & (DW_F_WATCHED | DW_F_NEW_WATCHED)))
+		return false;
+	s->ev.op = DW_OP_RENAME;
+	s->ev.flags = f;
+	s->ev.target_ino = r->ev.target_ino;
+	s->ev.name_len = n;
+	s->ev.chain_len = c;
+	s->ev.new_name_len = m;
+	s->ev.new_chain_len = d;
+	return true;
+}
+
+/* read_name copies a dentry's name to dst (DW_NAME_MAX bytes); an
+ * unreadable one is left empty, and the return drops the record. */
+static __always_inline void read_name(char *dst, struct dentry *d)
+{
+	const unsigned char *name = BPF_CORE_READ(d, d_name.name);
+
+	if (bpf_probe_read_kernel_str(dst, DW_NAME_MAX, name) < 0)
+		dst[0] = 0;
+}
+
+/* stage_rename fills r on entry to a rename, or returns false when no
+ * directory moves. Names are read now: after the rename the moved dentry
+ * bears the new name. */
+static __always_inline bool stage_rename(struct pending_rec *r, void *rd)
+{
+	struct dentry *old_dentry, *new_dentry, *old_parent, *new_parent;
+	struct inode *src, *dst;
 	unsigned int rflags;
-	struct dw_key ok, nk;
 	__u32 f = DW_F_BASE | DW_F_NEW_BASE;
-	__u32 n;
 
 	if (bpf_core_field_exists(struct renamedata___inodes, old_dir)) {
-		struct renamedata___inodes *r = rd;
+		struct renamedata___inodes *rdi = rd;
 
-		old_dir = BPF_CORE_READ(r, old_dir);
-		new_dir = BPF_CORE_READ(r, new_dir);
-		old_dentry = BPF_CORE_READ(r, old_dentry);
-		new_dentry = BPF_CORE_READ(r, new_dentry);
-		rflags = BPF_CORE_READ(r, flags);
+		old_dentry = BPF_CORE_READ(rdi, old_dentry);
+		new_dentry = BPF_CORE_READ(rdi, new_dentry);
+		rflags = BPF_CORE_READ(rdi, flags);
 	} else {
-		struct renamedata *r = rd;
+		struct renamedata *rdd = rd;
 
-		old_dir = BPF_CORE_READ(r, old_parent, d_inode);
-		new_dir = BPF_CORE_READ(r, new_parent, d_inode);
-		old_dentry = BPF_CORE_READ(r, old_dentry);
-		new_dentry = BPF_CORE_READ(r, new_dentry);
-		rflags = BPF_CORE_READ(r, flags);
+		old_dentry = BPF_CORE_READ(rdd, old_dentry);
+		new_dentry = BPF_CORE_READ(rdd, new_dentry);
+		rflags = BPF_CORE_READ(rdd, flags);
 	}
+	/* The callers hold both parents locked: these are the parents. */
+	old_parent = BPF_CORE_READ(old_dentry, d_parent);
+	new_parent = BPF_CORE_READ(new_dentry, d_parent);
 
 	src = BPF_CORE_READ(old_dentry, d_inode);
 	dst = BPF_CORE_READ(new_dentry, d_inode);
@@ -259,27 +375,14 @@ static __always_inline bool rename_event(struct scratch *s, void *rd)
 	if (!(f & (DW_F_DIR | DW_F_NEW_DIR)))
 		return false;
 
-	key_of(old_dir, &ok);
-	key_of(new_dir, &nk);
-	if (is_watched(&ok))
-		f |= DW_F_WATCHED;
-	if (is_watched(&nk))
-		f |= DW_F_NEW_WATCHED;
-	if (!(f & (DW_F_WATCHED | DW_F_NEW_WATCHED)))
-		return false;
-
-	s->ev.op = DW_OP_RENAME;
-	s->ev.flags = f;
-	s->ev.dev = ok.dev;
-	s->ev.ino = ok.ino;
-	s->ev.new_dev = nk.dev;
-	s->ev.new_ino = nk.ino;
+	r->ev.op = DW_OP_RENAME;
+	r->ev.flags = f;
 	if (src)
-		s->ev.target_ino = BPF_CORE_READ(src, i_ino);
-	n = read_name(s->data, old_dentry);
-	s->ev.name_len = n;
-	/* Names are read now: after the rename old_dentry bears the new name. */
-	s->ev.new_name_len = read_name(s->data + n, new_dentry);
+		r->ev.target_ino = BPF_CORE_READ(src, i_ino);
+	r->dir = (__u64)old_parent;
+	r->new_dir = (__u64)new_parent;
+	read_name(r->data, old_dentry);
+	read_name(r->data + DW_NAME_MAX, new_dentry);
 	return true;
 }
 
@@ -309,30 +412,43 @@ static __always_inline __u32 exit_call(__u64 id)
 	return n;
 }
 
-/* stash keeps s's record until the call returns (s may be NULL: the depth
- * is counted all the same, so that entries and returns pair up). */
-static __always_inline void stash(struct scratch *s)
+/* stash keeps r until the call returns (r may be NULL: the depth is
+ * counted all the same, so that entries and returns pair up). */
+static __always_inline void stash(struct pending_rec *r)
 {
 	struct call_key k = {};
 
 	k.id = bpf_get_current_pid_tgid();
 	k.depth = enter_call(k.id);
-	if (s)
-		bpf_map_update_elem(&pending, &k, &s->ev, BPF_ANY);
+	if (r)
+		bpf_map_update_elem(&pending, &k, r, BPF_ANY);
 }
 
+/* unstash reports the call stashed on entry when it succeeded (ok). */
 static __always_inline void unstash(bool ok)
 {
 	struct call_key k = {};
 	struct pending_rec *r;
+	struct scratch *s;
+	bool report;
 
 	k.id = bpf_get_current_pid_tgid();
 	k.depth = exit_call(k.id);
 	r = bpf_map_lookup_elem(&pending, &k);
 	if (!r)
 		return;
-	if (ok)
-		submit(&r->ev, DW_NAME_MAX);
+	if (ok) {
+		s = get_scratch();
+		if (s) {
+			if (r->ev.op == DW_OP_MKDIR)
+				report = mkdir_event(s, (struct dentry *)r->dir, r->data);
+			else
+				report = rename_event(s, r);
+			if (report)
+				submit(s);
+			put_scratch(s);
+		}
+	}
 	bpf_map_delete_elem(&pending, &k);
 }
 
@@ -343,7 +459,7 @@ static __always_inline bool mkdir_ok(__u64 ret)
 	return (int)ret == 0;
 }
 
-static __always_inline void enter_mkdir(struct inode *dir, struct dentry *dentry)
+static __always_inline void enter_mkdir(struct dentry *dentry)
 {
 	struct scratch *s = get_scratch();
 
@@ -351,7 +467,11 @@ static __always_inline void enter_mkdir(struct inode *dir, struct dentry *dentry
 		stash(NULL);
 		return;
 	}
-	stash(mkdir_event(s, dir, dentry) ? s : NULL);
+	s->rec.ev.op = DW_OP_MKDIR;
+	/* The caller holds the parent locked: it stays the parent. */
+	s->rec.dir = (__u64)BPF_CORE_READ(dentry, d_parent);
+	read_name(s->rec.data, dentry);
+	stash(&s->rec);
 	put_scratch(s);
 }
 
@@ -363,7 +483,7 @@ static __always_inline void enter_rename(void *rd)
 		stash(NULL);
 		return;
 	}
-	stash(rename_event(s, rd) ? s : NULL);
+	stash(stage_rename(&s->rec, rd) ? &s->rec : NULL);
 	put_scratch(s);
 }
 
@@ -372,15 +492,20 @@ static __always_inline void enter_rename(void *rd)
 SEC("fexit/vfs_mkdir")
 int BPF_PROG(fexit_vfs_mkdir, void *idmap, struct inode *dir, struct dentry *dentry, umode_t mode, __u64 ret)
 {
+	struct dentry *made = dentry;
 	struct scratch *s;
 
 	if (!mkdir_ok(ret))
 		return 0;
+	/* From 6.15 the directory may come back in another dentry, and the
+	 * one passed in is then dropped. */
+	if (mkdir_returns_dentry)
+		made = (struct dentry *)ret;
 	s = get_scratch();
 	if (!s)
 		return 0;
-	if (mkdir_event(s, dir, dentry))
-		submit(&s->ev, DW_NAME_MAX);
+	if (mkdir_event(s, BPF_CORE_READ(made, d_parent), BPF_CORE_READ(made, d_name.name)))
+		submit(s);
 	put_scratch(s);
 	return 0;
 }
@@ -403,7 +528,7 @@ int BPF_PROG(fexit_vfs_rename, void *rd, int ret)
 SEC("kprobe/vfs_mkdir")
 int BPF_KPROBE(kprobe_vfs_mkdir, void *idmap, struct inode *dir, struct dentry *dentry)
 {
-	enter_mkdir(dir, dentry);
+	enter_mkdir(dentry);
 	return 0;
 }
 
@@ -445,9 +570,9 @@ static __always_inline int sys_enter(__u32 op, long dfd, long name, long new_dfd
 	return 0;
 }
 
-/* dfd_inode returns the directory a relative path given with dfd starts
+/* dfd_dentry returns the directory a relative path given with dfd starts
  * from: the task's cwd for AT_FDCWD, else the file at dfd. */
-static __always_inline struct inode *dfd_inode(int dfd)
+static __always_inline struct dentry *dfd_dentry(int dfd)
 {
 	struct task_struct *t = (struct task_struct *)bpf_get_current_task();
 	struct fdtable *fdt;
@@ -455,7 +580,7 @@ static __always_inline struct inode *dfd_inode(int dfd)
 	struct file *f = NULL;
 
 	if (dfd == AT_FDCWD)
-		return BPF_CORE_READ(t, fs, pwd.dentry, d_inode);
+		return BPF_CORE_READ(t, fs, pwd.dentry);
 	if (dfd < 0)
 		return NULL;
 	fdt = BPF_CORE_READ(t, files, fdt);
@@ -465,7 +590,7 @@ static __always_inline struct inode *dfd_inode(int dfd)
 	bpf_probe_read_kernel(&f, sizeof(f), &fds[dfd]);
 	if (!f)
 		return NULL;
-	return BPF_CORE_READ(f, f_path.dentry, d_inode);
+	return BPF_CORE_READ(f, f_path.dentry);
 }
 
 struct slash_scan {
@@ -502,40 +627,65 @@ static __always_inline bool single(const char *path, __u32 len)
 	return !c.slash;
 }
 
-/* base sets dev, ino and the flags for a relative path's start directory;
- * it returns true when the path is one component in an unwatched
- * directory, i.e. surely irrelevant. */
-static __always_inline bool base(const char *path, __u32 len, int dfd, __u32 *dev, __u64 *ino, __u32 *flags,
-				 __u32 fbase, __u32 fwatched)
-{
-	struct inode *dir;
-	struct dw_key k;
+/* side is one path argument of a system call, in the scratch data. */
+struct side {
+	__u32 at;  /* where the path is */
+	__u32 len; /* its bytes with the NUL */
+	int dfd;
+};
 
-	if (len == 0 || path[0] == '/')
-		return false;
-	dir = dfd_inode(dfd);
+/* base writes the chain of a relative path's start directory right after
+ * the path, sets dev, ino and the flags for it, and returns the chain's
+ * length; skip is set when the path is one component in a directory no
+ * watch covers, i.e. surely irrelevant. */
+static __always_inline __u32 base(struct scratch *s, struct side p, __u32 *dev, __u64 *ino, __u32 *flags,
+				  __u32 fbase, __u32 fwatched, bool *skip)
+{
+	const char *path = &s->data[p.at & (DW_DATA_SIZE - 1)];
+	struct dentry *dir;
+	struct dw_key k;
+	long c;
+
+	*skip = false;
+	if (p.len == 0 || path[0] == '/')
+		return 0;
+	dir = dfd_dentry(p.dfd);
 	if (!dir)
-		return false;
-	key_of(dir, &k);
-	*dev = k.dev;
-	*ino = k.ino;
+		return 0;
 	*flags |= fbase;
-	if (is_watched(&k)) {
+	c = chain(dir, p.at + p.len, &k);
+	if (c >= 0) {
+		*dev = k.dev;
+		*ino = k.ino;
 		*flags |= fwatched;
-		return false;
+		return c;
 	}
-	return single(path, len);
+	*skip = single(path, p.len);
+	return 0;
+}
+
+/* read_path copies a system call's path argument to data + at and returns
+ * its bytes with the NUL, 0 when unreadable. */
+static __always_inline __u32 read_path(struct scratch *s, __u32 at, __u64 user)
+{
+	long r = bpf_probe_read_user_str(&s->data[at & (DW_DATA_SIZE - 1)], DW_PATH_MAX, (const char *)user);
+
+	if (r < 0)
+		return 0;
+	if (r > DW_PATH_MAX)
+		r = DW_PATH_MAX;
+	return r;
 }
 
 static __always_inline int sys_exit(long ret)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	struct sys_args *p = bpf_map_lookup_elem(&sys_pending, &id);
+	struct side old = {}, new = {};
 	struct sys_args a;
 	struct scratch *s;
-	__u32 flags, n, m = 0;
-	long r;
-	bool skip;
+	bool skip, new_skip;
+	__u32 flags;
 
 	if (!p)
 		return 0;
@@ -551,30 +701,26 @@ static __always_inline int sys_exit(long ret)
 	s->ev.op = a.op;
 	s->ev.dfd = a.dfd;
 	s->ev.new_dfd = a.new_dfd;
-	r = bpf_probe_read_user_str(s->data, DW_PATH_MAX, (const char *)a.name);
-	n = r < 0 ? 0 : r;
-	if (n > DW_PATH_MAX)
-		n = DW_PATH_MAX;
-	s->ev.name_len = n;
-	skip = base(s->data, n, a.dfd, &s->ev.dev, &s->ev.ino, &flags, DW_F_BASE, DW_F_WATCHED);
+	old.dfd = a.dfd;
+	old.len = read_path(s, 0, a.name);
+	s->ev.name_len = old.len;
+	s->ev.chain_len = base(s, old, &s->ev.dev, &s->ev.ino, &flags, DW_F_BASE, DW_F_WATCHED, &skip);
 
 	if (a.op == DW_OP_RENAME) {
-		r = bpf_probe_read_user_str(s->data + n, DW_PATH_MAX, (const char *)a.new_name);
-		m = r < 0 ? 0 : r;
-		if (m > DW_PATH_MAX)
-			m = DW_PATH_MAX;
-		s->ev.new_name_len = m;
-		skip = base(s->data + n, m, a.new_dfd, &s->ev.new_dev, &s->ev.new_ino, &flags, DW_F_NEW_BASE,
-			    DW_F_NEW_WATCHED) &&
-		       skip;
+		new.dfd = a.new_dfd;
+		new.at = (old.len + s->ev.chain_len) & (DW_DATA_SIZE - 1);
+		new.len = read_path(s, new.at, a.new_name);
+		s->ev.new_name_len = new.len;
+		s->ev.new_chain_len = base(s, new, &s->ev.new_dev, &s->ev.new_ino, &flags, DW_F_NEW_BASE,
+					   DW_F_NEW_WATCHED, &new_skip);
+		skip = skip && new_skip;
 	}
 	s->ev.flags = flags;
 	if (!skip)
-		submit(&s->ev, DW_PATH_MAX);
+		submit(s);
 	put_scratch(s);
 	return 0;
 }
-
 SEC("tracepoint/syscalls/sys_enter_mkdir")
 int tp_enter_mkdir(struct trace_event_raw_sys_enter *ctx)
 {

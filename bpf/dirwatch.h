@@ -2,14 +2,33 @@
 /*
  * The event ABI between bpf/dirwatch.bpf.c and internal/dirtrace.
  *
- * Each ring-buffer record is a struct dw_event followed by name_len bytes of
- * name and new_name_len bytes of new_name (each with its NUL, 0 when absent).
+ * Each ring-buffer record is a struct dw_event followed by, in this order,
+ * name_len bytes of name, chain_len bytes of chain, new_name_len bytes of
+ * new_name and new_chain_len bytes of new_chain (names with their NUL; 0
+ * bytes when absent).
+ *
+ * A chain says where a directory is without the watched map holding every
+ * directory: the names of the directory and of those above it, each with
+ * its NUL, from the directory up to, not including, the watched directory
+ * that covers it (dev/ino). It is empty when the directory is that watched
+ * one.
  */
 #ifndef DIRWATCH_H
 #define DIRWATCH_H
 
 #define DW_NAME_MAX 256  /* NAME_MAX + 1: one path component */
 #define DW_PATH_MAX 4096 /* PATH_MAX: a syscall's path argument */
+#define DW_CHAIN_MAX 3840 /* bytes of one chain */
+#define DW_DEPTH_MAX 64  /* directories a chain climbs, the covering one included */
+
+/* Values of the watched map: what a watched directory covers. */
+enum dw_watch {
+	/* The entries of this directory. */
+	DW_WATCH_DIR = 1,
+	/* Those of this directory and of every directory below it on the same
+	 * filesystem, found by climbing the dentries' parents. */
+	DW_WATCH_TREE = 2,
+};
 
 enum dw_op {
 	DW_OP_MKDIR = 1,
@@ -26,11 +45,12 @@ enum dw_flags {
 	DW_F_DIR = 1 << 2,
 	/* Exchange: the entry that was at new_name is a directory. */
 	DW_F_NEW_DIR = 1 << 3,
-	/* dev/ino (new_dev/new_ino) are set: the parent directory, or for the
-	 * syscall rung the directory a relative path starts from. */
+	/* chain (new_chain) is set: for the parent directory of name, or for
+	 * the syscall rung for the directory a relative path starts from. */
 	DW_F_BASE = 1 << 4,
 	DW_F_NEW_BASE = 1 << 5,
-	/* That directory is in the watched map. */
+	/* A watched directory covers that directory: dev/ino (new_dev/new_ino)
+	 * is the covering one. */
 	DW_F_WATCHED = 1 << 6,
 	DW_F_NEW_WATCHED = 1 << 7,
 };
@@ -48,13 +68,15 @@ struct dw_event {
 	__u32 pid; /* thread group id */
 	__s32 dfd; /* syscall rung: directory fd of name (AT_FDCWD for mkdir, rename) */
 	__s32 new_dfd;
-	__u32 dev; /* parent directory of name (syscall rung: base of a relative name) */
+	__u32 dev; /* the watched directory covering chain */
 	__u64 ino;
-	__u32 new_dev; /* parent directory of new_name */
+	__u32 new_dev; /* the watched directory covering new_chain */
 	__u32 name_len;
 	__u64 new_ino;
 	__u64 target_ino; /* rename: inode of the entry that was at name; 0 unknown */
 	__u32 new_name_len;
+	__u32 chain_len;
+	__u32 new_chain_len;
 	__u32 _pad;
 };
 

@@ -1,11 +1,11 @@
 package dirtrace
 
 import (
-	"bytes"
 	"encoding/binary"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -15,10 +15,11 @@ import (
 )
 
 // event is one ring-buffer record: bpf/dirwatch.h's struct dw_event and
-// the names that follow it.
+// the names and chains that follow it.
 type event struct {
 	dirwatchDwEvent
-	name, newName string
+	name, newName   string
+	chain, newChain string // names with their NULs, from a directory up
 }
 
 func (e *event) has(f dirwatchDwFlags) bool { return e.Flags&f != 0 }
@@ -30,20 +31,48 @@ func parseRecord(b []byte) (event, error) {
 		return e, fmt.Errorf("decode event header: %w", err)
 	}
 	rest := b[n:]
-	nl, ml := int(e.NameLen), int(e.NewNameLen)
-	if nl+ml > len(rest) {
-		return e, fmt.Errorf("decode event: names of %d+%d bytes in %d", nl, ml, len(rest))
+	lens := []uint32{e.NameLen, e.ChainLen, e.NewNameLen, e.NewChainLen}
+	parts := make([]string, len(lens))
+	for i, l := range lens {
+		if int64(l) > int64(len(rest)) {
+			return e, fmt.Errorf("decode event: names and chains of %v bytes in %d", lens, len(b)-n)
+		}
+		parts[i], rest = string(rest[:l]), rest[l:]
 	}
-	e.name = cstring(rest[:nl])
-	e.newName = cstring(rest[nl : nl+ml])
+	e.name, e.chain, e.newName, e.newChain = cstring(parts[0]), parts[1], cstring(parts[2]), parts[3]
 	return e, nil
 }
 
-func cstring(b []byte) string {
-	if i := bytes.IndexByte(b, 0); i >= 0 {
-		b = b[:i]
+func cstring(s string) string {
+	if i := strings.IndexByte(s, 0); i >= 0 {
+		s = s[:i]
 	}
-	return string(b)
+	return s
+}
+
+// chainPathLocked returns the path of the directory a chain starts from:
+// the path of the watched directory k covering it, then the chain's names
+// from the top. ok is false when no watched directory covers it (the
+// record's flag watched is off) or k is no longer tracked.
+func (t *Tracer) chainPathLocked(watched bool, k dirwatchDwKey, chain string) (string, bool) {
+	if !watched {
+		return "", false
+	}
+	a, ok := t.byKey[k]
+	if !ok {
+		return "", false
+	}
+	if chain == "" {
+		return a.path, true
+	}
+	names := strings.Split(strings.TrimSuffix(chain, "\x00"), "\x00")
+	slices.Reverse(names)
+	for _, n := range names {
+		if n == "" || n == "." || n == ".." || strings.Contains(n, "/") {
+			return "", false // not a name a directory can have
+		}
+	}
+	return filepath.Join(a.path, strings.Join(names, "/")), true
 }
 
 // within reports whether p is dir or below it.
@@ -62,7 +91,7 @@ func (t *Tracer) convert(e event) []watch.DirEvent {
 	if e.has(dirwatchDwFlagsDW_F_PATHS) {
 		return t.convertPaths(e)
 	}
-	parent, ok := t.byKey[dirwatchDwKey{Ino: e.Ino, Dev: e.Dev}]
+	parent, ok := t.chainPathLocked(e.has(dirwatchDwFlagsDW_F_WATCHED), dirwatchDwKey{Ino: e.Ino, Dev: e.Dev}, e.chain)
 	switch e.Op {
 	case dirwatchDwOpDW_OP_MKDIR:
 		if !ok || e.name == "" {
@@ -70,7 +99,7 @@ func (t *Tracer) convert(e event) []watch.DirEvent {
 		}
 		return []watch.DirEvent{{Op: watch.Created, Path: filepath.Join(parent, e.name), Source: t.source()}}
 	case dirwatchDwOpDW_OP_RENAME:
-		newParent, newOK := t.byKey[dirwatchDwKey{Ino: e.NewIno, Dev: e.NewDev}]
+		newParent, newOK := t.chainPathLocked(e.has(dirwatchDwFlagsDW_F_NEW_WATCHED), dirwatchDwKey{Ino: e.NewIno, Dev: e.NewDev}, e.newChain)
 		if e.name == "" || e.newName == "" {
 			return nil
 		}
@@ -81,17 +110,16 @@ func (t *Tracer) convert(e event) []watch.DirEvent {
 		if newOK {
 			to = filepath.Join(newParent, e.newName)
 		}
-		return t.renamed(from, to, e.has(dirwatchDwFlagsDW_F_DIR), e.has(dirwatchDwFlagsDW_F_EXCHANGE), e.has(dirwatchDwFlagsDW_F_NEW_DIR))
+		return t.renamed(from, to, ok, newOK, e.has(dirwatchDwFlagsDW_F_DIR), e.has(dirwatchDwFlagsDW_F_EXCHANGE), e.has(dirwatchDwFlagsDW_F_NEW_DIR))
 	}
 	return nil
 }
 
-// renamed classifies a rename between from and to ("" when that side is
-// not tracked, or for a Removed's To, unknown): fromDir says the entry
-// that was at from is a directory, toDir (exchange only) the one that was
-// at to.
-func (t *Tracer) renamed(from, to string, fromDir, exchange, toDir bool) []watch.DirEvent {
-	fromIn, toIn := from != "" && t.trackedLocked(filepath.Dir(from)), to != "" && t.trackedLocked(filepath.Dir(to))
+// renamed classifies a rename between from and to ("" when unknown):
+// fromIn and toIn say a tracked directory covers that side, fromDir that
+// the entry that was at from is a directory, toDir (exchange only) the one
+// that was at to.
+func (t *Tracer) renamed(from, to string, fromIn, toIn, fromDir, exchange, toDir bool) []watch.DirEvent {
 	var out []watch.DirEvent
 	move := func(src, dst string, srcIn, dstIn bool) {
 		switch {
@@ -113,8 +141,20 @@ func (t *Tracer) renamed(from, to string, fromDir, exchange, toDir bool) []watch
 	return out
 }
 
+// trackedLocked reports whether dir is in the watched map itself.
 func (t *Tracer) trackedLocked(dir string) bool {
 	_, ok := t.keyOfPathLocked(dir)
+	return ok
+}
+
+// coversLocked reports whether the entries of dir are reported: dir is in
+// the watched map, or below a directory in it with its tree. Only the
+// syscall rung, which sees paths, asks.
+func (t *Tracer) coversLocked(dir string) bool {
+	if t.trackedLocked(dir) {
+		return true
+	}
+	_, _, ok := t.treeAboveLocked(dir)
 	return ok
 }
 
@@ -148,10 +188,12 @@ func (t *Tracer) rebaseLocked(evs []watch.DirEvent, exchange bool) {
 	}
 	// Delete first: with an exchange, old and new paths overlap.
 	for _, c := range changes {
-		t.delPathLocked(t.byKey[c.key])
+		t.delPathLocked(t.byKey[c.key].path)
 	}
 	for _, c := range changes {
-		t.byKey[c.key] = c.path
+		a := t.byKey[c.key]
+		a.path = c.path
+		t.byKey[c.key] = a
 		t.setPathLocked(c.path, c.key)
 	}
 }
@@ -159,24 +201,27 @@ func (t *Tracer) rebaseLocked(evs []watch.DirEvent, exchange bool) {
 // convertPaths handles a syscall-rung record: paths relative to a
 // directory fd, resolved here and kept when their parent is tracked.
 func (t *Tracer) convertPaths(e event) []watch.DirEvent {
-	from, ok := t.resolveLocked(e.Pid, e.Dfd, e.name, e.has(dirwatchDwFlagsDW_F_BASE), dirwatchDwKey{Ino: e.Ino, Dev: e.Dev})
+	base, hasBase := t.chainPathLocked(e.has(dirwatchDwFlagsDW_F_WATCHED), dirwatchDwKey{Ino: e.Ino, Dev: e.Dev}, e.chain)
+	from, ok := t.resolveLocked(e.Pid, e.Dfd, e.name, base, hasBase)
 	if !ok {
 		t.log.Debug("unresolved path", "pid", e.Pid, "path", e.name)
 		return nil
 	}
 	switch e.Op {
 	case dirwatchDwOpDW_OP_MKDIR:
-		if !t.trackedLocked(filepath.Dir(from)) {
+		if !t.coversLocked(filepath.Dir(from)) {
 			return nil
 		}
 		return []watch.DirEvent{{Op: watch.Created, Path: from, Source: t.source()}}
 	case dirwatchDwOpDW_OP_RENAME:
-		to, ok := t.resolveLocked(e.Pid, e.NewDfd, e.newName, e.has(dirwatchDwFlagsDW_F_NEW_BASE), dirwatchDwKey{Ino: e.NewIno, Dev: e.NewDev})
+		newBase, hasNewBase := t.chainPathLocked(e.has(dirwatchDwFlagsDW_F_NEW_WATCHED), dirwatchDwKey{Ino: e.NewIno, Dev: e.NewDev}, e.newChain)
+		to, ok := t.resolveLocked(e.Pid, e.NewDfd, e.newName, newBase, hasNewBase)
 		if !ok {
 			t.log.Debug("unresolved path", "pid", e.Pid, "path", e.newName)
 			return nil
 		}
-		if !t.trackedLocked(filepath.Dir(from)) && !t.trackedLocked(filepath.Dir(to)) {
+		fromIn, toIn := t.coversLocked(filepath.Dir(from)), t.coversLocked(filepath.Dir(to))
+		if !fromIn && !toIn {
 			return nil
 		}
 		exchange := e.has(dirwatchDwFlagsDW_F_EXCHANGE)
@@ -184,24 +229,21 @@ func (t *Tracer) convertPaths(e event) []watch.DirEvent {
 		// directory; otherwise look at where it is now.
 		fromDir := t.trackedLocked(from) || isDir(to)
 		toDir := exchange && (t.trackedLocked(to) || isDir(from))
-		return t.renamed(from, to, fromDir, exchange, toDir)
+		return t.renamed(from, to, fromIn, toIn, fromDir, exchange, toDir)
 	}
 	return nil
 }
 
 // resolveLocked makes a syscall's path absolute and clean, with the
-// symlinks in its parent resolved. A relative path starts from the
-// directory the kernel saw (when tracked), else from the process's cwd or
-// dfd as /proc shows them now.
-func (t *Tracer) resolveLocked(pid uint32, dfd int32, p string, hasBase bool, base dirwatchDwKey) (string, bool) {
+// symlinks in its parent resolved. A relative path starts from base, the
+// directory the kernel saw, when a tracked directory covers it (hasBase),
+// else from the process's cwd or dfd as /proc shows them now.
+func (t *Tracer) resolveLocked(pid uint32, dfd int32, p, base string, hasBase bool) (string, bool) {
 	if p == "" {
 		return "", false
 	}
 	if !filepath.IsAbs(p) {
-		dir, ok := "", false
-		if hasBase {
-			dir, ok = t.byKey[base]
-		}
+		dir, ok := base, hasBase
 		if !ok {
 			link := "/proc/" + strconv.FormatUint(uint64(pid), 10) + "/cwd"
 			if dfd != unix.AT_FDCWD {

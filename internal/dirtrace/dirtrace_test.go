@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"maps"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/cilium/ebpf"
@@ -106,110 +107,158 @@ func TestWithin(t *testing.T) {
 	}
 }
 
-func record(t *testing.T, e dirwatchDwEvent, name, newName string) []byte {
+// record builds a ring-buffer record as the programs write it. The chains
+// are given as paths relative to the covering directory ("a/b").
+func record(t *testing.T, e dirwatchDwEvent, name, chain, newName, newChain string) []byte {
 	t.Helper()
-	if name != "" {
-		e.NameLen = uint32(len(name) + 1)
+	cstr := func(s string) []byte {
+		if s == "" {
+			return nil
+		}
+		return append([]byte(s), 0)
 	}
-	if newName != "" {
-		e.NewNameLen = uint32(len(newName) + 1)
+	chainOf := func(rel string) []byte {
+		var b []byte
+		if rel == "" {
+			return nil
+		}
+		names := strings.Split(rel, "/")
+		for i := len(names) - 1; i >= 0; i-- {
+			b = append(b, cstr(names[i])...)
+		}
+		return b
 	}
+	parts := [][]byte{cstr(name), chainOf(chain), cstr(newName), chainOf(newChain)}
+	e.NameLen, e.ChainLen, e.NewNameLen, e.NewChainLen = uint32(len(parts[0])), uint32(len(parts[1])), uint32(len(parts[2])), uint32(len(parts[3]))
 	b, err := binary.Append(nil, binary.NativeEndian, &e)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if name != "" {
-		b = append(append(b, name...), 0)
-	}
-	if newName != "" {
-		b = append(append(b, newName...), 0)
+	for _, p := range parts {
+		b = append(b, p...)
 	}
 	return b
 }
 
 func TestParseRecord(t *testing.T) {
-	b := record(t, dirwatchDwEvent{Op: dirwatchDwOpDW_OP_RENAME, Pid: 7, Dev: 3, Ino: 11}, "old", "new")
+	b := record(t, dirwatchDwEvent{Op: dirwatchDwOpDW_OP_RENAME, Pid: 7, Dev: 3, Ino: 11}, "old", "a/b", "new", "c")
 	e, err := parseRecord(b)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e.Op != dirwatchDwOpDW_OP_RENAME || e.Pid != 7 || e.Ino != 11 || e.name != "old" || e.newName != "new" {
-		t.Errorf("got %+v, want rename pid 7 ino 11 old -> new", e)
+	if e.Op != dirwatchDwOpDW_OP_RENAME || e.Pid != 7 || e.Ino != 11 || e.name != "old" || e.newName != "new" ||
+		e.chain != "b\x00a\x00" || e.newChain != "c\x00" {
+		t.Errorf("got %+v, want rename pid 7 ino 11 old (chain b, a) -> new (chain c)", e)
 	}
 	if _, err := parseRecord(b[:len(b)-2]); err == nil {
 		t.Error("truncated record: got no error, want one")
 	}
 }
 
-// fakeTracer tracks dirs without BPF maps: key i+1 on dev 1 for dirs[i].
+// fakeTracer tracks dirs without BPF maps: key i+1 on dev 1 for dirs[i],
+// anchors of their own entries.
 func fakeTracer(dirs ...string) *Tracer {
 	tr := newTracer(HookFentry, nil, hclog.NewNullLogger())
 	for i, d := range dirs {
-		k := dirwatchDwKey{Ino: uint64(i + 1), Dev: 1}
-		tr.byKey[k] = d
-		tr.setPathLocked(d, k)
+		tr.anchor(dirwatchDwKey{Ino: uint64(i + 1), Dev: 1}, anchor{path: d})
 	}
 	return tr
 }
 
+func (t *Tracer) anchor(k dirwatchDwKey, a anchor) {
+	t.byKey[k] = a
+	t.setPathLocked(a.path, k)
+}
+
 func TestConvert(t *testing.T) {
-	// Tracked: /w (ino 1), /w/a (2), /w/a/b (3), /v (4); ino 9 is not tracked.
+	// Anchors: /w (ino 1), /w/a (2), /w/a/b (3), /v (4) cover their own
+	// entries, /t (5) its tree, with /t/x/y/deep (6) a tree anchor below it.
+	// ino 9 is not tracked.
 	const (
-		w, wa, wab, v, other = 1, 2, 3, 4, 9
+		w, wa, wab, v, tree, deep, other = 1, 2, 3, 4, 5, 6, 9
 	)
 	dir := dirwatchDwFlagsDW_F_DIR
+	in, newIn := dirwatchDwFlagsDW_F_WATCHED, dirwatchDwFlagsDW_F_NEW_WATCHED
 	tests := []struct {
 		name        string
 		ev          dirwatchDwEvent
-		n1, n2      string
+		n1, c1      string // name and chain (as a relative path)
+		n2, c2      string
 		want        []watch.DirEvent
 		wantTracked []string
 	}{
 		{
 			name: "mkdir in tracked",
-			ev:   dirwatchDwEvent{Op: dirwatchDwOpDW_OP_MKDIR, Dev: 1, Ino: wa},
+			ev:   dirwatchDwEvent{Op: dirwatchDwOpDW_OP_MKDIR, Flags: in, Dev: 1, Ino: wa},
 			n1:   "new",
 			want: []watch.DirEvent{{Op: watch.Created, Path: "/w/a/new"}},
 		},
 		{
 			name: "mkdir in untracked",
-			ev:   dirwatchDwEvent{Op: dirwatchDwOpDW_OP_MKDIR, Dev: 1, Ino: other},
+			ev:   dirwatchDwEvent{Op: dirwatchDwOpDW_OP_MKDIR, Flags: in, Dev: 1, Ino: other},
+			n1:   "new",
+		},
+		{
+			name: "mkdir below a tree anchor",
+			ev:   dirwatchDwEvent{Op: dirwatchDwOpDW_OP_MKDIR, Flags: in, Dev: 1, Ino: tree},
+			n1:   "new",
+			c1:   "x/y",
+			want: []watch.DirEvent{{Op: watch.Created, Path: "/t/x/y/new"}},
+		},
+		{
+			name: "chain with a name no directory has",
+			ev:   dirwatchDwEvent{Op: dirwatchDwOpDW_OP_MKDIR, Flags: in, Dev: 1, Ino: tree},
+			n1:   "new",
+			c1:   "x/..",
+		},
+		{
+			name: "record without the watched flag",
+			ev:   dirwatchDwEvent{Op: dirwatchDwOpDW_OP_MKDIR, Dev: 1, Ino: wa},
 			n1:   "new",
 		},
 		{
 			name:        "rename within",
-			ev:          dirwatchDwEvent{Op: dirwatchDwOpDW_OP_RENAME, Flags: dir, Dev: 1, Ino: w, NewDev: 1, NewIno: v},
+			ev:          dirwatchDwEvent{Op: dirwatchDwOpDW_OP_RENAME, Flags: dir | in | newIn, Dev: 1, Ino: w, NewDev: 1, NewIno: v},
 			n1:          "a",
 			n2:          "a2",
 			want:        []watch.DirEvent{{Op: watch.Moved, From: "/w/a", Path: "/v/a2"}},
-			wantTracked: []string{"/v", "/v/a2", "/v/a2/b", "/w"},
+			wantTracked: []string{"/t", "/t/x/y/deep", "/v", "/v/a2", "/v/a2/b", "/w"},
+		},
+		{
+			name:        "rename within a tree moves the anchors below",
+			ev:          dirwatchDwEvent{Op: dirwatchDwOpDW_OP_RENAME, Flags: dir | in | newIn, Dev: 1, Ino: tree, NewDev: 1, NewIno: tree},
+			n1:          "x",
+			n2:          "z",
+			c2:          "q",
+			want:        []watch.DirEvent{{Op: watch.Moved, From: "/t/x", Path: "/t/q/z"}},
+			wantTracked: []string{"/t", "/t/q/z/y/deep", "/v", "/w", "/w/a", "/w/a/b"},
 		},
 		{
 			name: "rename in",
-			ev:   dirwatchDwEvent{Op: dirwatchDwOpDW_OP_RENAME, Flags: dir, Dev: 1, Ino: other, NewDev: 1, NewIno: wab},
+			ev:   dirwatchDwEvent{Op: dirwatchDwOpDW_OP_RENAME, Flags: dir | newIn, Dev: 1, Ino: other, NewDev: 1, NewIno: wab},
 			n1:   "x",
 			n2:   "y",
 			want: []watch.DirEvent{{Op: watch.Created, Path: "/w/a/b/y"}},
 		},
 		{
 			name:        "rename out",
-			ev:          dirwatchDwEvent{Op: dirwatchDwOpDW_OP_RENAME, Flags: dir, Dev: 1, Ino: w, NewDev: 1, NewIno: other},
+			ev:          dirwatchDwEvent{Op: dirwatchDwOpDW_OP_RENAME, Flags: dir | in, Dev: 1, Ino: w, NewDev: 1, NewIno: other},
 			n1:          "a",
 			n2:          "gone",
 			want:        []watch.DirEvent{{Op: watch.Removed, Path: "/w/a"}},
-			wantTracked: []string{"/v", "/w"},
+			wantTracked: []string{"/t", "/t/x/y/deep", "/v", "/w"},
 		},
 		{
 			name:        "exchange of two tracked trees",
-			ev:          dirwatchDwEvent{Op: dirwatchDwOpDW_OP_RENAME, Flags: dir | dirwatchDwFlagsDW_F_EXCHANGE | dirwatchDwFlagsDW_F_NEW_DIR, Dev: 1, Ino: w, NewDev: 1, NewIno: w},
+			ev:          dirwatchDwEvent{Op: dirwatchDwOpDW_OP_RENAME, Flags: dir | in | newIn | dirwatchDwFlagsDW_F_EXCHANGE | dirwatchDwFlagsDW_F_NEW_DIR, Dev: 1, Ino: w, NewDev: 1, NewIno: w},
 			n1:          "a",
 			n2:          "c",
 			want:        []watch.DirEvent{{Op: watch.Moved, From: "/w/a", Path: "/w/c"}, {Op: watch.Moved, From: "/w/c", Path: "/w/a"}},
-			wantTracked: []string{"/v", "/w", "/w/c", "/w/c/b"},
+			wantTracked: []string{"/t", "/t/x/y/deep", "/v", "/w", "/w/c", "/w/c/b"},
 		},
 		{
 			name: "file renamed (no directory flag)",
-			ev:   dirwatchDwEvent{Op: dirwatchDwOpDW_OP_RENAME, Dev: 1, Ino: w, NewDev: 1, NewIno: w},
+			ev:   dirwatchDwEvent{Op: dirwatchDwOpDW_OP_RENAME, Flags: in | newIn, Dev: 1, Ino: w, NewDev: 1, NewIno: w},
 			n1:   "f",
 			n2:   "g",
 		},
@@ -217,7 +266,9 @@ func TestConvert(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			tr := fakeTracer("/w", "/w/a", "/w/a/b", "/v")
-			e, err := parseRecord(record(t, tt.ev, tt.n1, tt.n2))
+			tr.anchor(dirwatchDwKey{Ino: tree, Dev: 1}, anchor{path: "/t", tree: true})
+			tr.anchor(dirwatchDwKey{Ino: deep, Dev: 1}, anchor{path: "/t/x/y/deep", tree: true})
+			e, err := parseRecord(record(t, tt.ev, tt.n1, tt.c1, tt.n2, tt.c2))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -237,6 +288,34 @@ func TestConvert(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A directory the walk covers with its subtree needs no entry of its own
+// under a tree anchor on its mount, near enough for the programs' climb.
+func TestCovered(t *testing.T) {
+	tr := fakeTracer("/d")
+	tr.anchor(dirwatchDwKey{Ino: 5, Dev: 1}, anchor{path: "/t", tree: true, mnt: 7})
+	deep := "/t" + strings.Repeat("/x", coverDepth)
+	long := "/t/" + strings.Repeat("y", coverBytes)
+	for _, tt := range []struct {
+		d    watch.Dir
+		want bool
+	}{
+		{watch.Dir{Path: "/t/a", MntID: 7, Subtree: true}, true},
+		{watch.Dir{Path: "/t/a/b/c", MntID: 7, Subtree: true}, true},
+		{watch.Dir{Path: deep, MntID: 7, Subtree: true}, true},
+		{watch.Dir{Path: deep + "/x", MntID: 7, Subtree: true}, false}, // too deep: an anchor of its own
+		{watch.Dir{Path: long, MntID: 7, Subtree: true}, false},        // too long a chain
+		{watch.Dir{Path: "/t/m", MntID: 8, Subtree: true}, false},      // another mount
+		{watch.Dir{Path: "/t/a", MntID: 0, Subtree: true}, false},      // mounts unknown
+		{watch.Dir{Path: "/d/a", MntID: 7, Subtree: true}, false},      // /d covers its entries only
+		{watch.Dir{Path: "/tt/a", MntID: 7, Subtree: true}, false},
+	} {
+		var above treeAbove
+		if got := tr.coveredLocked(tt.d, &above); got != tt.want {
+			t.Errorf("covered(%s, mount %d) = %v, want %v", tt.d.Path, tt.d.MntID, got, tt.want)
+		}
 	}
 }
 

@@ -21,20 +21,22 @@ type dirwatchCallKey struct {
 }
 
 type dirwatchDwEvent struct {
-	_          structs.HostLayout
-	Op         dirwatchDwOp
-	Flags      dirwatchDwFlags
-	Pid        uint32
-	Dfd        int32
-	NewDfd     int32
-	Dev        uint32
-	Ino        uint64
-	NewDev     uint32
-	NameLen    uint32
-	NewIno     uint64
-	TargetIno  uint64
-	NewNameLen uint32
-	Pad        uint32
+	_           structs.HostLayout
+	Op          dirwatchDwOp
+	Flags       dirwatchDwFlags
+	Pid         uint32
+	Dfd         int32
+	NewDfd      int32
+	Dev         uint32
+	Ino         uint64
+	NewDev      uint32
+	NameLen     uint32
+	NewIno      uint64
+	TargetIno   uint64
+	NewNameLen  uint32
+	ChainLen    uint32
+	NewChainLen uint32
+	Pad         uint32
 }
 
 type dirwatchDwFlags uint32
@@ -65,9 +67,11 @@ const (
 )
 
 type dirwatchPendingRec struct {
-	_    structs.HostLayout
-	Ev   dirwatchDwEvent
-	Data [512]int8
+	_      structs.HostLayout
+	Ev     dirwatchDwEvent
+	Dir    uint64
+	NewDir uint64
+	Data   [512]int8
 }
 
 type dirwatchScratch struct {
@@ -75,7 +79,8 @@ type dirwatchScratch struct {
 	Busy uint32
 	Pad  uint32
 	Ev   dirwatchDwEvent
-	Data [8192]int8
+	Data [20480]int8
+	Rec  dirwatchPendingRec
 }
 
 type dirwatchSysArgs struct {

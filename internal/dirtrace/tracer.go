@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -33,15 +34,40 @@ type Tracer struct {
 	lost   atomic.Uint64
 	once   sync.Once
 
+	// The watched map holds the anchors: the directories that cover the
+	// tracked ones (see Track).
 	mu    sync.Mutex
-	byKey map[dirwatchDwKey]string
-	// children holds the tracked paths and their keys by parent
-	// directory: a path is found through its parent, and a subtree in its
-	// own size, not the number of tracked directories (an rm -rf of a
-	// large tree untracks each of its directories).
+	byKey map[dirwatchDwKey]anchor
+	// children holds the anchors' paths and keys by parent directory: a
+	// path is found through its parent, and a subtree in its own size,
+	// not the number of anchors.
 	children map[string]map[string]dirwatchDwKey
 	sbDev    map[uint64]uint32 // mount id -> superblock device
 }
+
+// anchor is a directory in the watched map. It covers its own entries,
+// and with tree those of every directory below it on its mount, which the
+// programs find by climbing dentries (bpf/dirwatch.h).
+type anchor struct {
+	path string
+	tree bool
+	mnt  uint64 // statx's mount id, 0 unknown
+}
+
+// Values of the watched map: bpf/dirwatch.h's enum dw_watch.
+const (
+	watchDir  uint8 = 1
+	watchTree uint8 = 2
+)
+
+// How far below a tree anchor a tracked directory may be and still be
+// covered by it, in levels and in bytes of path, within what the programs
+// climb (DW_DEPTH_MAX levels, DW_CHAIN_MAX bytes) with room for one more
+// level. A directory further down becomes an anchor of its own.
+const (
+	coverDepth = 32
+	coverBytes = 2048
+)
 
 var _ watch.Source = (*Tracer)(nil)
 
@@ -96,7 +122,7 @@ func newTracer(h Hook, r *rung, log hclog.Logger) *Tracer {
 		rung:     r,
 		events:   make(chan watch.DirEvent, 1024),
 		done:     make(chan struct{}),
-		byKey:    make(map[dirwatchDwKey]string),
+		byKey:    make(map[dirwatchDwKey]anchor),
 		children: make(map[string]map[string]dirwatchDwKey),
 	}
 }
@@ -115,9 +141,13 @@ func (t *Tracer) Events() <-chan watch.DirEvent { return t.events }
 
 func (t *Tracer) source() string { return "ebpf:" + string(t.hook) }
 
-// Track reports changes in ds from now on. A directory tracked before
-// under another path (a rename) keeps its key under the new path. The
-// watched map takes the whole batch in one call where the kernel can.
+// Track reports changes in ds from now on. A directory whose subtree the
+// walk covers (Dir.Subtree) costs nothing when a tree anchor above it on
+// its mount is near enough (coverDepth, coverBytes): the programs climb to
+// that anchor. Any other directory becomes an anchor, which the watched
+// map takes, the whole batch in one call where the kernel can. An anchor
+// tracked before under another path (a rename) keeps its key under the new
+// path.
 func (t *Tracer) Track(ds ...watch.Dir) error {
 	if t.rung == nil || len(ds) == 0 {
 		return nil
@@ -125,8 +155,9 @@ func (t *Tracer) Track(ds ...watch.Dir) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	var errs []error
-	keys := make([]dirwatchDwKey, 0, len(ds))
-	dirs := make([]string, 0, len(ds))
+	var keys []dirwatchDwKey
+	var adds []anchor
+	var above treeAbove
 	for _, d := range ds {
 		k, err := t.keyOfLocked(d)
 		if err != nil {
@@ -137,39 +168,86 @@ func (t *Tracer) Track(ds ...watch.Dir) error {
 			// Another directory now has this path: forget the old one.
 			t.forgetLocked(d.Path)
 		}
-		keys = append(keys, k)
-		dirs = append(dirs, d.Path)
-	}
-	for i, err := range t.watchLocked(keys) {
-		if err != nil {
-			errs = append(errs, fmt.Errorf("track %s: %w", dirs[i], err))
+		if d.Subtree && t.coveredLocked(d, &above) {
 			continue
 		}
-		k, dir := keys[i], dirs[i]
-		if old, ok := t.byKey[k]; ok && old != dir {
-			t.delPathLocked(old)
+		keys = append(keys, k)
+		adds = append(adds, anchor{path: d.Path, tree: d.Subtree, mnt: d.MntID})
+	}
+	for i, err := range t.watchLocked(keys, adds) {
+		if err != nil {
+			errs = append(errs, fmt.Errorf("track %s: %w", adds[i].path, err))
+			continue
 		}
-		t.byKey[k] = dir
-		t.setPathLocked(dir, k)
+		k, a := keys[i], adds[i]
+		if old, ok := t.byKey[k]; ok && old.path != a.path {
+			t.delPathLocked(old.path)
+		}
+		t.byKey[k] = a
+		t.setPathLocked(a.path, k)
 	}
 	return errors.Join(errs...)
 }
 
-// watchLocked puts keys in the watched map, in one batch when the kernel
-// takes batches (5.6), and returns each key's error.
-func (t *Tracer) watchLocked(keys []dirwatchDwKey) []error {
+// treeAbove remembers the tree anchor found above one directory: the
+// directories of a batch mostly share their parent.
+type treeAbove struct {
+	dir, path string
+	a         anchor
+	ok, valid bool
+}
+
+// coveredLocked reports whether a tree anchor above d, on d's mount, is
+// near enough to cover d's subdirectories.
+func (t *Tracer) coveredLocked(d watch.Dir, above *treeAbove) bool {
+	if d.MntID == 0 {
+		return false // before 5.8 mounts cannot be told apart
+	}
+	parent := filepath.Dir(d.Path)
+	if !above.valid || above.dir != parent {
+		above.a, above.path, above.ok = t.treeAboveLocked(parent)
+		above.dir, above.valid = parent, true
+	}
+	if !above.ok || above.a.mnt != d.MntID {
+		return false
+	}
+	rel := strings.TrimPrefix(d.Path, above.path)
+	return strings.Count(rel, "/") <= coverDepth && len(rel) <= coverBytes
+}
+
+// treeAboveLocked returns the nearest tree anchor at dir or above it, and
+// its path.
+func (t *Tracer) treeAboveLocked(dir string) (anchor, string, bool) {
+	for p := dir; ; p = filepath.Dir(p) {
+		if k, ok := t.keyOfPathLocked(p); ok {
+			if a := t.byKey[k]; a.tree {
+				return a, p, true
+			}
+		}
+		if p == "/" || p == "." {
+			return anchor{}, "", false
+		}
+	}
+}
+
+// watchLocked puts keys in the watched map with the cover of as, in one
+// batch when the kernel takes batches (5.6), and returns each key's error.
+func (t *Tracer) watchLocked(keys []dirwatchDwKey, as []anchor) []error {
 	errs := make([]error, len(keys))
+	vals := make([]uint8, len(keys))
+	for i, a := range as {
+		vals[i] = watchDir
+		if a.tree {
+			vals[i] = watchTree
+		}
+	}
 	done := 0
 	if len(keys) > 1 {
-		vals := make([]uint8, len(keys))
-		for i := range vals {
-			vals[i] = 1
-		}
 		// On failure, count says how many went in; the rest go one by one.
 		done, _ = t.watched().BatchUpdate(keys, vals, &ebpf.BatchOptions{ElemFlags: uint64(ebpf.UpdateAny)})
 	}
 	for i := done; i < len(keys); i++ {
-		errs[i] = t.watched().Update(&keys[i], uint8(1), ebpf.UpdateAny)
+		errs[i] = t.watched().Update(&keys[i], vals[i], ebpf.UpdateAny)
 	}
 	return errs
 }
@@ -250,7 +328,7 @@ func (t *Tracer) delPathLocked(p string) {
 func (t *Tracer) forgetLocked(p string) {
 	k, _ := t.keyOfPathLocked(p)
 	t.delPathLocked(p)
-	if t.byKey[k] == p {
+	if t.byKey[k].path == p {
 		delete(t.byKey, k)
 		if t.rung == nil {
 			return
@@ -261,7 +339,7 @@ func (t *Tracer) forgetLocked(p string) {
 	}
 }
 
-// tracked returns the tracked paths, for tests and status.
+// tracked returns the anchors' paths, for tests.
 func (t *Tracer) tracked() map[string]bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()

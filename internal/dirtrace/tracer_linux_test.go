@@ -88,13 +88,6 @@ func runSteps(t *testing.T, tr *Tracer) {
 		t.Fatal(err)
 	}
 	defer unix.Close(rootFD)
-	// A kernel rung cannot name where a tree moved out to.
-	outTo := func(p string) string {
-		if tr.Hook() == HookTracepoint {
-			return p
-		}
-		return ""
-	}
 	created := func(p string) []watch.DirEvent { return []watch.DirEvent{{Op: watch.Created, Path: p}} }
 	moved := func(from, to string) watch.DirEvent { return watch.DirEvent{Op: watch.Moved, From: from, Path: to} }
 
@@ -111,7 +104,7 @@ func runSteps(t *testing.T, tr *Tracer) {
 		}},
 		{name: "rename within (renameat)", do: func() error { return os.Rename(j(root, "b"), j(root, "a", "b2")) }, want: []watch.DirEvent{moved(j(root, "b"), j(root, "a", "b2"))}},
 		{name: "rename in", do: func() error { return os.Rename(j(out, "x"), j(root, "x")) }, want: created(j(root, "x")), track: []string{j(root, "x")}},
-		{name: "rename out", do: func() error { return os.Rename(j(root, "x"), j(out, "x2")) }, want: []watch.DirEvent{{Op: watch.Removed, Path: j(root, "x"), To: outTo(j(out, "x2"))}}},
+		{name: "rename out", do: func() error { return os.Rename(j(root, "x"), j(out, "x2")) }, want: []watch.DirEvent{{Op: watch.Removed, Path: j(root, "x"), To: outTo(tr, j(out, "x2"))}}},
 		{name: "rename of a file", do: func() error {
 			if err := os.WriteFile(j(root, "f"), nil, 0o644); err != nil {
 				return err
@@ -140,17 +133,7 @@ func runSteps(t *testing.T, tr *Tracer) {
 		if err := s.do(); err != nil {
 			t.Fatalf("%s: %v", s.name, err)
 		}
-		for _, want := range s.want {
-			want.Source = "ebpf:" + string(tr.Hook())
-			select {
-			case got := <-tr.Events():
-				if got != want {
-					t.Fatalf("%s: got %+v, want %+v", s.name, got, want)
-				}
-			case <-time.After(5 * time.Second):
-				t.Fatalf("%s: no event after 5s, want %+v", s.name, want)
-			}
-		}
+		expect(t, tr, s.name, s.want...)
 		for _, d := range s.track {
 			track(t, tr, d)
 		}
@@ -159,6 +142,111 @@ func runSteps(t *testing.T, tr *Tracer) {
 	case got := <-tr.Events():
 		t.Errorf("unexpected event after the last step: %+v", got)
 	case <-time.After(200 * time.Millisecond):
+	}
+}
+
+// A tree anchor covers the directories below it without entries of their
+// own: the programs climb to it, and report where they are.
+func TestTreeRoot(t *testing.T) {
+	for _, h := range []Hook{HookFentry, HookKprobe, HookTracepoint} {
+		t.Run(string(h), func(t *testing.T) {
+			tr := openRoot(t, h)
+			testutil.Deadline(t, time.Minute, nil)
+			root := testutil.TempDir(t)
+			out := testutil.TempDir(t)
+			fd, err := unix.Open(root, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer unix.Close(fd)
+			var stx unix.Statx_t
+			if err := unix.Statx(fd, "", unix.AT_EMPTY_PATH, unix.STATX_INO|unix.STATX_MNT_ID, &stx); err != nil {
+				t.Fatal(err)
+			}
+			if err := tr.Track(watch.Dir{Fd: fd, Path: root, MntID: stx.Mnt_id, Subtree: true}); err != nil {
+				t.Fatal(err)
+			}
+			// Covered below the anchor: tracking them adds no entry.
+			if err := os.MkdirAll(filepath.Join(root, "a", "b"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			expect(t, tr, "mkdir -p a/b", created(filepath.Join(root, "a")), created(filepath.Join(root, "a", "b")))
+			bfd, err := unix.Open(filepath.Join(root, "a", "b"), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = tr.Track(watch.Dir{Fd: bfd, Path: filepath.Join(root, "a", "b"), MntID: stx.Mnt_id, Subtree: true})
+			unix.Close(bfd)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := slices.Sorted(maps.Keys(tr.tracked())); !slices.Equal(got, []string{root}) {
+				t.Errorf("anchors: got %v, want [%s]", got, root)
+			}
+
+			steps := []struct {
+				name string
+				do   func() error
+				want []watch.DirEvent
+			}{
+				{"mkdir three levels down", func() error { return os.Mkdir(filepath.Join(root, "a", "b", "c"), 0o755) },
+					[]watch.DirEvent{{Op: watch.Created, Path: filepath.Join(root, "a", "b", "c")}}},
+				{"rename of a subtree", func() error { return os.Rename(filepath.Join(root, "a"), filepath.Join(root, "z")) },
+					[]watch.DirEvent{{Op: watch.Moved, From: filepath.Join(root, "a"), Path: filepath.Join(root, "z")}}},
+				{"mkdir in the renamed subtree", func() error { return os.Mkdir(filepath.Join(root, "z", "b", "c", "d"), 0o755) },
+					[]watch.DirEvent{{Op: watch.Created, Path: filepath.Join(root, "z", "b", "c", "d")}}},
+				{"mkdirat relative to a covered directory", func() error {
+					dfd, err := unix.Open(filepath.Join(root, "z", "b"), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+					if err != nil {
+						return err
+					}
+					defer unix.Close(dfd)
+					return unix.Mkdirat(dfd, "f", 0o755)
+				}, []watch.DirEvent{{Op: watch.Created, Path: filepath.Join(root, "z", "b", "f")}}},
+				{"rename out", func() error { return os.Rename(filepath.Join(root, "z"), filepath.Join(out, "z")) },
+					[]watch.DirEvent{{Op: watch.Removed, Path: filepath.Join(root, "z"), To: outTo(tr, filepath.Join(out, "z"))}}},
+				{"mkdir in the tree moved out", func() error { return os.Mkdir(filepath.Join(out, "z", "b", "e"), 0o755) }, nil},
+				{"final mkdir", func() error { return os.Mkdir(filepath.Join(root, "end"), 0o755) },
+					[]watch.DirEvent{{Op: watch.Created, Path: filepath.Join(root, "end")}}},
+			}
+			for _, s := range steps {
+				if err := s.do(); err != nil {
+					t.Fatalf("%s: %v", s.name, err)
+				}
+				expect(t, tr, s.name, s.want...)
+			}
+			select {
+			case got := <-tr.Events():
+				t.Errorf("unexpected event after the last step: %+v", got)
+			case <-time.After(200 * time.Millisecond):
+			}
+		})
+	}
+}
+
+func created(p string) watch.DirEvent { return watch.DirEvent{Op: watch.Created, Path: p} }
+
+// outTo is where a kernel rung says a tree moved out went: it cannot.
+func outTo(tr *Tracer, p string) string {
+	if tr.Hook() == HookTracepoint {
+		return p
+	}
+	return ""
+}
+
+// expect reads the events step caused, in order.
+func expect(t *testing.T, tr *Tracer, step string, want ...watch.DirEvent) {
+	t.Helper()
+	for _, w := range want {
+		w.Source = "ebpf:" + string(tr.Hook())
+		select {
+		case got := <-tr.Events():
+			if got != w {
+				t.Fatalf("%s: got %+v, want %+v", step, got, w)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s: no event after 5s, want %+v", step, w)
+		}
 	}
 }
 

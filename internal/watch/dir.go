@@ -19,6 +19,10 @@ type Dir struct {
 	Dev   uint64 // st_dev
 	Ino   uint64
 	MntID uint64 // statx's mount id; 0 when the kernel reports none (before 5.8)
+	// Subtree says the walk covers the directories below this one too:
+	// each is marked and tracked in its turn. A source may then cover
+	// them all from here (dirtrace does).
+	Subtree bool
 }
 
 func (d Dir) key() devIno { return devIno{d.Dev, d.Ino} }

@@ -430,6 +430,7 @@ func (r *run) process(it item, buf []byte, kids []item) []item {
 
 	// Seen already: a bind mount or another path to the same directory.
 	// Mark and walk again only for what the first visit lacked.
+	d.Subtree = now.down != 0
 	if now.self != had.self {
 		// A failed mark still walks on: the subdirectories may take theirs.
 		if err := r.w.m.MarkDir(d, now.self); err != nil {
@@ -511,7 +512,7 @@ func (r *run) leaves(d Dir, down policy.Events, subs, kids []item) []item {
 			kids = append(kids, s)
 			continue
 		}
-		batch = append(batch, Dir{Fd: d.Fd, Name: s.path[s.name:], Path: s.path, Dev: d.Dev, Ino: s.ino, MntID: d.MntID})
+		batch = append(batch, Dir{Fd: d.Fd, Name: s.path[s.name:], Path: s.path, Dev: d.Dev, Ino: s.ino, MntID: d.MntID, Subtree: down != 0})
 	}
 	r.mu.Unlock()
 	if len(batch) == 0 {
