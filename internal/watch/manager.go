@@ -34,7 +34,7 @@ type Manager struct {
 	// While the first placement runs, the directories it marked, for the
 	// cross-check sources to track afterwards (in Run).
 	placing  bool
-	backlog  []Dir
+	backlog  []placed
 	backlogN int // directories in the backlog at the start of the pass
 	backlogT time.Time
 	settled  chan struct{} // closed once the backlog is worked through
@@ -80,6 +80,13 @@ func NewManager(mark, unmark Marker, srcs Sources, log hclog.Logger) *Manager {
 	return m
 }
 
+// placed is a directory the first placement marked, as the backlog of the
+// cross-check sources keeps it: its descriptor is closed by then.
+type placed struct {
+	path string
+	key  devIno
+}
+
 // trackingMarker marks a directory, then has the sources track it before
 // the walk lists it.
 type trackingMarker struct {
@@ -112,8 +119,7 @@ func (t trackingMarker) MarkDirs(ds []Dir, ev policy.Events, errs []error) {
 	placing := m.placing
 	if placing && len(m.srcs.CrossCheck) > 0 {
 		for _, d := range marked {
-			d.Fd, d.Name = -1, "" // closed by the time the backlog is worked through
-			m.backlog = append(m.backlog, d)
+			m.backlog = append(m.backlog, placed{d.Path, d.key()})
 		}
 	}
 	m.mu.Unlock()
@@ -172,11 +178,11 @@ func (m *Manager) crossCheck(n int) bool {
 	}
 	m.mu.Unlock()
 	for _, want := range batch {
-		fd, err := openDir(unix.AT_FDCWD, want.Path, unix.O_NOFOLLOW)
+		fd, err := openDir(unix.AT_FDCWD, want.path, unix.O_NOFOLLOW)
 		if err != nil {
 			continue
 		}
-		if d, _, err := statDir(fd, want.Path); err == nil && d.key() == want.key() && m.marked.marked(d.Path, d.key()) {
+		if d, _, err := statDir(fd, want.path); err == nil && d.key() == want.key && m.marked.marked(d.Path, d.key()) {
 			m.track(m.srcs.CrossCheck, d)
 		}
 		unix.Close(fd)
