@@ -258,10 +258,32 @@ func (t *Tracer) resolveLocked(pid uint32, dfd int32, p, base string, hasBase bo
 	}
 	p = filepath.Clean(p)
 	parent := filepath.Dir(p)
-	if real, err := filepath.EvalSymlinks(parent); err == nil {
+	if real, err := realDir(parent); err == nil {
 		parent = real
 	}
 	return filepath.Join(parent, filepath.Base(p)), true
+}
+
+// realDir returns the path of directory dir with its symlinks resolved,
+// as the kernel names what one walk of dir opened: most paths the syscall
+// rung reports are outside every watch and deep, and filepath.EvalSymlinks
+// would lstat each of their components.
+func realDir(dir string) (string, error) {
+	fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return "", err
+	}
+	defer unix.Close(fd)
+	real, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(fd))
+	if err != nil {
+		return "", err
+	}
+	// Removed since, or outside this process's root: the kernel says so
+	// in words, not in a path.
+	if !filepath.IsAbs(real) || strings.HasSuffix(real, " (deleted)") {
+		return filepath.EvalSymlinks(dir)
+	}
+	return real, nil
 }
 
 func isDir(p string) bool {
