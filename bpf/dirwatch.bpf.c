@@ -75,8 +75,32 @@ struct pending_rec {
 	char data[2 * DW_NAME_MAX];
 };
 
+/* The state of a climb from a directory to the watched one covering it. */
+struct climb {
+	__u64 dentry; /* the directory to look at next */
+	__u32 at;     /* where in the scratch data the chain goes */
+	__u32 len;    /* bytes of chain written */
+	struct dw_key key;
+	bool found;
+};
+
+/* The state of a scan of a path in the scratch data. */
+struct scan {
+	__u64 hash;  /* FNV-1a of the path up to the byte looked at */
+	__u32 at;    /* where the path is */
+	__u32 comp;  /* bytes of the component being read */
+	__u32 dots;  /* of which dots */
+	bool found;  /* a prefix is a tracked directory's path */
+	bool clean;  /* no "//", "." or ".." so far */
+	bool slash;  /* a slash was met */
+};
+
 /* A record is built here: too large for the stack. busy guards against a
- * preempted program on the same CPU (tracing programs run preemptible). */
+ * preempted program on the same CPU (tracing programs run preemptible).
+ * The bpf_loop callbacks keep their state here too, not in a context on
+ * the caller's stack: Debian's 6.1 ran the same object to other results
+ * with the prefix scan's state there (vmtest, TestLazyRoot), where 6.12
+ * and 6.18 did not. */
 struct scratch {
 	__u32 busy;
 	__u32 _pad;
@@ -84,6 +108,8 @@ struct scratch {
 	/* Slack past DW_DATA_SIZE: one read at a masked offset. */
 	char data[DW_DATA_SIZE + DW_PATH_MAX];
 	struct pending_rec rec; /* staged for the pending map */
+	struct climb climb;
+	struct scan scan;
 };
 
 struct {
@@ -133,6 +159,18 @@ struct {
 	__type(value, struct sys_args);
 } sys_pending SEC(".maps");
 
+/* Syscall rung: FNV-1a hashes of the tracked directories' paths. An
+ * absolute path none of whose prefixes is here is outside the watches
+ * unless a symlink leads in, which user space resolves; its record does
+ * not wake the reader (DW_F_LAZY). Waking a reader costs a writer on a
+ * virtual machine more than the rest of the program. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, __u8);
+} prefixes SEC(".maps");
+
 /* struct renamedata (vfs_rename's argument since 5.12) carries the parent
  * inodes old_dir and new_dir on 6.1 and 6.12; newer kernels (6.18 here,
  * vmlinux.h's layout) carry the parent dentries old_parent and new_parent. */
@@ -181,10 +219,11 @@ static __always_inline void put_scratch(struct scratch *s)
 static __always_inline void submit(struct scratch *s)
 {
 	__u64 n = (__u64)s->ev.name_len + s->ev.chain_len + s->ev.new_name_len + s->ev.new_chain_len;
+	__u64 flags = s->ev.flags & DW_F_LAZY ? BPF_RB_NO_WAKEUP : 0;
 
 	if (n > DW_DATA_SIZE)
 		n = DW_DATA_SIZE;
-	if (bpf_ringbuf_output(&events, &s->ev, sizeof(s->ev) + n, 0))
+	if (bpf_ringbuf_output(&events, &s->ev, sizeof(s->ev) + n, flags))
 		count_lost();
 }
 
@@ -202,25 +241,21 @@ static __always_inline bool is_dir(struct inode *inode)
 	return (BPF_CORE_READ(inode, i_mode) & S_IFMT) == S_IFDIR;
 }
 
-/* The state of a climb from a directory to the watched one covering it. */
-struct climb {
-	__u64 dentry; /* the directory to look at next */
-	__u32 at;     /* where in the scratch data the chain goes */
-	__u32 len;    /* bytes of chain written */
-	struct dw_key key;
-	bool found;
-};
-
-static long climb_step(__u64 i, struct climb *c)
+static long climb_step(__u64 i, void *unused)
 {
-	struct dentry *d = (struct dentry *)c->dentry;
-	struct dentry *parent;
+	struct dentry *d, *parent;
 	struct scratch *s;
+	struct climb *c;
 	struct dw_key k;
 	__u32 zero = 0;
 	__u8 *mode;
 	long n;
 
+	s = bpf_map_lookup_elem(&scratch, &zero);
+	if (!s)
+		return 1;
+	c = &s->climb;
+	d = (struct dentry *)c->dentry;
 	key_of(BPF_CORE_READ(d, d_inode), &k);
 	mode = bpf_map_lookup_elem(&watched, &k);
 	if (mode && (i == 0 || *mode == DW_WATCH_TREE)) {
@@ -231,9 +266,6 @@ static long climb_step(__u64 i, struct climb *c)
 	parent = BPF_CORE_READ(d, d_parent);
 	if (!parent || parent == d || c->len > DW_CHAIN_MAX - DW_NAME_MAX)
 		return 1; /* the top of the filesystem, or too long a chain */
-	s = bpf_map_lookup_elem(&scratch, &zero);
-	if (!s)
-		return 1;
 	n = bpf_probe_read_kernel_str(&s->data[(c->at + c->len) & (DW_DATA_SIZE - 1)], DW_NAME_MAX,
 				      BPF_CORE_READ(d, d_name.name));
 	if (n <= 0)
@@ -243,21 +275,23 @@ static long climb_step(__u64 i, struct climb *c)
 	return 0;
 }
 
-/* chain writes dir's chain (dirwatch.h) at data + at in the scratch of
- * this CPU and returns its length, or -1 when no watched directory covers
+/* chain writes dir's chain (dirwatch.h) at data + at in s, this CPU's
+ * scratch, and returns its length, or -1 when no watched directory covers
  * dir within DW_DEPTH_MAX levels. bpf_loop (5.17) keeps the climb from
  * multiplying the verifier's states. */
-static __always_inline long chain(struct dentry *dir, __u32 at, struct dw_key *k)
+static __always_inline long chain(struct scratch *s, struct dentry *dir, __u32 at, struct dw_key *k)
 {
-	struct climb c = {.dentry = (__u64)dir, .at = at};
-
 	if (!dir)
 		return -1;
-	bpf_loop(DW_DEPTH_MAX, climb_step, &c, 0);
-	if (!c.found)
+	s->climb.dentry = (__u64)dir;
+	s->climb.at = at;
+	s->climb.len = 0;
+	s->climb.found = false;
+	bpf_loop(DW_DEPTH_MAX, climb_step, NULL, 0);
+	if (!s->climb.found)
 		return -1;
-	*k = c.key;
-	return c.len;
+	*k = s->climb.key;
+	return s->climb.len;
 }
 
 /* mkdir_event fills s for a directory made in parent under the name at
@@ -271,7 +305,7 @@ static __always_inline bool mkdir_event(struct scratch *s, struct dentry *parent
 	n = bpf_probe_read_kernel_str(s->data, DW_NAME_MAX, name);
 	if (n <= 0)
 		return false;
-	c = chain(parent, n, &k);
+	c = chain(s, parent, n, &k);
 	if (c < 0)
 		return false;
 	s->ev.op = DW_OP_MKDIR;
@@ -294,7 +328,7 @@ static __always_inline bool rename_event(struct scratch *s, struct pending_rec *
 	n = bpf_probe_read_kernel_str(s->data, DW_NAME_MAX, r->data);
 	if (n <= 0)
 		return false;
-	c = chain((struct dentry *)r->dir, n, &k);
+	c = chain(s, (struct dentry *)r->dir, n, &k);
 	if (c >= 0) {
 		f |= DW_F_WATCHED;
 		s->ev.dev = k.dev;
@@ -306,7 +340,7 @@ static __always_inline bool rename_event(struct scratch *s, struct pending_rec *
 	m = bpf_probe_read_kernel_str(&s->data[at], DW_NAME_MAX, r->data + DW_NAME_MAX);
 	if (m <= 0)
 		return false;
-	d = chain((struct dentry *)r->new_dir, at + m, &k);
+	d = chain(s, (struct dentry *)r->new_dir, at + m, &k);
 	if (d >= 0) {
 		f |= DW_F_NEW_WATCHED;
 		s->ev.new_dev = k.dev;
@@ -593,38 +627,97 @@ static __always_inline struct dentry *dfd_dentry(int dfd)
 	return BPF_CORE_READ(f, f_path.dentry);
 }
 
-struct slash_scan {
-	const char *path;
-	bool slash;
-};
+#define FNV_OFFSET 14695981039346656037ULL
+#define FNV_PRIME 1099511628211ULL
 
-static long find_slash(__u64 i, struct slash_scan *c)
+static long prefix_step(__u64 i, void *unused)
 {
+	struct scratch *s;
+	__u32 zero = 0;
+	struct scan *c;
 	char ch;
 
-	if (i >= DW_NAME_MAX)
+	s = bpf_map_lookup_elem(&scratch, &zero);
+	if (!s || i >= DW_PATH_MAX)
 		return 1;
-	ch = c->path[i];
+	c = &s->scan;
+	ch = s->data[(c->at + i) & (DW_DATA_SIZE - 1)];
+	if (ch == '/' || ch == 0) {
+		if (i > 0) {
+			if (c->comp == 0 || (c->comp == c->dots && c->dots <= 2)) {
+				c->clean = false;
+				return 1;
+			}
+			if (bpf_map_lookup_elem(&prefixes, &c->hash)) {
+				c->found = true;
+				return 1;
+			}
+		}
+		if (ch == 0)
+			return 1;
+		c->comp = 0;
+		c->dots = 0;
+	} else {
+		c->comp++;
+		if (ch == '.')
+			c->dots++;
+	}
+	c->hash = (c->hash ^ (__u8)ch) * FNV_PRIME;
+	return 0;
+}
+
+/* outside reports whether the absolute path at data + at in s (len bytes
+ * with its NUL) is clean and under no tracked directory's path, "/"
+ * included. */
+static __always_inline bool outside(struct scratch *s, __u32 at, __u32 len)
+{
+	__u64 root = (FNV_OFFSET ^ '/') * FNV_PRIME;
+
+	if (len < 2 || len > DW_PATH_MAX || s->data[at & (DW_DATA_SIZE - 1)] != '/')
+		return false;
+	if (bpf_map_lookup_elem(&prefixes, &root))
+		return false;
+	s->scan.hash = FNV_OFFSET;
+	s->scan.at = at;
+	s->scan.comp = 0;
+	s->scan.dots = 0;
+	s->scan.found = false;
+	s->scan.clean = true;
+	bpf_loop(len, prefix_step, NULL, 0);
+	return s->scan.clean && !s->scan.found;
+}
+
+static long find_slash(__u64 i, void *unused)
+{
+	struct scratch *s;
+	__u32 zero = 0;
+	char ch;
+
+	s = bpf_map_lookup_elem(&scratch, &zero);
+	if (!s || i >= DW_NAME_MAX)
+		return 1;
+	ch = s->data[(s->scan.at + i) & (DW_DATA_SIZE - 1)];
 	if (ch == 0)
 		return 1;
 	if (ch == '/') {
-		c->slash = true;
+		s->scan.slash = true;
 		return 1;
 	}
 	return 0;
 }
 
-/* single reports whether path (len bytes with its NUL) is one relative
- * component: then the entry lives right in its base directory. bpf_loop
- * (5.17) keeps the scan from multiplying the verifier's states. */
-static __always_inline bool single(const char *path, __u32 len)
+/* single reports whether the path at data + at in s (len bytes with its
+ * NUL) is one relative component: then the entry lives right in its base
+ * directory. bpf_loop (5.17) keeps the scan from multiplying the
+ * verifier's states. */
+static __always_inline bool single(struct scratch *s, __u32 at, __u32 len)
 {
-	struct slash_scan c = {.path = path};
-
-	if (len < 2 || len > DW_NAME_MAX || path[0] == '/')
+	if (len < 2 || len > DW_NAME_MAX || s->data[at & (DW_DATA_SIZE - 1)] == '/')
 		return false;
-	bpf_loop(len, find_slash, &c, 0);
-	return !c.slash;
+	s->scan.at = at;
+	s->scan.slash = false;
+	bpf_loop(len, find_slash, NULL, 0);
+	return !s->scan.slash;
 }
 
 /* side is one path argument of a system call, in the scratch data. */
@@ -653,14 +746,14 @@ static __always_inline __u32 base(struct scratch *s, struct side p, __u32 *dev, 
 	if (!dir)
 		return 0;
 	*flags |= fbase;
-	c = chain(dir, p.at + p.len, &k);
+	c = chain(s, dir, p.at + p.len, &k);
 	if (c >= 0) {
 		*dev = k.dev;
 		*ino = k.ino;
 		*flags |= fwatched;
 		return c;
 	}
-	*skip = single(path, p.len);
+	*skip = single(s, p.at, p.len);
 	return 0;
 }
 
@@ -684,7 +777,7 @@ static __always_inline int sys_exit(long ret)
 	struct side old = {}, new = {};
 	struct sys_args a;
 	struct scratch *s;
-	bool skip, new_skip;
+	bool skip, new_skip, lazy;
 	__u32 flags;
 
 	if (!p)
@@ -705,6 +798,7 @@ static __always_inline int sys_exit(long ret)
 	old.len = read_path(s, 0, a.name);
 	s->ev.name_len = old.len;
 	s->ev.chain_len = base(s, old, &s->ev.dev, &s->ev.ino, &flags, DW_F_BASE, DW_F_WATCHED, &skip);
+	lazy = outside(s, 0, old.len);
 
 	if (a.op == DW_OP_RENAME) {
 		new.dfd = a.new_dfd;
@@ -714,7 +808,10 @@ static __always_inline int sys_exit(long ret)
 		s->ev.new_chain_len = base(s, new, &s->ev.new_dev, &s->ev.new_ino, &flags, DW_F_NEW_BASE,
 					   DW_F_NEW_WATCHED, &new_skip);
 		skip = skip && new_skip;
+		lazy = lazy && outside(s, new.at, new.len);
 	}
+	if (lazy)
+		flags |= DW_F_LAZY;
 	s->ev.flags = flags;
 	if (!skip)
 		submit(s);

@@ -53,6 +53,11 @@ enum dw_flags {
 	 * is the covering one. */
 	DW_F_WATCHED = 1 << 6,
 	DW_F_NEW_WATCHED = 1 << 7,
+	/* Syscall rung: nothing says the record is in a watch (an absolute,
+	 * clean path under no tracked directory's path), so it was written
+	 * without waking the reader, which takes it with the next record or
+	 * within its poll interval. */
+	DW_F_LAZY = 1 << 8,
 };
 
 /* A directory the kernel side reports on: the key of the watched map. */

@@ -50,6 +50,7 @@ const (
 	dirwatchDwFlagsDW_F_NEW_BASE    dirwatchDwFlags = 32
 	dirwatchDwFlagsDW_F_WATCHED     dirwatchDwFlags = 64
 	dirwatchDwFlagsDW_F_NEW_WATCHED dirwatchDwFlags = 128
+	dirwatchDwFlagsDW_F_LAZY        dirwatchDwFlags = 256
 )
 
 type dirwatchDwKey struct {
@@ -75,12 +76,32 @@ type dirwatchPendingRec struct {
 }
 
 type dirwatchScratch struct {
-	_    structs.HostLayout
-	Busy uint32
-	Pad  uint32
-	Ev   dirwatchDwEvent
-	Data [20480]int8
-	Rec  dirwatchPendingRec
+	_     structs.HostLayout
+	Busy  uint32
+	Pad   uint32
+	Ev    dirwatchDwEvent
+	Data  [20480]int8
+	Rec   dirwatchPendingRec
+	Climb struct {
+		_      structs.HostLayout
+		Dentry uint64
+		At     uint32
+		Len    uint32
+		Key    dirwatchDwKey
+		Found  bool
+		_      [7]byte
+	}
+	Scan struct {
+		_     structs.HostLayout
+		Hash  uint64
+		At    uint32
+		Comp  uint32
+		Dots  uint32
+		Found bool
+		Clean bool
+		Slash bool
+		_     [1]byte
+	}
 }
 
 type dirwatchSysArgs struct {
@@ -101,6 +122,7 @@ const (
 	dirwatchMapEvents              = "events"
 	dirwatchMapLost                = "lost"
 	dirwatchMapPending             = "pending"
+	dirwatchMapPrefixes            = "prefixes"
 	dirwatchMapScratch             = "scratch"
 	dirwatchMapSysPending          = "sys_pending"
 	dirwatchMapWatched             = "watched"
@@ -193,6 +215,7 @@ type dirwatchMapSpecs struct {
 	Events     *ebpf.MapSpec `ebpf:"events"`
 	Lost       *ebpf.MapSpec `ebpf:"lost"`
 	Pending    *ebpf.MapSpec `ebpf:"pending"`
+	Prefixes   *ebpf.MapSpec `ebpf:"prefixes"`
 	Scratch    *ebpf.MapSpec `ebpf:"scratch"`
 	SysPending *ebpf.MapSpec `ebpf:"sys_pending"`
 	Watched    *ebpf.MapSpec `ebpf:"watched"`
@@ -229,6 +252,7 @@ type dirwatchMaps struct {
 	Events     *ebpf.Map `ebpf:"events"`
 	Lost       *ebpf.Map `ebpf:"lost"`
 	Pending    *ebpf.Map `ebpf:"pending"`
+	Prefixes   *ebpf.Map `ebpf:"prefixes"`
 	Scratch    *ebpf.Map `ebpf:"scratch"`
 	SysPending *ebpf.Map `ebpf:"sys_pending"`
 	Watched    *ebpf.Map `ebpf:"watched"`
@@ -240,6 +264,7 @@ func (m *dirwatchMaps) Close() error {
 		m.Events,
 		m.Lost,
 		m.Pending,
+		m.Prefixes,
 		m.Scratch,
 		m.SysPending,
 		m.Watched,

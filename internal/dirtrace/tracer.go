@@ -3,6 +3,7 @@ package dirtrace
 import (
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"os"
 	"path/filepath"
 	"strings"
@@ -42,7 +43,9 @@ type Tracer struct {
 	// path is found through its parent, and a subtree in its own size,
 	// not the number of anchors.
 	children map[string]map[string]dirwatchDwKey
-	sbDev    map[uint64]uint32 // mount id -> superblock device
+	sbDev    map[uint64]uint32           // mount id -> superblock device
+	prefixN  map[uint64]int              // anchors by the FNV-1a hash of their path
+	observe  atomic.Pointer[func(event)] // tests: sees each record first
 }
 
 // anchor is a directory in the watched map. It covers its own entries,
@@ -124,6 +127,7 @@ func newTracer(h Hook, r *rung, log hclog.Logger) *Tracer {
 		done:     make(chan struct{}),
 		byKey:    make(map[dirwatchDwKey]anchor),
 		children: make(map[string]map[string]dirwatchDwKey),
+		prefixN:  make(map[uint64]int),
 	}
 }
 
@@ -312,16 +316,54 @@ func (t *Tracer) setPathLocked(p string, k dirwatchDwKey) {
 		kids = make(map[string]dirwatchDwKey)
 		t.children[parent] = kids
 	}
+	if _, had := kids[p]; !had {
+		t.prefixLocked(p, 1)
+	}
 	kids[p] = k
 }
 
 func (t *Tracer) delPathLocked(p string) {
 	parent := filepath.Dir(p)
 	if kids := t.children[parent]; kids != nil {
+		if _, had := kids[p]; had {
+			t.prefixLocked(p, -1)
+		}
 		delete(kids, p)
 		if len(kids) == 0 {
 			delete(t.children, parent)
 		}
+	}
+}
+
+// prefixLocked counts one more (delta 1) or one fewer (-1) anchor at path
+// p in the syscall rung's prefixes map, which holds each path's hash while
+// some anchor has it. Should the map be full, "/" goes in: every record
+// then wakes the reader, as when nothing is known.
+func (t *Tracer) prefixLocked(p string, delta int) {
+	if t.rung == nil || t.hook != HookTracepoint {
+		return
+	}
+	h := fnv.New64a()
+	h.Write([]byte(p))
+	sum := h.Sum64()
+	n := t.prefixN[sum] + delta
+	switch {
+	case n == 1 && delta == 1:
+		if err := t.rung.coll.Maps[dirwatchMapPrefixes].Update(sum, uint8(1), ebpf.UpdateAny); err != nil {
+			t.log.Warn("prefix map: every record wakes the reader", "dir", p, "error", err)
+			if p != "/" {
+				t.prefixLocked("/", 1)
+			}
+		}
+	case n == 0:
+		if err := t.rung.coll.Maps[dirwatchMapPrefixes].Delete(sum); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			t.log.Warn("prefix map", "dir", p, "error", err)
+		}
+	}
+	if n == 0 {
+		delete(t.prefixN, sum)
+	} else {
+		t.prefixN[sum] = n
 	}
 }
 
@@ -390,6 +432,9 @@ func (t *Tracer) read() {
 			if err != nil {
 				t.log.Warn("parse record", "error", err)
 				break
+			}
+			if f := t.observe.Load(); f != nil {
+				(*f)(ev)
 			}
 			for _, d := range t.convert(ev) {
 				if !t.send(d) {

@@ -2,11 +2,13 @@ package dirtrace
 
 import (
 	"errors"
+	"fmt"
 	"maps"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -223,6 +225,68 @@ func TestTreeRoot(t *testing.T) {
 		})
 	}
 }
+
+// The syscall rung writes records that no tracked path leads to without
+// waking the reader, and still delivers them; the others wake it.
+func TestLazyRoot(t *testing.T) {
+	testutil.SkipUnlessRoot(t)
+	tr, err := Open(HookTracepoint, testLogger(t))
+	if err != nil {
+		t.Fatalf("Open(tracepoint): %v", err)
+	}
+	t.Cleanup(func() { tr.Close() })
+	var mu sync.Mutex
+	lazy := make(map[string]bool) // by the operation and its first path
+	observe := func(e event) {
+		mu.Lock()
+		lazy[fmt.Sprint(e.Op, " ", e.name)] = e.has(dirwatchDwFlagsDW_F_LAZY)
+		mu.Unlock()
+	}
+	tr.observe.Store(&observe)
+	testutil.Deadline(t, time.Minute, nil)
+	root := testutil.TempDir(t)
+	out := testutil.TempDir(t)
+	track(t, tr, root)
+	seen := func(p string) (bool, bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		l, ok := lazy[p]
+		return l, ok
+	}
+	check := func(p string, want bool) {
+		t.Helper()
+		// A lazy record comes with the reader's next poll.
+		deadline := time.Now().Add(5 * lostCheck)
+		got, ok := seen(p)
+		for ; !ok && time.Now().Before(deadline); got, ok = seen(p) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if !ok {
+			t.Errorf("%s: no record", p)
+		} else if got != want {
+			t.Errorf("%s: lazy %v, want %v", p, got, want)
+		}
+	}
+	inside, outside, dotted := filepath.Join(root, "a"), filepath.Join(out, "x"), root+"/./b"
+	for _, p := range []string{inside, outside, dotted} {
+		if err := sysMkdirat(unix.AT_FDCWD, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	moved := filepath.Join(root, "x")
+	if err := unix.Renameat(unix.AT_FDCWD, outside, unix.AT_FDCWD, moved); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, tr, "mkdir and rename", created(inside), created(filepath.Join(root, "b")), created(moved))
+	mkdir, rename := fmt.Sprint(dirwatchDwOpDW_OP_MKDIR, " "), fmt.Sprint(dirwatchDwOpDW_OP_RENAME, " ")
+	check(mkdir+inside, false)
+	check(mkdir+outside, true)
+	check(mkdir+dotted, false)   // not clean: only user space can tell
+	check(rename+outside, false) // its new side is in the watch
+}
+
+// sysMkdirat is mkdirat(2) with the path as given: os.Mkdir cleans it.
+func sysMkdirat(dfd int, p string) error { return unix.Mkdirat(dfd, p, 0o755) }
 
 func created(p string) watch.DirEvent { return watch.DirEvent{Op: watch.Created, Path: p} }
 
