@@ -40,6 +40,7 @@ var sections = []section{
 	engineBodySection,
 	clamdSection,
 	outsideSection,
+	mkdirSection,
 }
 
 func main() {
