@@ -34,7 +34,7 @@ type Manager struct {
 	// While the first placement runs, the directories it marked, for the
 	// cross-check sources to track afterwards (in Run).
 	placing  bool
-	backlog  []placed
+	backlog  backlog
 	backlogN int // directories in the backlog at the start of the pass
 	backlogT time.Time
 	settled  chan struct{} // closed once the backlog is worked through
@@ -87,6 +87,45 @@ type placed struct {
 	key  devIno
 }
 
+// backlog is a stack of placed directories in chunks: it grows with every
+// directory of the first placement, on its hot path, and a slice would
+// copy itself over and over.
+type backlog struct {
+	chunks [][]placed
+	n      int
+}
+
+const backlogChunk = 4096
+
+func (b *backlog) push(p placed) {
+	if len(b.chunks) == 0 || len(b.chunks[len(b.chunks)-1]) == backlogChunk {
+		b.chunks = append(b.chunks, make([]placed, 0, backlogChunk))
+	}
+	last := len(b.chunks) - 1
+	b.chunks[last] = append(b.chunks[last], p)
+	b.n++
+}
+
+// pop takes up to n directories off the top; the slice is the caller's.
+func (b *backlog) pop(n int) []placed {
+	if b.n == 0 {
+		return nil
+	}
+	last := len(b.chunks) - 1
+	c := b.chunks[last]
+	out := slices.Clone(c[max(len(c)-n, 0):]) // a push may reuse the room
+	if len(out) == len(c) {
+		b.chunks[last] = nil
+		b.chunks = b.chunks[:last]
+	} else {
+		b.chunks[last] = c[:len(c)-len(out)]
+	}
+	b.n -= len(out)
+	return out
+}
+
+func (b *backlog) len() int { return b.n }
+
 // trackingMarker marks a directory, then has the sources track it before
 // the walk lists it.
 type trackingMarker struct {
@@ -119,7 +158,7 @@ func (t trackingMarker) MarkDirs(ds []Dir, ev policy.Events, errs []error) {
 	placing := m.placing
 	if placing && len(m.srcs.CrossCheck) > 0 {
 		for _, d := range marked {
-			m.backlog = append(m.backlog, placed{d.Path, d.key()})
+			m.backlog.push(placed{d.Path, d.key()})
 		}
 	}
 	m.mu.Unlock()
@@ -150,7 +189,7 @@ func (m *Manager) Place(ctx context.Context, roots []Root) (Stats, error) {
 	m.mu.Lock()
 	if first {
 		m.placing = false
-		m.backlogN, m.backlogT = len(m.backlog), time.Now()
+		m.backlogN, m.backlogT = m.backlog.len(), time.Now()
 		if m.backlogN == 0 {
 			close(m.settled)
 		}
@@ -170,12 +209,8 @@ const crossCheckBatch = 64
 // removed since is the primary sources' and the events' business.
 func (m *Manager) crossCheck(n int) bool {
 	m.mu.Lock()
-	batch := m.backlog[max(len(m.backlog)-n, 0):]
-	m.backlog = m.backlog[:len(m.backlog)-len(batch)]
-	left := len(m.backlog) > 0
-	if !left {
-		m.backlog = nil
-	}
+	batch := m.backlog.pop(n)
+	left := m.backlog.len() > 0
 	m.mu.Unlock()
 	for _, want := range batch {
 		fd, err := openDir(unix.AT_FDCWD, want.path, unix.O_NOFOLLOW)
@@ -212,7 +247,7 @@ type ManagerStats struct {
 // Stats returns the manager's counters.
 func (m *Manager) Stats() ManagerStats {
 	m.mu.Lock()
-	backlog := len(m.backlog)
+	backlog := m.backlog.len()
 	m.mu.Unlock()
 	return ManagerStats{Events: m.events.Load(), Resyncs: m.resyncs.Load(), TrackErrors: m.trackErrs.Load(), Busy: m.busy.Load(), Backlog: backlog}
 }
