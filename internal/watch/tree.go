@@ -29,13 +29,25 @@ func components(p string) []string {
 	return strings.Split(p, "/")
 }
 
+// first splits the first component off a path relative to the root:
+// "a/b/c" gives "a" and "b/c". set and marked, on the walk's hot path,
+// go through paths with it instead of allocating their components.
+func first(rel string) (name, rest string) {
+	if i := strings.IndexByte(rel, '/'); i >= 0 {
+		return rel[:i], rel[i+1:]
+	}
+	return rel, ""
+}
+
 // set records path as marked with key; it reports whether it was not
 // marked with that key already.
 func (t *tree) set(path string, key devIno) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	n := &t.root
-	for _, c := range components(path) {
+	for rel := strings.TrimPrefix(path, "/"); rel != ""; {
+		var c string
+		c, rel = first(rel)
 		next := n.children[c]
 		if next == nil {
 			if n.children == nil {
@@ -61,7 +73,9 @@ func (t *tree) marked(path string, key devIno) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	n := &t.root
-	for _, c := range components(path) {
+	for rel := strings.TrimPrefix(path, "/"); rel != ""; {
+		var c string
+		c, rel = first(rel)
 		if n = n.children[c]; n == nil {
 			return false
 		}

@@ -1,0 +1,51 @@
+package watch
+
+import "testing"
+
+func TestTree(t *testing.T) {
+	var tr tree
+	k := func(ino uint64) devIno { return devIno{dev: 1, ino: ino} }
+	for i, p := range []string{"/", "/a", "/a/b", "/a/b/c", "/ab", "/x/y"} {
+		if !tr.set(p, k(uint64(i+1))) {
+			t.Errorf("set(%s): got false, want true (new)", p)
+		}
+	}
+	if tr.set("/a/b", k(3)) {
+		t.Error("set(/a/b) again with its key: got true, want false")
+	}
+	if !tr.set("/a/b", k(30)) {
+		t.Error("set(/a/b) with another key: got false, want true")
+	}
+	if got := tr.len(); got != 6 {
+		t.Errorf("len = %d, want 6", got)
+	}
+	for _, tt := range []struct {
+		p    string
+		k    devIno
+		want bool
+	}{
+		{"/", k(1), true},
+		{"/a/b", k(30), true},
+		{"/a/b", k(3), false},
+		{"/a/b/c", k(4), true},
+		{"/x", k(0), false}, // a component on the way, not marked
+		{"/x/y", k(6), true},
+		{"/nope", k(1), false},
+	} {
+		if got := tr.marked(tt.p, tt.k); got != tt.want {
+			t.Errorf("marked(%s, %v) = %v, want %v", tt.p, tt.k, got, tt.want)
+		}
+	}
+	if got := tr.remove("/a"); got != 3 {
+		t.Errorf("remove(/a) = %d, want 3 (/a, /a/b, /a/b/c)", got)
+	}
+	if tr.marked("/a/b/c", k(4)) || !tr.marked("/ab", k(5)) {
+		t.Error("after remove(/a): /a/b/c still marked, or /ab gone")
+	}
+	if got := tr.remove("/"); got != 3 {
+		t.Errorf("remove(/) = %d, want 3 (/, /ab, /x/y)", got)
+	}
+	if got := tr.len(); got != 0 {
+		t.Errorf("len after remove(/) = %d, want 0", got)
+	}
+}
