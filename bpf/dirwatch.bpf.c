@@ -40,9 +40,12 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
  * instead of int. */
 volatile const __u8 mkdir_returns_dentry = 0;
 
+/* The anchors (see above): a few per watch as a rule, so the map is not
+ * preallocated; only user space updates it. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 131072);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct dw_key);
 	__type(value, __u8);
 } watched SEC(".maps");
@@ -167,6 +170,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 65536);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, __u64);
 	__type(value, __u8);
 } prefixes SEC(".maps");
