@@ -191,6 +191,29 @@ func (d *daemonProc) waitLog(t *testing.T, s string) {
 	t.Fatalf("daemon log lacks %q after 10s", s)
 }
 
+// waitLogLine waits up to 10s for a line of the daemon's log holding
+// every one of parts.
+func (d *daemonProc) waitLogLine(t *testing.T, parts ...string) {
+	t.Helper()
+	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		for line := range strings.Lines(d.log()) {
+			if containsAll(line, parts) {
+				return
+			}
+		}
+	}
+	t.Fatalf("daemon log has no line with all of %q after 10s", parts)
+}
+
+func containsAll(s string, parts []string) bool {
+	for _, p := range parts {
+		if !strings.Contains(s, p) {
+			return false
+		}
+	}
+	return true
+}
+
 func (d *daemonProc) stop(t *testing.T) {
 	d.cmd.Process.Signal(syscall.SIGTERM)
 	select {

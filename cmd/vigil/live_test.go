@@ -8,6 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
+	"github.com/vigilsec/vigil/internal/dirtrace"
 	"github.com/vigilsec/vigil/internal/scan/clamav"
 	"github.com/vigilsec/vigil/internal/testutil"
 )
@@ -133,6 +136,96 @@ func testLiveWatchpoints(t *testing.T, hook string) {
 		waitDirs(t, d, dirs)
 		wantContent(t, filepath.Join(sub, "eicar"), clamav.EICAR)
 	})
+}
+
+// A tree deeper than one eBPF anchor covers (32 levels) is followed at any
+// depth, on every rung: a directory made by name at the bottom, a chain made below it, and
+// the same after a rename high up, which moves the deeper anchor's path.
+// Each is seen in the log as reported by the eBPF tracer, not only by
+// inotify beside it.
+func TestDeepTree(t *testing.T) {
+	if !ebpfHere(t) {
+		t.Skip("no eBPF hook here: inotify alone is tested elsewhere")
+	}
+	root := testutil.TempDir(t)
+	// Deeper than the programs climb (64 levels): only the anchors the
+	// tracer places every 32 levels let them reach a covering directory.
+	bottom := root
+	for i := range 70 {
+		bottom = filepath.Join(bottom, fmt.Sprintf("d%d", i))
+	}
+	if err := os.MkdirAll(bottom, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	d := startDaemonWith(t, fmt.Sprintf("watch %q {}\n", root), "", "", "--log-level", "trace")
+	dirs := 71
+	waitDirs(t, d, dirs)
+	fromEBPF := func(t *testing.T, dir string) {
+		t.Helper()
+		d.waitLogLine(t, "directory event", "dir="+dir+" ", "source=ebpf:")
+	}
+	// mkdirat by name relative to the bottom, as most tools do.
+	mkdirAt := func(t *testing.T, parent, name string) string {
+		t.Helper()
+		fd, err := unix.Open(parent, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer unix.Close(fd)
+		if err := unix.Mkdirat(fd, name, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		dirs++
+		waitDirs(t, d, dirs)
+		return filepath.Join(parent, name)
+	}
+
+	t.Run("mkdirat at the bottom", func(t *testing.T) {
+		dir := mkdirAt(t, bottom, "new")
+		fromEBPF(t, dir)
+		writeFile(t, filepath.Join(dir, "eicar"), clamav.EICAR)
+		wantDenied(t, filepath.Join(dir, "eicar"))
+	})
+	t.Run("mkdir -p of 40 more levels", func(t *testing.T) {
+		deeper := bottom
+		for i := range 40 {
+			deeper = filepath.Join(deeper, fmt.Sprintf("e%d", i))
+		}
+		if err := os.MkdirAll(deeper, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		dirs += 40
+		waitDirs(t, d, dirs)
+		fromEBPF(t, deeper)
+		writeFile(t, filepath.Join(deeper, "eicar"), clamav.EICAR)
+		wantDenied(t, filepath.Join(deeper, "eicar"))
+	})
+	t.Run("renamed high up, then mkdirat at the bottom", func(t *testing.T) {
+		from := filepath.Join(root, "d0", "d1", "d2")
+		to := filepath.Join(root, "d0", "d1", "moved")
+		if err := os.Rename(from, to); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond) // let the rename be handled
+		waitDirs(t, d, dirs)
+		newBottom := filepath.Join(to, strings.TrimPrefix(bottom, from+"/"))
+		dir := mkdirAt(t, newBottom, "after")
+		fromEBPF(t, dir)
+		writeFile(t, filepath.Join(dir, "eicar"), clamav.EICAR)
+		wantDenied(t, filepath.Join(dir, "eicar"))
+	})
+}
+
+// ebpfHere reports whether some rung of the eBPF hook ladder works here.
+func ebpfHere(t *testing.T) bool {
+	t.Helper()
+	testutil.SkipUnlessRoot(t)
+	for _, p := range dirtrace.Probe() {
+		if p.Err == nil {
+			return true
+		}
+	}
+	return false
 }
 
 // A watch whose directory does not exist at start is placed when it
