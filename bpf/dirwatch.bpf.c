@@ -19,7 +19,8 @@
  * The first two rungs see the parent dentries and filter in the kernel; the
  * syscall rung sees only paths, reports successful calls and leaves the
  * filtering to Go, except where a single-component name lets it check its
- * base directory here.
+ * base directory here; a record that no watch can be in, by its path, is
+ * written without waking the reader (the prefixes map).
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
