@@ -193,12 +193,13 @@ func (t *Tracer) Track(ds ...watch.Dir) error {
 	return errors.Join(errs...)
 }
 
-// treeAbove remembers the tree anchor found above one directory: the
-// directories of a batch mostly share their parent.
+// treeAbove remembers the tree anchor found above one directory (dir, ""
+// before the first look): the directories of a batch mostly share their
+// parent.
 type treeAbove struct {
 	dir, path string
 	a         anchor
-	ok, valid bool
+	ok        bool
 }
 
 // coveredLocked reports whether a tree anchor above d, on d's mount, is
@@ -208,9 +209,9 @@ func (t *Tracer) coveredLocked(d watch.Dir, above *treeAbove) bool {
 		return false // before 5.8 mounts cannot be told apart
 	}
 	parent := filepath.Dir(d.Path)
-	if !above.valid || above.dir != parent {
+	if above.dir != parent {
 		above.a, above.path, above.ok = t.treeAboveLocked(parent)
-		above.dir, above.valid = parent, true
+		above.dir = parent
 	}
 	if !above.ok || above.a.mnt != d.MntID {
 		return false
