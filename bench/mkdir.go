@@ -18,9 +18,9 @@ var mkdirSection = section{
 	run:   runMkdir,
 }
 
-// mkdirDepth is how deep below the top of the filesystem the directories
-// are made: the programs climb from there to the top when no watch covers
-// them.
+// mkdirDepth is how deep below the top of the tmpfs, or the bench's temp
+// dir, the directories are made: the programs climb from there to the top
+// of the filesystem when no watch covers them.
 const mkdirDepth = 8
 
 // runMkdir times pairs of mkdir and rmdir, as a build or a package
@@ -37,9 +37,9 @@ const mkdirDepth = 8
 // sleeps between the slower pairs). Rounds with and without the daemon
 // alternate, and the best of each counts.
 func runMkdir(e *env) ([]row, error) {
-	rounds := 3
+	pairs, rounds := 20000, 3
 	if e.quick {
-		rounds = 2
+		pairs, rounds = 2000, 2
 	}
 	m := e.newMounts()
 	defer m.close()
@@ -54,27 +54,19 @@ func runMkdir(e *env) ([]row, error) {
 	type mkdirCase struct {
 		fs, where, dir string
 		absolute       bool
-		pairs          int
 		none, with     time.Duration // best of the rounds
 	}
 	var cases []*mkdirCase
 	var watches []string
-	for _, top := range []struct {
-		dir, fs string
-		pairs   int
-	}{{mnt, "tmpfs", 20000}, {disk, fsType(disk), 20000}} {
-		if e.quick {
-			top.pairs /= 10
-		}
-		watches = append(watches, filepath.Join(top.dir, "w"))
-		for _, where := range []string{"out", "w"} {
-			p := filepath.Join(append([]string{top.dir, where}, strings.Split(strings.Repeat("d/", mkdirDepth-1), "/")...)...)
+	for _, top := range []string{mnt, disk} {
+		watches = append(watches, filepath.Join(top, "w"))
+		for _, place := range []struct{ sub, where string }{{"out", "outside the watches"}, {"w", "inside a watch"}} {
+			p := filepath.Join(append([]string{top, place.sub}, strings.Split(strings.Repeat("d/", mkdirDepth-1), "/")...)...)
 			if err := os.MkdirAll(p, 0o755); err != nil {
 				return nil, fmt.Errorf("create %s: %w", p, err)
 			}
-			name := map[string]string{"out": "outside the watches", "w": "inside a watch"}[where]
 			for _, abs := range []bool{false, true} {
-				cases = append(cases, &mkdirCase{fs: top.fs, where: name, dir: p, absolute: abs, pairs: top.pairs})
+				cases = append(cases, &mkdirCase{fs: fsType(top), where: place.where, dir: p, absolute: abs})
 			}
 		}
 	}
@@ -83,7 +75,7 @@ func runMkdir(e *env) ([]row, error) {
 			if err := e.stopped(); err != nil {
 				return err
 			}
-			d, err := mkdirPairs(c.dir, c.absolute, c.pairs)
+			d, err := mkdirPairs(c.dir, c.absolute, pairs)
 			if err != nil {
 				return err
 			}
@@ -120,10 +112,10 @@ func runMkdir(e *env) ([]row, error) {
 		if c.absolute {
 			kind = "absolute path"
 		}
-		per := func(t time.Duration) time.Duration { return t / time.Duration(c.pairs) }
+		per := func(t time.Duration) time.Duration { return t / time.Duration(pairs) }
 		rows = append(rows, row{
 			figure: fmt.Sprintf("mkdir+rmdir by %s, %s, %d levels down on %s: no daemon → `vigil run` (hook %s), best of %d × %s",
-				kind, c.where, mkdirDepth, c.fs, hook, rounds, group(int64(c.pairs))),
+				kind, c.where, mkdirDepth, c.fs, hook, rounds, group(int64(pairs))),
 			aim:      "report",
 			measured: fmt.Sprintf("%s → %s per pair (%s)", micros(per(c.none)), micros(per(c.with)), ratio(float64(c.with)/float64(c.none))),
 			ref:      "–",
