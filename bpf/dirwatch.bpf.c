@@ -84,6 +84,7 @@ struct climb {
 	__u64 dentry; /* the directory to look at next */
 	__u32 at;     /* where in the scratch data the chain goes */
 	__u32 len;    /* bytes of chain written */
+	__u32 depth;  /* directories below the covering one */
 	struct dw_key key;
 	bool found;
 };
@@ -246,7 +247,10 @@ static __always_inline bool is_dir(struct inode *inode)
 	return (BPF_CORE_READ(inode, i_mode) & S_IFMT) == S_IFDIR;
 }
 
-static long climb_step(__u64 i, void *unused)
+/* find_step looks at one directory of a climb for the watched one that
+ * covers where the climb started. Most mkdirs on a machine are covered by
+ * none: this pass reads no names. */
+static long find_step(__u64 i, void *unused)
 {
 	struct dentry *d, *parent;
 	struct scratch *s;
@@ -254,7 +258,6 @@ static long climb_step(__u64 i, void *unused)
 	struct dw_key k;
 	__u32 zero = 0;
 	__u8 *mode;
-	long n;
 
 	s = bpf_map_lookup_elem(&scratch, &zero);
 	if (!s)
@@ -265,25 +268,52 @@ static long climb_step(__u64 i, void *unused)
 	mode = bpf_map_lookup_elem(&watched, &k);
 	if (mode && (i == 0 || *mode == DW_WATCH_TREE)) {
 		c->key = k;
+		c->depth = i;
 		c->found = true;
 		return 1;
 	}
 	parent = BPF_CORE_READ(d, d_parent);
-	if (!parent || parent == d || c->len > DW_CHAIN_MAX - DW_NAME_MAX)
-		return 1; /* the top of the filesystem, or too long a chain */
+	if (!parent || parent == d)
+		return 1; /* the top of the filesystem */
+	c->dentry = (__u64)parent;
+	return 0;
+}
+
+/* name_step writes the name of one directory below the covering one into
+ * the chain. */
+static long name_step(__u64 i, void *unused)
+{
+	struct scratch *s;
+	struct dentry *d;
+	struct climb *c;
+	__u32 zero = 0;
+	long n;
+
+	s = bpf_map_lookup_elem(&scratch, &zero);
+	if (!s)
+		return 1;
+	c = &s->climb;
+	d = (struct dentry *)c->dentry;
+	if (c->len > DW_CHAIN_MAX - DW_NAME_MAX) {
+		c->found = false; /* too long a chain */
+		return 1;
+	}
 	n = bpf_probe_read_kernel_str(&s->data[(c->at + c->len) & (DW_DATA_SIZE - 1)], DW_NAME_MAX,
 				      BPF_CORE_READ(d, d_name.name));
-	if (n <= 0)
+	if (n <= 0) {
+		c->found = false;
 		return 1;
+	}
 	c->len += n;
-	c->dentry = (__u64)parent;
+	c->dentry = (__u64)BPF_CORE_READ(d, d_parent);
 	return 0;
 }
 
 /* chain writes dir's chain (dirwatch.h) at data + at in s, this CPU's
  * scratch, and returns its length, or -1 when no watched directory covers
- * dir within DW_DEPTH_MAX levels. bpf_loop (5.17) keeps the climb from
- * multiplying the verifier's states. */
+ * dir within DW_DEPTH_MAX levels. It climbs twice: for the covering
+ * directory, then, when there is one, for the names below it. bpf_loop
+ * (5.17) keeps the climbs from multiplying the verifier's states. */
 static __always_inline long chain(struct scratch *s, struct dentry *dir, __u32 at, struct dw_key *k)
 {
 	if (!dir)
@@ -291,8 +321,16 @@ static __always_inline long chain(struct scratch *s, struct dentry *dir, __u32 a
 	s->climb.dentry = (__u64)dir;
 	s->climb.at = at;
 	s->climb.len = 0;
+	s->climb.depth = 0;
 	s->climb.found = false;
-	bpf_loop(DW_DEPTH_MAX, climb_step, NULL, 0);
+	bpf_loop(DW_DEPTH_MAX, find_step, NULL, 0);
+	if (!s->climb.found)
+		return -1;
+	/* Found: climb again for the names, as many as there are directories
+	 * below the covering one. */
+	s->climb.dentry = (__u64)dir;
+	if (s->climb.depth > 0)
+		bpf_loop(s->climb.depth, name_step, NULL, 0);
 	if (!s->climb.found)
 		return -1;
 	*k = s->climb.key;

@@ -87,6 +87,8 @@ type dirwatchScratch struct {
 		Dentry uint64
 		At     uint32
 		Len    uint32
+		Depth  uint32
+		_      [4]byte
 		Key    dirwatchDwKey
 		Found  bool
 		_      [7]byte
