@@ -861,6 +861,7 @@ static __always_inline int sys_exit(long ret)
 	put_scratch(s);
 	return 0;
 }
+
 SEC("tracepoint/syscalls/sys_enter_mkdir")
 int tp_enter_mkdir(struct trace_event_raw_sys_enter *ctx)
 {
