@@ -150,9 +150,7 @@ func (t trackingMarker) MarkDirs(ds []Dir, ev policy.Events, errs []error) {
 		return
 	}
 	m := t.m
-	for _, d := range marked {
-		m.marked.set(d.Path, d.key())
-	}
+	m.marked.setAll(marked)
 	m.track(m.srcs.Primary, marked...)
 	m.mu.Lock()
 	placing := m.placing

@@ -44,20 +44,55 @@ func first(rel string) (name, rest string) {
 func (t *tree) set(path string, key devIno) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	return t.markLocked(t.nodeLocked(path), key)
+}
+
+// setAll records each of ds as marked. A run of directories with one
+// parent, a listing's leaves, walks to that parent once.
+func (t *tree) setAll(ds []Dir) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var parent *node
+	parentPath := ""
+	for _, d := range ds {
+		i := strings.LastIndexByte(d.Path, '/')
+		if i < 0 || i == len(d.Path)-1 {
+			t.markLocked(t.nodeLocked(d.Path), d.key()) // "/" or not absolute
+			continue
+		}
+		dir, name := d.Path[:i], d.Path[i+1:]
+		if parent == nil || dir != parentPath {
+			parent, parentPath = t.nodeLocked(dir), dir
+		}
+		t.markLocked(parent.child(name), d.key())
+	}
+}
+
+// nodeLocked returns the node of path, made with those above it as
+// needed.
+func (t *tree) nodeLocked(path string) *node {
 	n := &t.root
 	for rel := strings.TrimPrefix(path, "/"); rel != ""; {
 		var c string
 		c, rel = first(rel)
-		next := n.children[c]
-		if next == nil {
-			if n.children == nil {
-				n.children = make(map[string]*node)
-			}
-			next = &node{}
-			n.children[c] = next
-		}
-		n = next
+		n = n.child(c)
 	}
+	return n
+}
+
+func (n *node) child(name string) *node {
+	next := n.children[name]
+	if next == nil {
+		if n.children == nil {
+			n.children = make(map[string]*node)
+		}
+		next = &node{}
+		n.children[name] = next
+	}
+	return next
+}
+
+func (t *tree) markLocked(n *node, key devIno) bool {
 	if n.marked && n.key == key {
 		return false
 	}

@@ -49,3 +49,27 @@ func TestTree(t *testing.T) {
 		t.Errorf("len after remove(/) = %d, want 0", got)
 	}
 }
+
+func TestTreeSetAll(t *testing.T) {
+	var tr tree
+	ds := []Dir{
+		{Path: "/", Dev: 1, Ino: 1},
+		{Path: "/w/a", Dev: 1, Ino: 2},
+		{Path: "/w/b", Dev: 1, Ino: 3},
+		{Path: "/v/c", Dev: 1, Ino: 4},
+		{Path: "/w/d", Dev: 1, Ino: 5},
+	}
+	tr.setAll(ds)
+	tr.setAll(ds[1:2]) // again: no new directory
+	for _, d := range ds {
+		if !tr.marked(d.Path, d.key()) {
+			t.Errorf("%s not marked after setAll", d.Path)
+		}
+	}
+	if tr.marked("/w", devIno{}) || tr.marked("/v", devIno{}) {
+		t.Error("a parent on the way is marked")
+	}
+	if got := tr.len(); got != len(ds) {
+		t.Errorf("len = %d, want %d", got, len(ds))
+	}
+}
