@@ -30,21 +30,13 @@ func components(p string) []string {
 }
 
 // first splits the first component off a path relative to the root:
-// "a/b/c" gives "a" and "b/c". set and marked, on the walk's hot path,
+// "a/b/c" gives "a" and "b/c". setAll and marked, on the walk's hot path,
 // go through paths with it instead of allocating their components.
 func first(rel string) (name, rest string) {
 	if i := strings.IndexByte(rel, '/'); i >= 0 {
 		return rel[:i], rel[i+1:]
 	}
 	return rel, ""
-}
-
-// set records path as marked with key; it reports whether it was not
-// marked with that key already.
-func (t *tree) set(path string, key devIno) bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.markLocked(t.nodeLocked(path), key)
 }
 
 // setAll records each of ds as marked. A run of directories with one
@@ -92,15 +84,11 @@ func (n *node) child(name string) *node {
 	return next
 }
 
-func (t *tree) markLocked(n *node, key devIno) bool {
-	if n.marked && n.key == key {
-		return false
-	}
+func (t *tree) markLocked(n *node, key devIno) {
 	if !n.marked {
 		t.count++
 	}
 	n.marked, n.key = true, key
-	return true
 }
 
 // marked reports whether path is recorded with key.

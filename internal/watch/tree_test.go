@@ -5,19 +5,20 @@ import "testing"
 func TestTree(t *testing.T) {
 	var tr tree
 	k := func(ino uint64) devIno { return devIno{dev: 1, ino: ino} }
+	set := func(p string, key devIno) { tr.setAll([]Dir{{Path: p, Dev: key.dev, Ino: key.ino}}) }
 	for i, p := range []string{"/", "/a", "/a/b", "/a/b/c", "/ab", "/x/y"} {
-		if !tr.set(p, k(uint64(i+1))) {
-			t.Errorf("set(%s): got false, want true (new)", p)
+		set(p, k(uint64(i+1)))
+		if got := tr.len(); got != i+1 {
+			t.Errorf("len after setting %s = %d, want %d (new)", p, got, i+1)
 		}
 	}
-	if tr.set("/a/b", k(3)) {
-		t.Error("set(/a/b) again with its key: got true, want false")
-	}
-	if !tr.set("/a/b", k(30)) {
-		t.Error("set(/a/b) with another key: got false, want true")
-	}
+	set("/a/b", k(3))
 	if got := tr.len(); got != 6 {
-		t.Errorf("len = %d, want 6", got)
+		t.Errorf("len after setting /a/b again with its key = %d, want 6", got)
+	}
+	set("/a/b", k(30))
+	if got := tr.len(); got != 6 {
+		t.Errorf("len after setting /a/b with another key = %d, want 6", got)
 	}
 	for _, tt := range []struct {
 		p    string
