@@ -180,15 +180,10 @@ func (d *daemonProc) reload(t *testing.T, body string) {
 	}
 }
 
-// waitLog waits up to 10s for the daemon's log to contain s.
+// waitLog waits up to 10s for a line of the daemon's log to contain s.
 func (d *daemonProc) waitLog(t *testing.T, s string) {
 	t.Helper()
-	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
-		if strings.Contains(d.log(), s) {
-			return
-		}
-	}
-	t.Fatalf("daemon log lacks %q after 10s", s)
+	d.waitLogLine(t, s)
 }
 
 // waitLogLine waits up to 10s for a line of the daemon's log holding
