@@ -429,11 +429,23 @@ func (u unmarker) MarkDir(d watch.Dir, ev policy.Events) error {
 // children.
 type marker struct{ g *fanotify.Group }
 
+const markFlags = unix.FAN_MARK_ADD | unix.FAN_MARK_ONLYDIR | unix.FAN_MARK_DONT_FOLLOW
+
 func (m marker) MarkDir(d watch.Dir, ev policy.Events) error {
-	if err := m.g.Mark(unix.FAN_MARK_ADD|unix.FAN_MARK_ONLYDIR|unix.FAN_MARK_DONT_FOLLOW, permMask(ev), d.Fd, d.Name); err != nil {
+	if err := m.g.Mark(markFlags, permMask(ev), d.Fd, d.Name); err != nil {
 		return fmt.Errorf("mark %s: %w", d.Path, err)
 	}
 	return nil
+}
+
+// MarkDirs marks a walk's batch of leaves.
+func (m marker) MarkDirs(ds []watch.Dir, ev policy.Events, errs []error) {
+	m.g.MarkEach(markFlags, permMask(ev), len(ds), func(i int) (int, string) { return ds[i].Fd, ds[i].Name }, errs)
+	for i, err := range errs[:len(ds)] {
+		if err != nil {
+			errs[i] = fmt.Errorf("mark %s: %w", ds[i].Path, err)
+		}
+	}
 }
 
 // permMask is the mark mask for the events a directory's files need.

@@ -170,3 +170,52 @@ func drain(t *testing.T, g *Group) int {
 		}
 	}
 }
+
+// TestMarkEach marks several names under one directory in one call: each
+// result lands in its own slot, and the marks that succeeded report
+// events.
+func TestMarkEach(t *testing.T) {
+	testutil.SkipUnlessFanotify(t)
+	dir := testutil.TempDir(t)
+	for _, sub := range []string{"a", "b", "unmarked"} {
+		if err := os.Mkdir(filepath.Join(dir, sub), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, sub, "f"), []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "file"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dirfd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(dirfd)
+	g, err := Init(unix.FAN_CLASS_NOTIF, unix.O_RDONLY|unix.O_CLOEXEC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+
+	names := []string{"a", "missing", "file", "b"}
+	want := []error{nil, unix.ENOENT, unix.ENOTDIR, nil}
+	errs := make([]error, len(names))
+	g.MarkEach(unix.FAN_MARK_ADD|unix.FAN_MARK_ONLYDIR, unix.FAN_OPEN|unix.FAN_EVENT_ON_CHILD, len(names),
+		func(i int) (int, string) { return dirfd, names[i] }, errs)
+	for i, err := range errs {
+		if !errors.Is(err, want[i]) || (want[i] == nil) != (err == nil) {
+			t.Errorf("%s: got %v, want %v", names[i], err, want[i])
+		}
+	}
+
+	for _, sub := range []string{"a", "b", "unmarked"} {
+		if _, err := os.ReadFile(filepath.Join(dir, sub, "f")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := drain(t, g); n != 2 {
+		t.Errorf("got %d events, want 2 (a/f and b/f)", n)
+	}
+}

@@ -140,10 +140,20 @@ func (t trackingMarker) MarkDir(d Dir, ev policy.Events) error {
 }
 
 func (t trackingMarker) MarkDirs(ds []Dir, ev policy.Events, errs []error) {
-	marked := make([]Dir, 0, len(ds))
-	for i, d := range ds {
-		if errs[i] = t.mark.MarkDir(d, ev); errs[i] == nil {
-			marked = append(marked, d)
+	if bm, ok := t.mark.(BatchMarker); ok {
+		bm.MarkDirs(ds, ev, errs)
+	} else {
+		for i, d := range ds {
+			errs[i] = t.mark.MarkDir(d, ev)
+		}
+	}
+	marked := ds
+	if slices.ContainsFunc(errs[:len(ds)], func(err error) bool { return err != nil }) {
+		marked = make([]Dir, 0, len(ds))
+		for i, d := range ds {
+			if errs[i] == nil {
+				marked = append(marked, d)
+			}
 		}
 	}
 	if len(marked) == 0 {

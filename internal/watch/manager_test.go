@@ -2,12 +2,15 @@ package watch
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/vigilsec/vigil/internal/policy"
 )
 
 // fakeSource records what it is told to track; tests feed Handle directly.
@@ -297,5 +300,49 @@ func TestManagerTracksLeavesInBatches(t *testing.T) {
 	case <-m.Settled(): // no cross-check source: nothing left after Place
 	default:
 		t.Error("not Settled after Place, with no cross-check source")
+	}
+}
+
+// batchRecorder is a BatchMarker: the manager hands it a walk's leaves in
+// one call, and tracks only those it marked.
+type batchRecorder struct {
+	*recorder
+	batches []int
+}
+
+func (b *batchRecorder) MarkDirs(ds []Dir, ev policy.Events, errs []error) {
+	b.mu.Lock()
+	b.batches = append(b.batches, len(ds))
+	b.mu.Unlock()
+	for i, d := range ds {
+		errs[i] = b.MarkDir(d, ev)
+	}
+}
+
+func TestManagerBatchMarker(t *testing.T) {
+	dir := t.TempDir()
+	mkdirs(t, dir, "w/a", "w/b", "w/c")
+	mark := &batchRecorder{recorder: newRecorder()}
+	mark.before = func(path string) error {
+		if filepath.Base(path) == "b" {
+			return errors.New("refused")
+		}
+		return nil
+	}
+	src := newFakeSource()
+	m := NewManager(mark, nil, Sources{Primary: []Source{src}}, nil)
+	st, err := m.Place(context.Background(), []Root{{Path: filepath.Join(dir, "w"), Recursive: true, Events: open}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// w, then its leaves, then b again the ordinary way.
+	if !slices.Equal(mark.batches, []int{1, 3, 1}) {
+		t.Errorf("MarkDirs calls by size: got %v, want [1 3 1]", mark.batches)
+	}
+	if got, want := src.list(dir), []string{"w", "w/a", "w/c"}; !slices.Equal(got, want) {
+		t.Errorf("tracked %v, want %v", got, want)
+	}
+	if st.Errors == 0 {
+		t.Error("the refused mark was not counted")
 	}
 }
