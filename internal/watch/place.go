@@ -375,7 +375,7 @@ func (r *run) walk(start item) {
 	var wg sync.WaitGroup
 	for range max(r.w.workers, 1) {
 		wg.Go(func() {
-			buf := make([]byte, direntBufSize)
+			s := &scratch{dirents: make([]byte, direntBufSize)}
 			var kids []item
 			for {
 				it, ok := q.pop()
@@ -385,7 +385,7 @@ func (r *run) walk(start item) {
 				if r.stopped() {
 					it.drop()
 				} else {
-					kids = r.process(it, buf, kids[:0])
+					kids = r.process(it, s, kids[:0])
 					q.push(kids...)
 				}
 				q.done()
@@ -395,9 +395,18 @@ func (r *run) walk(start item) {
 	wg.Wait()
 }
 
+// scratch is one worker's buffers, reused from directory to directory: a
+// walk allocates little more than what it keeps.
+type scratch struct {
+	dirents []byte
+	subs    []item
+	batch   []Dir
+	errs    []error
+}
+
 // process opens, marks and lists one directory, and returns its
 // subdirectories to walk (appended to kids).
-func (r *run) process(it item, buf []byte, kids []item) []item {
+func (r *run) process(it item, s *scratch, kids []item) []item {
 	fd := it.fd
 	if it.parent != nil {
 		var err error
@@ -446,11 +455,11 @@ func (r *run) process(it item, buf []byte, kids []item) []item {
 
 	parent := &dirRef{fd: fd, dev: d.Dev}
 	parent.refs.Store(1)
-	var subs []item
+	subs := s.subs[:0]
 	for {
 		var n int
 		err := ignoringEINTR(func() (err error) {
-			n, err = unix.Getdents(fd, buf)
+			n, err = unix.Getdents(fd, s.dirents)
 			return err
 		})
 		if err != nil {
@@ -460,7 +469,7 @@ func (r *run) process(it item, buf []byte, kids []item) []item {
 		if n <= 0 {
 			break
 		}
-		err = parseDirents(buf[:n], func(name []byte, typ uint8, ino uint64) {
+		err = parseDirents(s.dirents[:n], func(name []byte, typ uint8, ino uint64) {
 			path := join(it.path, name)
 			off := len(path) - len(name)
 			dir, err := isDir(fd, path[off:], typ)
@@ -481,7 +490,9 @@ func (r *run) process(it item, buf []byte, kids []item) []item {
 			break
 		}
 	}
-	kids = r.leaves(d, now.down, subs, kids)
+	kids = r.leaves(d, now.down, subs, kids, s)
+	clear(subs) // holds paths and a descriptor's reference until reused
+	s.subs = subs[:0]
 	parent.release()
 	return kids
 }
@@ -499,26 +510,35 @@ func (r *run) process(it item, buf []byte, kids []item) []item {
 // and tracked (see leaf). A directory that fails the check is walked the
 // ordinary way; one that was swapped for another under the walk may leave
 // a stale mark or key behind, which costs a user-space check at most.
-func (r *run) leaves(d Dir, down policy.Events, subs, kids []item) []item {
+func (r *run) leaves(d Dir, down policy.Events, subs, kids []item, s *scratch) []item {
 	if len(subs) == 0 || !r.exact(d.Fd, d.Dev) {
 		return append(kids, subs...)
 	}
-	batch := make([]Dir, 0, len(subs))
+	batch := s.batch[:0]
+	defer func() {
+		clear(batch)
+		s.batch = batch[:0]
+	}()
 	r.mu.Lock()
-	for _, s := range subs {
-		_, root := r.tab.byPath[s.path]
-		_, seen := r.seen[devIno{d.Dev, s.ino}]
-		if s.ino == 0 || root || seen {
-			kids = append(kids, s)
+	for _, sub := range subs {
+		_, root := r.tab.byPath[sub.path]
+		_, seen := r.seen[devIno{d.Dev, sub.ino}]
+		if sub.ino == 0 || root || seen {
+			kids = append(kids, sub)
 			continue
 		}
-		batch = append(batch, Dir{Fd: d.Fd, Name: s.path[s.name:], Path: s.path, Dev: d.Dev, Ino: s.ino, MntID: d.MntID, Subtree: down != 0})
+		batch = append(batch, Dir{Fd: d.Fd, Name: sub.path[sub.name:], Path: sub.path, Dev: d.Dev, Ino: sub.ino, MntID: d.MntID, Subtree: down != 0})
 	}
 	r.mu.Unlock()
 	if len(batch) == 0 {
 		return kids
 	}
-	errs := make([]error, len(batch))
+	errs := slices.Grow(s.errs[:0], len(batch))[:len(batch)]
+	clear(errs)
+	defer func() {
+		clear(errs)
+		s.errs = errs[:0]
+	}()
 	for i := 0; i < len(batch); i += leafBatch {
 		chunk := batch[i:min(i+leafBatch, len(batch))]
 		switch bm, ok := r.w.m.(BatchMarker); {
