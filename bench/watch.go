@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -69,7 +70,7 @@ func runWatch(e *env) ([]row, error) {
 		})
 	}
 	for _, n := range e.treeSizes() {
-		figure := fmt.Sprintf("watch setup by `vigil run` (its \"watches placed\" log: marked, and tracked by the eBPF tracer), %s-directory tree", group(int64(n)))
+		figure := fmt.Sprintf("watch setup by `vigil run` (its \"watches placed\" log: marked, and tracked by the eBPF tracer), %s-directory tree, best of %d starts", group(int64(n)), reps)
 		if reason := e.unmet([]need{needVigil}); reason != "" {
 			rows = append(rows, row{figure: figure, measured: "skipped: " + reason})
 			continue
@@ -83,7 +84,7 @@ func runWatch(e *env) ([]row, error) {
 		rows = append(rows, row{
 			figure:   figure,
 			aim:      "≥ 350,000",
-			measured: fmt.Sprintf("%s (%s dirs in %s%s)", group(int64(rate)), group(int64(p.dirs)), millis(p.elapsed), crossNote(p)),
+			measured: fmt.Sprintf("%s (%s dirs in %s%s%s)", group(int64(rate)), group(int64(p.dirs)), millis(p.elapsed), medianNote(p), crossNote(p)),
 			ref:      e.watchPeerRef(n),
 			met:      atLeast(rate, 350000),
 		})
@@ -123,6 +124,14 @@ func (m notifyMarker) MarkDir(d watch.Dir, _ policy.Events) error {
 	return nil
 }
 
+// medianNote gives the median start's rate, when there were several.
+func medianNote(p placement) string {
+	if p.starts < 2 {
+		return ""
+	}
+	return fmt.Sprintf("; median of %d: %s/s", p.starts, group(int64(float64(p.dirs)/p.median.Seconds())))
+}
+
 // crossNote says when the inotify cross-check caught up, if there was one.
 func crossNote(p placement) string {
 	if p.cross == 0 {
@@ -131,17 +140,22 @@ func crossNote(p placement) string {
 	return fmt.Sprintf("; inotify's cross-check in the background %s later", millis(p.cross))
 }
 
-// placement is what a daemon started on a tree of directories showed.
+// placement is what daemons started on a tree of directories showed.
 type placement struct {
 	dirs      int
-	elapsed   time.Duration
-	cross     time.Duration // from "watches placed" to the cross-check's end; 0 without one
-	rss, peak int64
+	elapsed   time.Duration // the fastest start's
+	median    time.Duration // of all the starts'
+	starts    int
+	cross     time.Duration // the fastest start's, from "watches placed" to the cross-check's end; 0 without one
+	rss, peak int64         // the first start's
 }
 
-// placement starts vigil on the n-directory tree, reads its placement
-// figure and its memory once ready, and stops it. Done once per tree and
-// shared by the watch and memory sections.
+// placement starts vigil on the n-directory tree three times (once with
+// -quick), as the watch.Place row repeats its walk: a start-up is a few
+// hundred milliseconds, which this 2-vCPU machine's neighbours can stretch
+// by a tenth. Each start reads the placement figure and the memory once
+// ready, and stops the daemon. Done once per tree and shared by the watch
+// and memory sections.
 func (e *env) placement(n int) (placement, error) {
 	e.mu.Lock()
 	p, ok := e.memo[n]
@@ -153,8 +167,41 @@ func (e *env) placement(n int) (placement, error) {
 	if err != nil {
 		return p, err
 	}
-	e.progress("starting vigil on the %s-directory tree", group(int64(n)))
-	d, err := e.startDaemon(fmt.Sprintf("dirs-%d", n), root)
+	reps := 3
+	if e.quick {
+		reps = 1
+	}
+	var times []time.Duration
+	for i := range reps {
+		if err := e.stopped(); err != nil {
+			return p, err
+		}
+		e.progress("starting vigil on the %s-directory tree (%d of %d)", group(int64(n)), i+1, reps)
+		q, err := e.startOnce(n, root, i)
+		if err != nil {
+			return p, err
+		}
+		times = append(times, q.elapsed)
+		switch {
+		case i == 0:
+			p = q
+		case q.elapsed < p.elapsed:
+			p.dirs, p.elapsed, p.cross = q.dirs, q.elapsed, q.cross
+		}
+	}
+	slices.Sort(times)
+	p.median, p.starts = times[len(times)/2], len(times)
+	e.mu.Lock()
+	e.memo[n] = p
+	e.mu.Unlock()
+	return p, nil
+}
+
+// startOnce starts vigil on root, waits for its cross-check, and reads
+// its figures.
+func (e *env) startOnce(n int, root string, i int) (placement, error) {
+	var p placement
+	d, err := e.startDaemon(fmt.Sprintf("dirs-%d-%d", n, i), root)
 	if err != nil {
 		return p, err
 	}
@@ -176,8 +223,5 @@ func (e *env) placement(n int) (placement, error) {
 	if p.dirs < n {
 		return p, fmt.Errorf("vigil placed %d directories of %d", p.dirs, n)
 	}
-	e.mu.Lock()
-	e.memo[n] = p
-	e.mu.Unlock()
 	return p, nil
 }
