@@ -21,6 +21,10 @@
  * filtering to Go, except where a single-component name lets it check its
  * base directory here; a record that no watch can be in, by its path, is
  * written without waking the reader (the prefixes map).
+ *
+ * Each CPU remembers the last directory it climbed from without finding a
+ * watched one (struct uncovered), until a rename or a change of the
+ * watched map: the next mkdirs there, or below it, climb no further.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -56,6 +60,15 @@ struct {
 	__uint(max_entries, 1 << 21);
 } events SEC(".maps");
 
+/* dw_gen's counters: only the programs write DW_GEN_RENAMES, only Go
+ * DW_GEN_ANCHORS, so that neither write can undo the other's. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, __u64);
+} generations SEC(".maps");
+
 /* Records that could not be written (ring buffer full, scratch busy). */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -79,9 +92,25 @@ struct pending_rec {
 	char data[2 * DW_NAME_MAX];
 };
 
+/* The last directory on this CPU that a climb found no watched directory
+ * covering: most mkdirs on a machine are in no watch, and many in a row
+ * are made in one directory (a build, an unpacked archive). The entry
+ * holds while the generations' sum stays what it was when that climb
+ * began, and the dentry still has the inode it had then: a rename, or a
+ * new watched directory, could put it under a watch; a freed dentry's
+ * memory may come back as another directory's. */
+struct uncovered {
+	__u64 dentry;
+	__u64 inode;
+	__u64 gen;
+	__u32 igen; /* the inode's i_generation */
+	__u32 _pad;
+};
+
 /* The state of a climb from a directory to the watched one covering it. */
 struct climb {
 	__u64 dentry; /* the directory to look at next */
+	__u64 gen;    /* the generations' sum when the climb began */
 	__u32 at;     /* where in the scratch data the chain goes */
 	__u32 len;    /* bytes of chain written */
 	__u32 depth;  /* directories below the covering one */
@@ -115,6 +144,7 @@ struct scratch {
 	struct pending_rec rec; /* staged for the pending map */
 	struct climb climb;
 	struct scan scan;
+	struct uncovered uncovered;
 };
 
 struct {
@@ -240,6 +270,40 @@ static __always_inline void key_of(struct inode *inode, struct dw_key *k)
 	k->_pad = 0;
 }
 
+/* generation returns the sum of the generations map's counters. */
+static __always_inline __u64 generation(void)
+{
+	__u32 renames = DW_GEN_RENAMES, anchors = DW_GEN_ANCHORS;
+	__u64 *r = bpf_map_lookup_elem(&generations, &renames);
+	__u64 *a = bpf_map_lookup_elem(&generations, &anchors);
+
+	return (r ? *r : 0) + (a ? *a : 0);
+}
+
+/* renamed counts a rename that succeeded: it may have moved a directory
+ * that no watch covered under one. */
+static __always_inline void renamed(void)
+{
+	__u32 renames = DW_GEN_RENAMES;
+	__u64 *r = bpf_map_lookup_elem(&generations, &renames);
+
+	if (r)
+		__sync_fetch_and_add(r, 1);
+}
+
+/* known_uncovered reports whether d is the directory s remembers as
+ * covered by no watched directory, and still is. */
+static __always_inline bool known_uncovered(struct scratch *s, struct dentry *d)
+{
+	struct uncovered *u = &s->uncovered;
+	struct inode *inode;
+
+	if (u->dentry != (__u64)d || u->gen != s->climb.gen)
+		return false;
+	inode = BPF_CORE_READ(d, d_inode);
+	return u->inode == (__u64)inode && u->igen == BPF_CORE_READ(inode, i_generation);
+}
+
 static __always_inline bool is_dir(struct inode *inode)
 {
 	if (!inode)
@@ -264,6 +328,11 @@ static long find_step(__u64 i, void *unused)
 		return 1;
 	c = &s->climb;
 	d = (struct dentry *)c->dentry;
+	/* Remembered as covered by nothing: no watched directory is here, or
+	 * above within a climb's reach from here, so none covers what is
+	 * below either. A mkdir in a new directory stops at its parent. */
+	if (known_uncovered(s, d))
+		return 1;
 	key_of(BPF_CORE_READ(d, d_inode), &k);
 	mode = bpf_map_lookup_elem(&watched, &k);
 	if (mode && (i == 0 || *mode == DW_WATCH_TREE)) {
@@ -316,16 +385,27 @@ static long name_step(__u64 i, void *unused)
  * (5.17) keeps the climbs from multiplying the verifier's states. */
 static __always_inline long chain(struct scratch *s, struct dentry *dir, __u32 at, struct dw_key *k)
 {
+	struct inode *inode;
+
 	if (!dir)
 		return -1;
 	s->climb.dentry = (__u64)dir;
+	/* Read before the climb: a change made while it climbs leaves the
+	 * result unremembered. */
+	s->climb.gen = generation();
 	s->climb.at = at;
 	s->climb.len = 0;
 	s->climb.depth = 0;
 	s->climb.found = false;
 	bpf_loop(DW_DEPTH_MAX, find_step, NULL, 0);
-	if (!s->climb.found)
+	if (!s->climb.found) {
+		inode = BPF_CORE_READ(dir, d_inode);
+		s->uncovered.dentry = (__u64)dir;
+		s->uncovered.inode = (__u64)inode;
+		s->uncovered.igen = BPF_CORE_READ(inode, i_generation);
+		s->uncovered.gen = s->climb.gen;
 		return -1;
+	}
 	/* Found: climb again for the names, as many as there are directories
 	 * below the covering one. */
 	s->climb.dentry = (__u64)dir;
@@ -514,6 +594,8 @@ static __always_inline void unstash(bool ok)
 	r = bpf_map_lookup_elem(&pending, &k);
 	if (!r)
 		return;
+	if (ok && r->ev.op == DW_OP_RENAME)
+		renamed();
 	if (ok) {
 		s = get_scratch();
 		if (s) {
@@ -829,6 +911,8 @@ static __always_inline int sys_exit(long ret)
 	bpf_map_delete_elem(&sys_pending, &id);
 	if (ret != 0)
 		return 0;
+	if (a.op == DW_OP_RENAME)
+		renamed();
 	s = get_scratch();
 	if (!s)
 		return 0;

@@ -60,6 +60,15 @@ enum dw_flags {
 	DW_F_LAZY = 1 << 8,
 };
 
+/* Slots of the generations map. Each counts changes that can put a
+ * directory under a watch: the programs count renames, Go counts updates
+ * of the watched map. A climb that found no watched directory is
+ * remembered for the sum the two had when it began, and only for it. */
+enum dw_gen {
+	DW_GEN_RENAMES = 0,
+	DW_GEN_ANCHORS = 1,
+};
+
 /* A directory the kernel side reports on: the key of the watched map. */
 struct dw_key {
 	__u64 ino;

@@ -85,6 +85,7 @@ type dirwatchScratch struct {
 	Climb struct {
 		_      structs.HostLayout
 		Dentry uint64
+		Gen    uint64
 		At     uint32
 		Len    uint32
 		Depth  uint32
@@ -104,6 +105,14 @@ type dirwatchScratch struct {
 		Slash bool
 		_     [1]byte
 	}
+	Uncovered struct {
+		_      structs.HostLayout
+		Dentry uint64
+		Inode  uint64
+		Gen    uint64
+		Igen   uint32
+		Pad    uint32
+	}
 }
 
 type dirwatchSysArgs struct {
@@ -122,6 +131,7 @@ type dirwatchSysArgs struct {
 const (
 	dirwatchMapDepths              = "depths"
 	dirwatchMapEvents              = "events"
+	dirwatchMapGenerations         = "generations"
 	dirwatchMapLost                = "lost"
 	dirwatchMapPending             = "pending"
 	dirwatchMapPrefixes            = "prefixes"
@@ -213,14 +223,15 @@ type dirwatchProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type dirwatchMapSpecs struct {
-	Depths     *ebpf.MapSpec `ebpf:"depths"`
-	Events     *ebpf.MapSpec `ebpf:"events"`
-	Lost       *ebpf.MapSpec `ebpf:"lost"`
-	Pending    *ebpf.MapSpec `ebpf:"pending"`
-	Prefixes   *ebpf.MapSpec `ebpf:"prefixes"`
-	Scratch    *ebpf.MapSpec `ebpf:"scratch"`
-	SysPending *ebpf.MapSpec `ebpf:"sys_pending"`
-	Watched    *ebpf.MapSpec `ebpf:"watched"`
+	Depths      *ebpf.MapSpec `ebpf:"depths"`
+	Events      *ebpf.MapSpec `ebpf:"events"`
+	Generations *ebpf.MapSpec `ebpf:"generations"`
+	Lost        *ebpf.MapSpec `ebpf:"lost"`
+	Pending     *ebpf.MapSpec `ebpf:"pending"`
+	Prefixes    *ebpf.MapSpec `ebpf:"prefixes"`
+	Scratch     *ebpf.MapSpec `ebpf:"scratch"`
+	SysPending  *ebpf.MapSpec `ebpf:"sys_pending"`
+	Watched     *ebpf.MapSpec `ebpf:"watched"`
 }
 
 // dirwatchVariableSpecs contains global variables before they are loaded into the kernel.
@@ -250,20 +261,22 @@ func (o *dirwatchObjects) Close() error {
 //
 // It can be passed to loadDirwatchObjects or ebpf.CollectionSpec.LoadAndAssign.
 type dirwatchMaps struct {
-	Depths     *ebpf.Map `ebpf:"depths"`
-	Events     *ebpf.Map `ebpf:"events"`
-	Lost       *ebpf.Map `ebpf:"lost"`
-	Pending    *ebpf.Map `ebpf:"pending"`
-	Prefixes   *ebpf.Map `ebpf:"prefixes"`
-	Scratch    *ebpf.Map `ebpf:"scratch"`
-	SysPending *ebpf.Map `ebpf:"sys_pending"`
-	Watched    *ebpf.Map `ebpf:"watched"`
+	Depths      *ebpf.Map `ebpf:"depths"`
+	Events      *ebpf.Map `ebpf:"events"`
+	Generations *ebpf.Map `ebpf:"generations"`
+	Lost        *ebpf.Map `ebpf:"lost"`
+	Pending     *ebpf.Map `ebpf:"pending"`
+	Prefixes    *ebpf.Map `ebpf:"prefixes"`
+	Scratch     *ebpf.Map `ebpf:"scratch"`
+	SysPending  *ebpf.Map `ebpf:"sys_pending"`
+	Watched     *ebpf.Map `ebpf:"watched"`
 }
 
 func (m *dirwatchMaps) Close() error {
 	return _DirwatchClose(
 		m.Depths,
 		m.Events,
+		m.Generations,
 		m.Lost,
 		m.Pending,
 		m.Prefixes,

@@ -43,9 +43,12 @@ type Tracer struct {
 	// path is found through its parent, and a subtree in its own size,
 	// not the number of anchors.
 	children map[string]map[string]dirwatchDwKey
-	sbDev    map[uint64]uint32           // mount id -> superblock device
-	prefixN  map[uint64]int              // anchors by the FNV-1a hash of their path
-	observe  atomic.Pointer[func(event)] // tests: sees each record first
+	sbDev    map[uint64]uint32 // mount id -> superblock device
+	prefixN  map[uint64]int    // anchors by the FNV-1a hash of their path
+	// anchorGen counts the watched map's updates (bpf/dirwatch.h's
+	// enum dw_gen).
+	anchorGen uint64
+	observe   atomic.Pointer[func(event)] // tests: sees each record first
 }
 
 // anchor is a directory in the watched map. It covers its own entries,
@@ -62,6 +65,10 @@ const (
 	watchDir  uint8 = 1
 	watchTree uint8 = 2
 )
+
+// The generations map's slot that Go counts in: bpf/dirwatch.h's
+// DW_GEN_ANCHORS.
+const genAnchors uint32 = 1
 
 // How far below a tree anchor a tracked directory may be and still be
 // covered by it, in levels and in bytes of path, within what the programs
@@ -254,7 +261,22 @@ func (t *Tracer) watchLocked(keys []dirwatchDwKey, as []anchor) []error {
 	for i := done; i < len(keys); i++ {
 		errs[i] = t.watched().Update(&keys[i], vals[i], ebpf.UpdateAny)
 	}
+	if len(keys) > 0 {
+		t.anchorsChangedLocked()
+	}
 	return errs
+}
+
+// anchorsChangedLocked counts an update of the watched map, after it, so
+// that the programs forget the directories they found no watch covering:
+// the new anchors may cover some.
+func (t *Tracer) anchorsChangedLocked() {
+	t.anchorGen++
+	if err := t.rung.coll.Maps[dirwatchMapGenerations].Update(genAnchors, t.anchorGen, ebpf.UpdateAny); err != nil {
+		// An array's slot: only a closed map refuses it.
+		t.log.Error("count a change of the watched directories: directories made where no watch was may go unreported until a rename",
+			"error", err)
+	}
 }
 
 // Untrack stops reporting changes in dir and every tracked directory

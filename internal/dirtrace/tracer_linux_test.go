@@ -6,6 +6,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -223,6 +224,112 @@ func TestTreeRoot(t *testing.T) {
 			case <-time.After(200 * time.Millisecond):
 			}
 		})
+	}
+}
+
+// The programs remember, per CPU, the last directory they found no watch
+// covering, and skip the climb for the next mkdir made in it. A rename
+// that moves it into a watch, or a new watch above it, must end that.
+func TestUncoveredRoot(t *testing.T) {
+	for _, h := range []Hook{HookFentry, HookKprobe, HookTracepoint} {
+		t.Run(string(h), func(t *testing.T) {
+			tr := openRoot(t, h)
+			testutil.Deadline(t, time.Minute, nil)
+			pinned(t)
+			root := testutil.TempDir(t)
+			out := testutil.TempDir(t)
+			trackTree(t, tr, root)
+			openDir := func(p string) int {
+				t.Helper()
+				if err := os.Mkdir(p, 0o755); err != nil {
+					t.Fatal(err)
+				}
+				fd, err := unix.Open(p, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { unix.Close(fd) })
+				return fd
+			}
+			// Twice each: the second finds the first's memory.
+			uncovered := func(fd int) {
+				t.Helper()
+				for _, name := range []string{"a1", "a2"} {
+					if err := unix.Mkdirat(fd, name, 0o755); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+
+			moved := openDir(filepath.Join(out, "moved"))
+			uncovered(moved)
+			if err := os.Rename(filepath.Join(out, "moved"), filepath.Join(root, "moved")); err != nil {
+				t.Fatal(err)
+			}
+			expect(t, tr, "rename in", created(filepath.Join(root, "moved")))
+			if err := unix.Mkdirat(moved, "b", 0o755); err != nil {
+				t.Fatal(err)
+			}
+			expect(t, tr, "mkdirat in the directory renamed in", created(filepath.Join(root, "moved", "b")))
+
+			later := filepath.Join(out, "later")
+			fd := openDir(later)
+			uncovered(fd)
+			trackTree(t, tr, later)
+			if err := unix.Mkdirat(fd, "b", 0o755); err != nil {
+				t.Fatal(err)
+			}
+			expect(t, tr, "mkdirat in a directory tracked since", created(filepath.Join(later, "b")))
+
+			select {
+			case got := <-tr.Events():
+				t.Errorf("unexpected event after the last step: %+v", got)
+			case <-time.After(200 * time.Millisecond):
+			}
+		})
+	}
+}
+
+// pinned keeps the test on one thread, on one CPU, until it ends: the
+// programs' memory of uncovered directories is per CPU.
+func pinned(t *testing.T) {
+	t.Helper()
+	runtime.LockOSThread()
+	var was, one unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &was); err != nil {
+		t.Fatal(err)
+	}
+	cpu := 0
+	for !was.IsSet(cpu) {
+		cpu++
+	}
+	one.Set(cpu)
+	if err := unix.SchedSetaffinity(0, &one); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		// A thread left on one CPU dies with the test instead.
+		if unix.SchedSetaffinity(0, &was) == nil {
+			runtime.UnlockOSThread()
+		}
+	})
+}
+
+// trackTree tracks dir as the top of a recursive watch: an anchor that
+// covers the directories below it.
+func trackTree(t *testing.T, tr *Tracer, dir string) {
+	t.Helper()
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	var stx unix.Statx_t
+	if err := unix.Statx(fd, "", unix.AT_EMPTY_PATH, unix.STATX_INO|unix.STATX_MNT_ID, &stx); err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Track(watch.Dir{Fd: fd, Path: dir, MntID: stx.Mnt_id, Subtree: true}); err != nil {
+		t.Fatalf("track %s: %v", dir, err)
 	}
 }
 
