@@ -157,32 +157,13 @@ func TestTreeRoot(t *testing.T) {
 			testutil.Deadline(t, time.Minute, nil)
 			root := testutil.TempDir(t)
 			out := testutil.TempDir(t)
-			fd, err := unix.Open(root, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer unix.Close(fd)
-			var stx unix.Statx_t
-			if err := unix.Statx(fd, "", unix.AT_EMPTY_PATH, unix.STATX_INO|unix.STATX_MNT_ID, &stx); err != nil {
-				t.Fatal(err)
-			}
-			if err := tr.Track(watch.Dir{Fd: fd, Path: root, MntID: stx.Mnt_id, Subtree: true}); err != nil {
-				t.Fatal(err)
-			}
+			trackTree(t, tr, root)
 			// Covered below the anchor: tracking them adds no entry.
 			if err := os.MkdirAll(filepath.Join(root, "a", "b"), 0o755); err != nil {
 				t.Fatal(err)
 			}
 			expect(t, tr, "mkdir -p a/b", created(filepath.Join(root, "a")), created(filepath.Join(root, "a", "b")))
-			bfd, err := unix.Open(filepath.Join(root, "a", "b"), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			err = tr.Track(watch.Dir{Fd: bfd, Path: filepath.Join(root, "a", "b"), MntID: stx.Mnt_id, Subtree: true})
-			unix.Close(bfd)
-			if err != nil {
-				t.Fatal(err)
-			}
+			trackTree(t, tr, filepath.Join(root, "a", "b"))
 			if got := slices.Sorted(maps.Keys(tr.tracked())); !slices.Equal(got, []string{root}) {
 				t.Errorf("anchors: got %v, want [%s]", got, root)
 			}
