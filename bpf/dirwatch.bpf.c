@@ -378,6 +378,60 @@ static long name_step(__u64 i, void *unused)
 	return 0;
 }
 
+/* top_step writes the name of one directory below the top of the
+ * filesystem into a top chain. */
+static long top_step(__u64 i, void *unused)
+{
+	struct dentry *d, *parent;
+	struct scratch *s;
+	struct climb *c;
+	__u32 zero = 0;
+	long n;
+
+	s = bpf_map_lookup_elem(&scratch, &zero);
+	if (!s)
+		return 1;
+	c = &s->climb;
+	d = (struct dentry *)c->dentry;
+	parent = BPF_CORE_READ(d, d_parent);
+	if (!parent || parent == d) {
+		c->found = true; /* the top: its name is "/" */
+		return 1;
+	}
+	if (c->len > DW_CHAIN_MAX - DW_NAME_MAX)
+		return 1; /* too long a chain */
+	n = bpf_probe_read_kernel_str(&s->data[(c->at + c->len) & (DW_DATA_SIZE - 1)], DW_NAME_MAX,
+				      BPF_CORE_READ(d, d_name.name));
+	if (n <= 0)
+		return 1;
+	c->len += n;
+	c->dentry = (__u64)parent;
+	return 0;
+}
+
+/* top_chain writes dir's top chain (dirwatch.h) at data + at in s and
+ * returns its length, or -1 when the top is more than DW_DEPTH_MAX levels
+ * up; dev is set to dir's filesystem. Only a directory moved out of every
+ * watch needs it: the walk that follows removes the marks at its new
+ * place. */
+static __always_inline long top_chain(struct scratch *s, struct dentry *dir, __u32 at, __u32 *dev)
+{
+	struct dw_key k;
+
+	if (!dir)
+		return -1;
+	s->climb.dentry = (__u64)dir;
+	s->climb.at = at;
+	s->climb.len = 0;
+	s->climb.found = false;
+	bpf_loop(DW_DEPTH_MAX, top_step, NULL, 0);
+	if (!s->climb.found)
+		return -1;
+	key_of(BPF_CORE_READ(dir, d_inode), &k);
+	*dev = k.dev;
+	return s->climb.len;
+}
+
 /* chain writes dir's chain (dirwatch.h) at data + at in s, this CPU's
  * scratch, and returns its length, or -1 when no watched directory covers
  * dir within DW_DEPTH_MAX levels. It climbs twice: for the covering
@@ -456,6 +510,10 @@ static __always_inline bool rename_event(struct scratch *s, struct pending_rec *
 		f |= DW_F_WATCHED;
 		s->ev.dev = k.dev;
 		s->ev.ino = k.ino;
+	} else if ((f & DW_F_NEW_DIR) && (c = top_chain(s, (struct dentry *)r->dir, n, &s->ev.dev)) >= 0) {
+		/* An exchange that may move a directory out: known once the
+		 * other side is climbed. */
+		f |= DW_F_TOP;
 	} else {
 		c = 0;
 	}
@@ -468,6 +526,9 @@ static __always_inline bool rename_event(struct scratch *s, struct pending_rec *
 		f |= DW_F_NEW_WATCHED;
 		s->ev.new_dev = k.dev;
 		s->ev.new_ino = k.ino;
+	} else if ((f & DW_F_DIR) && (f & DW_F_WATCHED) &&
+		   (d = top_chain(s, (struct dentry *)r->new_dir, at + m, &s->ev.new_dev)) >= 0) {
+		f |= DW_F_NEW_TOP; /* a directory moved out */
 	} else {
 		d = 0;
 	}

@@ -11,7 +11,9 @@
  * directory: the names of the directory and of those above it, each with
  * its NUL, from the directory up to, not including, the watched directory
  * that covers it (dev/ino). It is empty when the directory is that watched
- * one.
+ * one. A top chain (DW_F_TOP, DW_F_NEW_TOP) runs up to, not including, the
+ * top of the directory's filesystem instead, and dev is that filesystem's:
+ * where a directory moved out of every watch went.
  */
 #ifndef DIRWATCH_H
 #define DIRWATCH_H
@@ -58,6 +60,10 @@ enum dw_flags {
 	 * without waking the reader, which takes it with the next record or
 	 * within its poll interval. */
 	DW_F_LAZY = 1 << 8,
+	/* Kernel rungs: no watched directory covers the side a directory
+	 * moved to, and chain (new_chain) is its top chain. */
+	DW_F_TOP = 1 << 9,
+	DW_F_NEW_TOP = 1 << 10,
 };
 
 /* Slots of the generations map. Each counts changes that can put a

@@ -117,12 +117,30 @@ func testLiveWatchpoints(t *testing.T, hook string) {
 	})
 	t.Run("moved out", func(t *testing.T) {
 		from, to := filepath.Join(tree, "moved-in"), filepath.Join(outside, "gone")
+		before := []string{from, filepath.Join(from, "x"), filepath.Join(from, "x", "y")}
+		if got := marked(t, d.cmd.Process.Pid, before...); len(got) != len(before) {
+			t.Fatalf("marked before the move out: got %v, want %v", got, before)
+		}
 		if err := os.Rename(from, to); err != nil {
 			t.Fatal(err)
 		}
 		dirs -= 3
 		waitDirs(t, d, dirs)
 		wantContent(t, filepath.Join(to, "x", "y", "eicar"), clamav.EICAR)
+		if hook == "none" || !ebpfHere(t) {
+			return // inotify cannot tell where a tree went, only that it left
+		}
+		// Every rung tells where it went: the marks go too.
+		moved := []string{to, filepath.Join(to, "x"), filepath.Join(to, "x", "y")}
+		for end := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			left := marked(t, d.cmd.Process.Pid, moved...)
+			if len(left) == 0 {
+				break
+			}
+			if time.Now().After(end) {
+				t.Fatalf("still marked 5s after the move out: %v", left)
+			}
+		}
 	})
 	t.Run("non-recursive watch ignores new subdirectories", func(t *testing.T) {
 		sub := filepath.Join(flat, "sub")
@@ -276,6 +294,35 @@ func TestInotifyLimit(t *testing.T) {
 	restore()
 	wantDenied(t, filepath.Join(deep, "eicar"))
 	d.waitLog(t, "sysctl fs.inotify.max_user_watches=")
+}
+
+// marked returns those of dirs that process pid's fanotify groups mark,
+// from the "fanotify ino:" lines of its descriptors' fdinfo.
+func marked(t *testing.T, pid int, dirs ...string) []string {
+	t.Helper()
+	fds, err := filepath.Glob(fmt.Sprintf("/proc/%d/fdinfo/*", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var info strings.Builder
+	for _, fd := range fds {
+		b, err := os.ReadFile(fd)
+		if err != nil {
+			continue // closed meanwhile
+		}
+		info.Write(b)
+	}
+	var out []string
+	for _, dir := range dirs {
+		var st unix.Stat_t
+		if err := unix.Stat(dir, &st); err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(info.String(), fmt.Sprintf("fanotify ino:%x sdev:%x ", st.Ino, unix.Major(st.Dev)<<20|unix.Minor(st.Dev))) {
+			out = append(out, dir)
+		}
+	}
+	return out
 }
 
 // inotifyWatches counts the inotify watches of process pid, from the

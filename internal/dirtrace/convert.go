@@ -62,17 +62,46 @@ func (t *Tracer) chainPathLocked(watched bool, k dirwatchDwKey, chain string) (s
 	if !ok {
 		return "", false
 	}
+	rel, ok := chainRel(chain)
+	if !ok {
+		return "", false
+	}
+	return filepath.Join(a.path, rel), true
+}
+
+// chainRel turns a chain into the relative path it stands for, "" for
+// none; false when a name is not one a directory can have.
+func chainRel(chain string) (string, bool) {
 	if chain == "" {
-		return a.path, true
+		return "", true
 	}
 	names := strings.Split(strings.TrimSuffix(chain, "\x00"), "\x00")
 	slices.Reverse(names)
 	for _, n := range names {
 		if n == "" || n == "." || n == ".." || strings.Contains(n, "/") {
-			return "", false // not a name a directory can have
+			return "", false
 		}
 	}
-	return filepath.Join(a.path, strings.Join(names, "/")), true
+	return strings.Join(names, "/"), true
+}
+
+// movedOut returns where a directory moved out of every watch went, from
+// a top chain (dirwatch.h): the path of its new parent through a mount of
+// dev, joined with name, and checked to lead to inode ino (0: any). ""
+// when it cannot tell.
+func movedOut(top bool, dev uint32, chain, name string, ino uint64) string {
+	if !top {
+		return ""
+	}
+	rel, ok := chainRel(chain)
+	if !ok {
+		return ""
+	}
+	p, ok := topPath(dev, "/"+filepath.Join(rel, name), ino)
+	if !ok {
+		return ""
+	}
+	return p
 }
 
 // within reports whether p is dir or below it.
@@ -103,7 +132,10 @@ func (t *Tracer) convert(e event) []watch.DirEvent {
 		if e.name == "" || e.newName == "" {
 			return nil
 		}
-		from, to := "", ""
+		// A side no watch covers has a path only when a directory moved
+		// out of every watch to it: then the marks go.
+		from := movedOut(e.has(dirwatchDwFlagsDW_F_TOP), e.Dev, e.chain, e.name, 0)
+		to := movedOut(e.has(dirwatchDwFlagsDW_F_NEW_TOP), e.NewDev, e.newChain, e.newName, e.TargetIno)
 		if ok {
 			from = filepath.Join(parent, e.name)
 		}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -58,20 +59,27 @@ func (t *Tracer) keyOfLocked(d watch.Dir) (dirwatchDwKey, error) {
 	return k, nil
 }
 
-// mountDevs maps mount ids to their superblock's device from
-// /proc/self/mountinfo ("36 35 98:0 /mnt1 /mnt2 rw ...").
-func mountDevs() (map[uint64]uint32, error) {
+// mount is a line of /proc/self/mountinfo
+// ("36 35 98:0 /mnt1 /mnt2 rw ...").
+type mount struct {
+	id    uint64
+	dev   uint32 // the superblock's, as the kernel's dev_t
+	root  string // the directory of the filesystem mounted
+	point string // where
+}
+
+func mounts() ([]mount, error) {
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	devs := make(map[uint64]uint32)
+	var ms []mount
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
 	for sc.Scan() {
 		fields := strings.Fields(sc.Text())
-		if len(fields) < 3 {
+		if len(fields) < 5 {
 			continue
 		}
 		id, err := strconv.ParseUint(fields[0], 10, 64)
@@ -87,7 +95,74 @@ func mountDevs() (map[uint64]uint32, error) {
 		if err1 != nil || err2 != nil {
 			continue
 		}
-		devs[id] = mkdev(uint32(ma), uint32(mi))
+		ms = append(ms, mount{id: id, dev: mkdev(uint32(ma), uint32(mi)), root: unescapeMount(fields[3]), point: unescapeMount(fields[4])})
 	}
-	return devs, sc.Err()
+	return ms, sc.Err()
+}
+
+// unescapeMount undoes mountinfo's octal escapes of space, tab, newline
+// and backslash ("\040").
+func unescapeMount(s string) string {
+	if !strings.Contains(s, "\\") {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// mountDevs maps mount ids to their superblock's device.
+func mountDevs() (map[uint64]uint32, error) {
+	ms, err := mounts()
+	devs := make(map[uint64]uint32, len(ms))
+	for _, m := range ms {
+		devs[m.id] = m.dev
+	}
+	return devs, err
+}
+
+// topPath returns a path to the directory at rel from the top of the
+// filesystem dev, through the mount of it nearest its top that shows rel,
+// and checks that the path leads there: a directory on that filesystem,
+// and inode ino when ino is not 0. A mount over the way, or a filesystem
+// this mount namespace does not show, gives false.
+func topPath(dev uint32, rel string, ino uint64) (string, bool) {
+	ms, err := mounts()
+	if err != nil {
+		return "", false
+	}
+	var best *mount
+	for i, m := range ms {
+		if m.dev == dev && within(rel, m.root) && (best == nil || len(m.root) < len(best.root)) {
+			best = &ms[i]
+		}
+	}
+	if best == nil {
+		return "", false
+	}
+	p := filepath.Join(best.point, strings.TrimPrefix(rel, best.root))
+	var stx unix.Statx_t
+	if err := unix.Statx(unix.AT_FDCWD, p, unix.AT_SYMLINK_NOFOLLOW, unix.STATX_TYPE|unix.STATX_INO|unix.STATX_MNT_ID, &stx); err != nil {
+		return "", false
+	}
+	if stx.Mode&unix.S_IFMT != unix.S_IFDIR || (ino != 0 && stx.Ino != ino) {
+		return "", false
+	}
+	if stx.Mask&unix.STATX_MNT_ID != 0 {
+		for _, m := range ms {
+			if m.id == stx.Mnt_id && m.dev != dev {
+				return "", false
+			}
+		}
+	}
+	return p, true
 }

@@ -51,6 +51,8 @@ const (
 	dirwatchDwFlagsDW_F_WATCHED     dirwatchDwFlags = 64
 	dirwatchDwFlagsDW_F_NEW_WATCHED dirwatchDwFlags = 128
 	dirwatchDwFlagsDW_F_LAZY        dirwatchDwFlags = 256
+	dirwatchDwFlagsDW_F_TOP         dirwatchDwFlags = 512
+	dirwatchDwFlagsDW_F_NEW_TOP     dirwatchDwFlags = 1024
 )
 
 type dirwatchDwKey struct {
