@@ -348,6 +348,22 @@ static long find_step(__u64 i, void *unused)
 	return 0;
 }
 
+/* chain_name writes d's name at the end of the chain being climbed, and
+ * returns false when it cannot: unreadable, or too long a chain. */
+static __always_inline bool chain_name(struct scratch *s, struct climb *c, struct dentry *d)
+{
+	long n;
+
+	if (c->len > DW_CHAIN_MAX - DW_NAME_MAX)
+		return false;
+	n = bpf_probe_read_kernel_str(&s->data[(c->at + c->len) & (DW_DATA_SIZE - 1)], DW_NAME_MAX,
+				      BPF_CORE_READ(d, d_name.name));
+	if (n <= 0)
+		return false;
+	c->len += n;
+	return true;
+}
+
 /* name_step writes the name of one directory below the covering one into
  * the chain. */
 static long name_step(__u64 i, void *unused)
@@ -356,24 +372,16 @@ static long name_step(__u64 i, void *unused)
 	struct dentry *d;
 	struct climb *c;
 	__u32 zero = 0;
-	long n;
 
 	s = bpf_map_lookup_elem(&scratch, &zero);
 	if (!s)
 		return 1;
 	c = &s->climb;
 	d = (struct dentry *)c->dentry;
-	if (c->len > DW_CHAIN_MAX - DW_NAME_MAX) {
-		c->found = false; /* too long a chain */
-		return 1;
-	}
-	n = bpf_probe_read_kernel_str(&s->data[(c->at + c->len) & (DW_DATA_SIZE - 1)], DW_NAME_MAX,
-				      BPF_CORE_READ(d, d_name.name));
-	if (n <= 0) {
+	if (!chain_name(s, c, d)) {
 		c->found = false;
 		return 1;
 	}
-	c->len += n;
 	c->dentry = (__u64)BPF_CORE_READ(d, d_parent);
 	return 0;
 }
@@ -386,7 +394,6 @@ static long top_step(__u64 i, void *unused)
 	struct scratch *s;
 	struct climb *c;
 	__u32 zero = 0;
-	long n;
 
 	s = bpf_map_lookup_elem(&scratch, &zero);
 	if (!s)
@@ -398,13 +405,8 @@ static long top_step(__u64 i, void *unused)
 		c->found = true; /* the top: its name is "/" */
 		return 1;
 	}
-	if (c->len > DW_CHAIN_MAX - DW_NAME_MAX)
-		return 1; /* too long a chain */
-	n = bpf_probe_read_kernel_str(&s->data[(c->at + c->len) & (DW_DATA_SIZE - 1)], DW_NAME_MAX,
-				      BPF_CORE_READ(d, d_name.name));
-	if (n <= 0)
+	if (!chain_name(s, c, d))
 		return 1;
-	c->len += n;
 	c->dentry = (__u64)parent;
 	return 0;
 }
