@@ -48,7 +48,10 @@ type Tracer struct {
 	// anchorGen counts the watched map's updates (bpf/dirwatch.h's
 	// enum dw_gen).
 	anchorGen uint64
-	observe   atomic.Pointer[func(event)] // tests: sees each record first
+	// prefixFull: the prefixes map refused a path, so "/" stands in it for
+	// every path; rootPrefix: "/" is in it (rootPrefixLocked).
+	prefixFull, rootPrefix bool
+	observe                atomic.Pointer[func(event)] // tests: sees each record first
 }
 
 // anchor is a directory in the watched map. It covers its own entries,
@@ -197,6 +200,7 @@ func (t *Tracer) Track(ds ...watch.Dir) error {
 		t.byKey[k] = a
 		t.setPathLocked(a.path, k)
 	}
+	t.rootPrefixLocked()
 	return errors.Join(errs...)
 }
 
@@ -279,6 +283,33 @@ func (t *Tracer) anchorsChangedLocked() {
 	}
 }
 
+// rootPrefixLocked has the prefixes map hold "/" when every absolute path
+// may be in a watch: a tree anchor at "/", or a prefix the map refused.
+func (t *Tracer) rootPrefixLocked() {
+	if t.rung == nil || t.hook != HookTracepoint {
+		return
+	}
+	k, ok := t.keyOfPathLocked("/")
+	want := t.prefixFull || ok && t.byKey[k].tree
+	if want == t.rootPrefix {
+		return
+	}
+	h := fnv.New64a()
+	h.Write([]byte("/"))
+	m := t.rung.coll.Maps[dirwatchMapPrefixes]
+	var err error
+	if want {
+		err = m.Update(h.Sum64(), uint8(1), ebpf.UpdateAny)
+	} else {
+		err = m.Delete(h.Sum64())
+	}
+	if err != nil {
+		t.log.Warn("prefix map: /", "error", err)
+		return
+	}
+	t.rootPrefix = want
+}
+
 // Untrack stops reporting changes in dir and every tracked directory
 // below it.
 func (t *Tracer) Untrack(dir string) {
@@ -288,6 +319,7 @@ func (t *Tracer) Untrack(dir string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.untrackLocked(dir)
+	t.rootPrefixLocked()
 }
 
 func (t *Tracer) untrackLocked(dir string) {
@@ -339,7 +371,7 @@ func (t *Tracer) setPathLocked(p string, k dirwatchDwKey) {
 		kids = make(map[string]dirwatchDwKey)
 		t.children[parent] = kids
 	}
-	if _, had := kids[p]; !had {
+	if _, had := kids[p]; !had && p != "/" {
 		t.prefixLocked(p, 1)
 	}
 	kids[p] = k
@@ -348,7 +380,7 @@ func (t *Tracer) setPathLocked(p string, k dirwatchDwKey) {
 func (t *Tracer) delPathLocked(p string) {
 	parent := filepath.Dir(p)
 	if kids := t.children[parent]; kids != nil {
-		if _, had := kids[p]; had {
+		if _, had := kids[p]; had && p != "/" {
 			t.prefixLocked(p, -1)
 		}
 		delete(kids, p)
@@ -362,6 +394,13 @@ func (t *Tracer) delPathLocked(p string) {
 // p in the syscall rung's prefixes map, which holds each path's hash while
 // some anchor has it. Should the map be full, "/" goes in: every record
 // then wakes the reader, as when nothing is known.
+//
+// "/" is not counted there: an anchor at "/" that covers only its own
+// entries (the deepest existing ancestor of a watch whose directories do
+// not exist yet) would make every record wake the reader, for mkdirs in
+// "/" only, which the syscall rung checks by the base directory when the
+// path is relative, and inotify reports at once. rootPrefixLocked puts it
+// in when a tree anchor is at "/", or the map is full.
 func (t *Tracer) prefixLocked(p string, delta int) {
 	if t.rung == nil || t.hook != HookTracepoint {
 		return
@@ -374,9 +413,8 @@ func (t *Tracer) prefixLocked(p string, delta int) {
 	case n == 1 && delta == 1:
 		if err := t.rung.coll.Maps[dirwatchMapPrefixes].Update(sum, uint8(1), ebpf.UpdateAny); err != nil {
 			t.log.Warn("prefix map: every record wakes the reader", "dir", p, "error", err)
-			if p != "/" {
-				t.prefixLocked("/", 1)
-			}
+			t.prefixFull = true
+			t.rootPrefixLocked()
 		}
 	case n == 0:
 		if err := t.rung.coll.Maps[dirwatchMapPrefixes].Delete(sum); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {

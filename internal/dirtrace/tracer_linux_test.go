@@ -393,6 +393,22 @@ func TestLazyRoot(t *testing.T) {
 	check(mkdir+outside, true)
 	check(mkdir+dotted, false)   // not clean: only user space can tell
 	check(rename+outside, false) // its new side is in the watch
+
+	// "/" as the deepest existing ancestor of a watch yet to appear covers
+	// only its own entries: the rest stays lazy. As the top of a tree it
+	// covers every path.
+	track(t, tr, "/")
+	later := filepath.Join(out, "later")
+	if err := sysMkdirat(unix.AT_FDCWD, later); err != nil {
+		t.Fatal(err)
+	}
+	check(mkdir+later, true)
+	trackTree(t, tr, "/")
+	everywhere := filepath.Join(out, "everywhere")
+	if err := sysMkdirat(unix.AT_FDCWD, everywhere); err != nil {
+		t.Fatal(err)
+	}
+	check(mkdir+everywhere, false)
 }
 
 // sysMkdirat is mkdirat(2) with the path as given: os.Mkdir cleans it.
