@@ -115,6 +115,14 @@ func within(p, dir string) bool {
 // convert turns a kernel record into directory events, keeping the
 // tracked paths current with the renames it reports.
 func (t *Tracer) convert(e event) []watch.DirEvent {
+	// A side no watch covers has a path only when a directory moved out of
+	// every watch to it: then the marks go. Found before the lock: it
+	// reads mountinfo and stats the path.
+	var outFrom, outTo string
+	if e.Op == dirwatchDwOpDW_OP_RENAME && !e.has(dirwatchDwFlagsDW_F_PATHS) {
+		outFrom = movedOut(e.has(dirwatchDwFlagsDW_F_TOP), e.Dev, e.chain, e.name, 0)
+		outTo = movedOut(e.has(dirwatchDwFlagsDW_F_NEW_TOP), e.NewDev, e.newChain, e.newName, e.TargetIno)
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if e.has(dirwatchDwFlagsDW_F_PATHS) {
@@ -132,10 +140,7 @@ func (t *Tracer) convert(e event) []watch.DirEvent {
 		if e.name == "" || e.newName == "" {
 			return nil
 		}
-		// A side no watch covers has a path only when a directory moved
-		// out of every watch to it: then the marks go.
-		from := movedOut(e.has(dirwatchDwFlagsDW_F_TOP), e.Dev, e.chain, e.name, 0)
-		to := movedOut(e.has(dirwatchDwFlagsDW_F_NEW_TOP), e.NewDev, e.newChain, e.newName, e.TargetIno)
+		from, to := outFrom, outTo
 		if ok {
 			from = filepath.Join(parent, e.name)
 		}
