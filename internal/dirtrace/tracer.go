@@ -283,6 +283,14 @@ func (t *Tracer) anchorsChangedLocked() {
 	}
 }
 
+// pathHash is a path's key in the prefixes map: FNV-1a, as the programs
+// hash it.
+func pathHash(p string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(p))
+	return h.Sum64()
+}
+
 // rootPrefixLocked has the prefixes map hold "/" when every absolute path
 // may be in a watch: a tree anchor at "/", or a prefix the map refused.
 func (t *Tracer) rootPrefixLocked() {
@@ -294,14 +302,12 @@ func (t *Tracer) rootPrefixLocked() {
 	if want == t.rootPrefix {
 		return
 	}
-	h := fnv.New64a()
-	h.Write([]byte("/"))
 	m := t.rung.coll.Maps[dirwatchMapPrefixes]
 	var err error
 	if want {
-		err = m.Update(h.Sum64(), uint8(1), ebpf.UpdateAny)
+		err = m.Update(pathHash("/"), uint8(1), ebpf.UpdateAny)
 	} else {
-		err = m.Delete(h.Sum64())
+		err = m.Delete(pathHash("/"))
 	}
 	if err != nil {
 		t.log.Warn("prefix map: /", "error", err)
@@ -405,9 +411,7 @@ func (t *Tracer) prefixLocked(p string, delta int) {
 	if t.rung == nil || t.hook != HookTracepoint {
 		return
 	}
-	h := fnv.New64a()
-	h.Write([]byte(p))
-	sum := h.Sum64()
+	sum := pathHash(p)
 	n := t.prefixN[sum] + delta
 	switch {
 	case n == 1 && delta == 1:
