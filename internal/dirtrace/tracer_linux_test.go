@@ -163,11 +163,7 @@ func runSteps(t *testing.T, tr *Tracer) {
 			track(t, tr, d)
 		}
 	}
-	select {
-	case got := <-tr.Events():
-		t.Errorf("unexpected event after the last step: %+v", got)
-	case <-time.After(200 * time.Millisecond):
-	}
+	expectNone(t, tr)
 }
 
 // A tree anchor covers the directories below it without entries of their
@@ -221,11 +217,7 @@ func TestTreeRoot(t *testing.T) {
 				}
 				expect(t, tr, s.name, s.want...)
 			}
-			select {
-			case got := <-tr.Events():
-				t.Errorf("unexpected event after the last step: %+v", got)
-			case <-time.After(200 * time.Millisecond):
-			}
+			expectNone(t, tr)
 		})
 	}
 }
@@ -284,11 +276,7 @@ func TestUncoveredRoot(t *testing.T) {
 			}
 			expect(t, tr, "mkdirat in a directory tracked since", created(filepath.Join(later, "b")))
 
-			select {
-			case got := <-tr.Events():
-				t.Errorf("unexpected event after the last step: %+v", got)
-			case <-time.After(200 * time.Millisecond):
-			}
+			expectNone(t, tr)
 		})
 	}
 }
@@ -415,6 +403,16 @@ func TestLazyRoot(t *testing.T) {
 func sysMkdirat(dfd int, p string) error { return unix.Mkdirat(dfd, p, 0o755) }
 
 func created(p string) watch.DirEvent { return watch.DirEvent{Op: watch.Created, Path: p} }
+
+// expectNone checks that no event follows the last step's.
+func expectNone(t *testing.T, tr *Tracer) {
+	t.Helper()
+	select {
+	case got := <-tr.Events():
+		t.Errorf("unexpected event after the last step: %+v", got)
+	case <-time.After(200 * time.Millisecond):
+	}
+}
 
 // expect reads the events step caused, in order.
 func expect(t *testing.T, tr *Tracer, step string, want ...watch.DirEvent) {
