@@ -1,12 +1,9 @@
 package onaccess
 
 import (
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 const (
@@ -74,23 +71,23 @@ func (rl *relief) scan(r *request) bool {
 }
 
 // run checks the reader every tick while it scans files, and sleeps
-// while it does not. It ticks with nanosleep(2) on a thread of its own: a
-// runtime timer would wake the thread blocked in the poller and then
-// another to run this goroutine, which cost the decision of every event
-// about a tenth more (measured), where a sleeping thread costs its own
-// wake-ups only.
+// while it does not. It ticks on a runtime ticker, which re-arms itself
+// where it fires. It once slept in nanosleep(2) on a thread of its own,
+// but the runtime counts a goroutine in a system call as holding its P:
+// with the reader busy on the other one, sysmon took that P back at every
+// tick and went on checking every 20 µs. On a stream of first opens of
+// clean files that cost the daemon about 40% more CPU per event, and each
+// open about 40% more time (measured: 39 against 28 µs, 55 against 39 µs).
 func (rl *relief) run() {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	tick := unix.NsecToTimespec(int64(reliefTick))
+	ticker := time.NewTicker(reliefTick)
+	defer ticker.Stop()
 	var seen int64
 	var quiet time.Duration
 	for {
-		unix.Nanosleep(&tick, nil) // EINTR: a shorter tick, harmless
 		select {
+		case <-ticker.C:
 		case <-rl.quit:
 			return
-		default:
 		}
 		n := rl.inline.Load()
 		switch {
@@ -107,9 +104,11 @@ func (rl *relief) run() {
 			quiet += reliefTick
 		}
 		if quiet >= reliefIdle {
+			ticker.Stop()
 			if !rl.sleep() {
 				return
 			}
+			ticker.Reset(reliefTick)
 			quiet = 0
 		}
 	}
