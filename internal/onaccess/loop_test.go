@@ -73,11 +73,17 @@ func (r *fakeResponder) Respond(fd int, allow bool) error {
 }
 
 // fakeEngine finds "INFECTED" in a file, fails on "FAIL" and hangs until
-// its context ends on "HANG".
+// its context ends on "HANG" (or the test does).
 type fakeEngine struct {
 	mu    sync.Mutex
 	scans int
 	stuck chan struct{} // "STUCK" waits for it to close, whatever ctx says
+	hung  chan hungScan // what each "HANG" saw of its context, if there is room
+}
+
+type hungScan struct {
+	deadline time.Time
+	cause    error
 }
 
 func (e *fakeEngine) Scan(ctx context.Context, f *os.File) (scan.Result, error) {
@@ -92,7 +98,15 @@ func (e *fakeEngine) Scan(ctx context.Context, f *os.File) (scan.Result, error) 
 	case strings.HasPrefix(s, "FAIL"):
 		return scan.Result{}, errors.New("engine broke")
 	case strings.HasPrefix(s, "HANG"):
-		<-ctx.Done()
+		select {
+		case <-ctx.Done():
+		case <-e.stuck: // the test is over
+		}
+		dl, _ := ctx.Deadline()
+		select {
+		case e.hung <- hungScan{dl, context.Cause(ctx)}:
+		default:
+		}
 		return scan.Result{}, ctx.Err()
 	case strings.HasPrefix(s, "STUCK"):
 		// A read of a file on a hung FUSE or NFS mount: deaf to ctx.
@@ -157,7 +171,7 @@ func newHarness(t *testing.T, queue int, policyFmt string) *harness {
 		dir:    dir,
 		src:    make(fakeSource),
 		resp:   &fakeResponder{done: make(chan struct{}, 1024)},
-		engine: &fakeEngine{stuck: make(chan struct{})},
+		engine: &fakeEngine{stuck: make(chan struct{}), hung: make(chan hungScan, 1)},
 		alerts: &fakeAlerts{},
 		done:   make(chan error, 1),
 	}
@@ -473,6 +487,31 @@ func TestStuckScanDoesNotStallReading(t *testing.T) {
 	}
 	if c := h.counters(func(c Snapshot) bool { return c.Timeouts == 1 }); c.Timeouts != 1 {
 		t.Errorf("timeouts: got %d, want 1", c.Timeouts)
+	}
+}
+
+// A scan still running at its deadline is canceled when the deadline
+// answers the event, and was told that deadline when it started.
+func TestHungScanCanceledAtDeadline(t *testing.T) {
+	h := newHarness(t, 16, basePolicy)
+	ev := h.event("a/hang", "HANG", unix.FAN_OPEN_PERM)
+	sent := time.Now()
+	got := h.send(1, ev)
+	answered := time.Now()
+	if got[0].allow {
+		t.Errorf("deadline response: got allow, want deny (on_error)")
+	}
+	select {
+	case hs := <-h.engine.hung:
+		// basePolicy's scan_timeout is 200ms.
+		if earliest := sent.Add(200 * time.Millisecond); hs.deadline.Before(earliest) || hs.deadline.After(answered) {
+			t.Errorf("scan's deadline: got %v, want from %v to the answer at %v", hs.deadline, earliest, answered)
+		}
+		if !errors.Is(hs.cause, errTimeout) {
+			t.Errorf("scan's context ended by %v, want %v", hs.cause, errTimeout)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("hung scan's context not canceled at the deadline")
 	}
 }
 
