@@ -169,3 +169,49 @@ func TestStop(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// MountFUSE serves directories; after Hang it holds this process's
+// requests and still serves other processes'; at the end it answers what
+// it held and is unmounted.
+func TestMountFUSE(t *testing.T) {
+	var dir string
+	stat := make(chan error, 1)
+	t.Run("use", func(t *testing.T) {
+		fs := MountFUSE(t)
+		dir = fs.Dir
+		a := filepath.Join(dir, "a")
+		if err := os.Mkdir(a, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if fi, err := os.Stat(a); err != nil || !fi.IsDir() {
+			t.Fatalf("stat %s: %v, %v", a, fi, err)
+		}
+		fs.Hang()
+		if out, err := exec.Command("mkdir", filepath.Join(a, "b")).CombinedOutput(); err != nil {
+			t.Fatalf("mkdir by another process after Hang: %v: %s", err, out)
+		}
+		go func() {
+			_, err := os.Stat(filepath.Join(a, "b"))
+			stat <- err
+		}()
+		select {
+		case <-fs.Held():
+		case <-time.After(10 * time.Second):
+			t.Fatal("this process's stat was not held")
+		}
+		select {
+		case err := <-stat:
+			t.Fatalf("stat answered while held: %v", err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	})
+	select {
+	case <-stat: // answered (or failed) once released
+	case <-time.After(10 * time.Second):
+		t.Fatal("held stat not released at the end of the test")
+	}
+	// Removed by TempDir's cleanup, which it could not be while mounted.
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("after the test: got %v want the mount point unmounted and removed", err)
+	}
+}
