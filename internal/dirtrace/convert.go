@@ -123,11 +123,11 @@ func (t *Tracer) convert(e event) []watch.DirEvent {
 		outFrom = movedOut(e.has(dirwatchDwFlagsDW_F_TOP), e.Dev, e.chain, e.name, 0)
 		outTo = movedOut(e.has(dirwatchDwFlagsDW_F_NEW_TOP), e.NewDev, e.newChain, e.newName, e.TargetIno)
 	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
 	if e.has(dirwatchDwFlagsDW_F_PATHS) {
 		return t.convertPaths(e)
 	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	parent, ok := t.chainPathLocked(e.has(dirwatchDwFlagsDW_F_WATCHED), dirwatchDwKey{Ino: e.Ino, Dev: e.Dev}, e.chain)
 	switch e.Op {
 	case dirwatchDwOpDW_OP_MKDIR:
@@ -236,46 +236,65 @@ func (t *Tracer) rebaseLocked(evs []watch.DirEvent, exchange bool) {
 }
 
 // convertPaths handles a syscall-rung record: paths relative to a
-// directory fd, resolved here and kept when their parent is tracked.
+// directory fd, resolved here and kept when their parent is tracked. The
+// paths are resolved, and a rename's sides looked at, without t.mu: that
+// reads /proc and walks the paths, which may wait on a slow or hung
+// filesystem (NFS, FUSE), and Track, with which the manager marks new
+// directories, waits for t.mu.
 func (t *Tracer) convertPaths(e event) []watch.DirEvent {
+	rename := e.Op == dirwatchDwOpDW_OP_RENAME
+	if !rename && e.Op != dirwatchDwOpDW_OP_MKDIR {
+		return nil
+	}
+	t.mu.Lock()
 	base, hasBase := t.chainPathLocked(e.has(dirwatchDwFlagsDW_F_WATCHED), dirwatchDwKey{Ino: e.Ino, Dev: e.Dev}, e.chain)
-	from, ok := t.resolveLocked(e.Pid, e.Dfd, e.name, base, hasBase)
+	var newBase string
+	var hasNewBase bool
+	if rename {
+		newBase, hasNewBase = t.chainPathLocked(e.has(dirwatchDwFlagsDW_F_NEW_WATCHED), dirwatchDwKey{Ino: e.NewIno, Dev: e.NewDev}, e.newChain)
+	}
+	t.mu.Unlock()
+
+	from, ok := resolve(e.Pid, e.Dfd, e.name, base, hasBase)
 	if !ok {
 		t.log.Debug("unresolved path", "pid", e.Pid, "path", e.name)
 		return nil
 	}
-	switch e.Op {
-	case dirwatchDwOpDW_OP_MKDIR:
+	if !rename {
+		t.mu.Lock()
+		defer t.mu.Unlock()
 		if !t.coversLocked(filepath.Dir(from)) {
 			return nil
 		}
 		return []watch.DirEvent{{Op: watch.Created, Path: from, Source: t.source()}}
-	case dirwatchDwOpDW_OP_RENAME:
-		newBase, hasNewBase := t.chainPathLocked(e.has(dirwatchDwFlagsDW_F_NEW_WATCHED), dirwatchDwKey{Ino: e.NewIno, Dev: e.NewDev}, e.newChain)
-		to, ok := t.resolveLocked(e.Pid, e.NewDfd, e.newName, newBase, hasNewBase)
-		if !ok {
-			t.log.Debug("unresolved path", "pid", e.Pid, "path", e.newName)
-			return nil
-		}
-		fromIn, toIn := t.coversLocked(filepath.Dir(from)), t.coversLocked(filepath.Dir(to))
-		if !fromIn && !toIn {
-			return nil
-		}
-		exchange := e.has(dirwatchDwFlagsDW_F_EXCHANGE)
-		// The syscall does not say what moved: a tracked path was a
-		// directory; otherwise look at where it is now.
-		fromDir := t.trackedLocked(from) || isDir(to)
-		toDir := exchange && (t.trackedLocked(to) || isDir(from))
-		return t.renamed(from, to, fromIn, toIn, fromDir, exchange, toDir)
 	}
-	return nil
+	to, ok := resolve(e.Pid, e.NewDfd, e.newName, newBase, hasNewBase)
+	if !ok {
+		t.log.Debug("unresolved path", "pid", e.Pid, "path", e.newName)
+		return nil
+	}
+	t.mu.Lock()
+	fromIn, toIn := t.coversLocked(filepath.Dir(from)), t.coversLocked(filepath.Dir(to))
+	fromTracked, toTracked := t.trackedLocked(from), t.trackedLocked(to)
+	t.mu.Unlock()
+	if !fromIn && !toIn {
+		return nil
+	}
+	// The syscall does not say what moved: a tracked path was a
+	// directory; otherwise look at where it is now.
+	exchange := e.has(dirwatchDwFlagsDW_F_EXCHANGE)
+	fromDir := fromTracked || isDir(to)
+	toDir := exchange && (toTracked || isDir(from))
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.renamed(from, to, fromIn, toIn, fromDir, exchange, toDir)
 }
 
-// resolveLocked makes a syscall's path absolute and clean, with the
-// symlinks in its parent resolved. A relative path starts from base, the
-// directory the kernel saw, when a tracked directory covers it (hasBase),
-// else from the process's cwd or dfd as /proc shows them now.
-func (t *Tracer) resolveLocked(pid uint32, dfd int32, p, base string, hasBase bool) (string, bool) {
+// resolve makes a syscall's path absolute and clean, with the symlinks in
+// its parent resolved. A relative path starts from base, the directory
+// the kernel saw, when a tracked directory covers it (hasBase), else from
+// the process's cwd or dfd as /proc shows them now.
+func resolve(pid uint32, dfd int32, p, base string, hasBase bool) (string, bool) {
 	if p == "" {
 		return "", false
 	}

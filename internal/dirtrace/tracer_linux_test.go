@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -547,5 +548,42 @@ func TestLostResyncRoot(t *testing.T) {
 	}
 	if got := tr.Lost(); got != 3 {
 		t.Errorf("Lost() = %d, want 3", got)
+	}
+}
+
+// A syscall-rung record is resolved to a path outside the tracer's lock:
+// when the path leads through a hung filesystem (NFS, FUSE), the reader
+// waits on it, but Track, with which the manager marks new directories
+// elsewhere meanwhile, does not.
+func TestHungFilesystemRoot(t *testing.T) {
+	tr := openRoot(t, HookTracepoint)
+	testutil.Deadline(t, time.Minute, nil)
+	fs := testutil.MountFUSE(t)
+	a := filepath.Join(fs.Dir, "a")
+	if err := os.Mkdir(a, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	fs.Hang()
+	// By another process, which the filesystem still serves, and by
+	// absolute path: the tracer walks fs.Dir/a to resolve it, and the
+	// filesystem holds that walk's lookup of a.
+	if out, err := exec.Command("mkdir", filepath.Join(a, "b")).CombinedOutput(); err != nil {
+		t.Fatalf("mkdir on FUSE: %v: %s", err, out)
+	}
+	select {
+	case <-fs.Held():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the tracer did not resolve the path of a mkdir on FUSE")
+	}
+	other := testutil.TempDir(t)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		track(t, tr, other)
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Track waited for a path resolution on a hung filesystem")
 	}
 }
