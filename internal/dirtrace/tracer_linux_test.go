@@ -563,7 +563,7 @@ func TestHungFilesystemRoot(t *testing.T) {
 	if err := os.Mkdir(a, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	fs.Hang()
+	fs.Hang(t, os.Getpid())
 	// By another process, which the filesystem still serves, and by
 	// absolute path: the tracer walks fs.Dir/a to resolve it, and the
 	// filesystem holds that walk's lookup of a.

@@ -186,7 +186,7 @@ func TestMountFUSE(t *testing.T) {
 		if fi, err := os.Stat(a); err != nil || !fi.IsDir() {
 			t.Fatalf("stat %s: %v, %v", a, fi, err)
 		}
-		fs.Hang()
+		fs.Hang(t, os.Getpid())
 		if out, err := exec.Command("mkdir", filepath.Join(a, "b")).CombinedOutput(); err != nil {
 			t.Fatalf("mkdir by another process after Hang: %v: %s", err, out)
 		}
