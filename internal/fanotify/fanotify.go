@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -35,10 +36,27 @@ func (e Event) Overflow() bool { return e.Mask&unix.FAN_Q_OVERFLOW != 0 }
 type Group struct {
 	f   *os.File
 	rc  syscall.RawConn
-	buf []byte
+	buf []byte // ReadDirEvents'
+
+	readers atomic.Int32  // ReadEvents calls in the poller
+	reads   atomic.Uint64 // read(2) calls of events so far
+	inRead  atomic.Uint64 // the one in the kernel, 0 when none
+	woken   atomic.Bool
 
 	noEvictable atomic.Bool // kernel refused FAN_MARK_EVICTABLE
 }
+
+// eventBufSize holds 170 events: several per read(2) under load.
+const eventBufSize = 4096
+
+var eventBufs = sync.Pool{New: func() any {
+	b := make([]byte, eventBufSize)
+	return &b
+}}
+
+// besidePoll is how long a read beside a blocked one waits in poll(2)
+// before it looks again whether it was woken, or may return to the poller.
+const besidePoll = 10 * time.Millisecond
 
 // Init creates a group. FAN_CLOEXEC and FAN_NONBLOCK are always added;
 // eventFlags are the open(2) flags of event descriptors.
@@ -53,8 +71,7 @@ func Init(flags, eventFlags uint) (*Group, error) {
 		f.Close()
 		return nil, fmt.Errorf("fanotify_init: %w", err)
 	}
-	// 4096 bytes hold 170 events: several per read(2) under load.
-	return &Group{f: f, rc: rc, buf: make([]byte, 4096)}, nil
+	return &Group{f: f, rc: rc, buf: make([]byte, eventBufSize)}, nil
 }
 
 // Mark calls fanotify_mark(2). With path "" the object is dirfd itself.
@@ -112,11 +129,21 @@ func (g *Group) Respond(eventFd int, allow bool) error {
 
 // ReadEvents blocks until events arrive and appends them to dst. It
 // returns an error wrapping os.ErrDeadlineExceeded after Wake, and one
-// wrapping os.ErrClosed after Close. It must not be called concurrently
-// with itself or PendingEvents.
+// wrapping os.ErrClosed after Close.
+//
+// The kernel opens each event's file inside read(2), and that open waits
+// on the file's filesystem: on a hung NFS or FUSE server, forever. A
+// ReadEvents called while another one is blocked that way reads beside it,
+// waiting in poll(2) on a thread of its own, and goes back to the poller
+// once the other one returns. InRead tells a blocked read.
 func (g *Group) ReadEvents(dst []Event) ([]Event, error) {
 	return g.read(dst, true)
 }
+
+// InRead returns the number of the read(2) of events in the kernel, 0
+// when none is: the same number a while apart is a read blocked on a
+// file's filesystem.
+func (g *Group) InRead() uint64 { return g.inRead.Load() }
 
 // PendingEvents appends the events already queued, without waiting.
 func (g *Group) PendingEvents(dst []Event) ([]Event, error) {
@@ -126,24 +153,42 @@ func (g *Group) PendingEvents(dst []Event) ([]Event, error) {
 // Wake makes a blocked ReadEvents return, and later ones return at once,
 // so a reader can switch to PendingEvents and drain the queue.
 func (g *Group) Wake() error {
+	g.woken.Store(true)
 	return g.f.SetReadDeadline(time.Unix(1, 0))
 }
 
 func (g *Group) read(dst []Event, wait bool) ([]Event, error) {
-	n, err := g.readRaw(wait)
-	if err != nil || n == 0 {
-		return dst, err
+	bp := eventBufs.Get().(*[]byte)
+	defer eventBufs.Put(bp)
+	buf := *bp
+	for {
+		var n int
+		var err error
+		if g.readers.Add(1) == 1 {
+			n, err = g.readRaw(buf, wait, &g.inRead)
+			g.readers.Add(-1)
+		} else {
+			g.readers.Add(-1)
+			var again bool
+			if n, err, again = g.readBeside(buf, wait); again {
+				continue
+			}
+		}
+		if err != nil || n == 0 {
+			return dst, err
+		}
+		return Parse(buf[:n], dst)
 	}
-	return Parse(g.buf[:n], dst)
 }
 
-// readRaw reads into g.buf; 0 bytes means nothing was queued.
-func (g *Group) readRaw(wait bool) (int, error) {
+// readRaw reads into buf through the poller; 0 bytes means nothing was
+// queued. It sets inRead, if not nil, during each read(2).
+func (g *Group) readRaw(buf []byte, wait bool, inRead *atomic.Uint64) (int, error) {
 	var n int
 	var err error
 	cerr := g.rc.Read(func(fd uintptr) bool {
 		for {
-			n, err = unix.Read(int(fd), g.buf)
+			n, err = g.sysRead(int(fd), buf, inRead)
 			if err != unix.EINTR {
 				break
 			}
@@ -159,6 +204,56 @@ func (g *Group) readRaw(wait bool) (int, error) {
 		return 0, fmt.Errorf("read fanotify: %w", err)
 	}
 	return n, nil
+}
+
+func (g *Group) sysRead(fd int, buf []byte, inRead *atomic.Uint64) (int, error) {
+	if inRead == nil {
+		return unix.Read(fd, buf)
+	}
+	seq := g.reads.Add(1)
+	inRead.Store(seq)
+	n, err := unix.Read(fd, buf)
+	inRead.CompareAndSwap(seq, 0)
+	return n, err
+}
+
+// readBeside reads while another read holds the poller's read lock,
+// waiting in poll(2) besidePoll at a time. again says the other read has
+// returned and nothing was read: the caller goes back to the poller.
+func (g *Group) readBeside(buf []byte, wait bool) (n int, err error, again bool) {
+	cerr := g.rc.Control(func(fd uintptr) {
+		for {
+			if g.woken.Load() {
+				err = os.ErrDeadlineExceeded
+				return
+			}
+			n, err = g.sysRead(int(fd), buf, &g.inRead)
+			switch {
+			case err == unix.EINTR:
+				continue
+			case err != unix.EAGAIN || !wait:
+				return
+			}
+			pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+			if _, perr := unix.Poll(pfd, int(besidePoll/time.Millisecond)); perr != nil && perr != unix.EINTR {
+				err = perr
+				return
+			}
+			if pfd[0].Revents == 0 && g.readers.Load() == 0 {
+				n, err, again = 0, nil, true
+				return
+			}
+		}
+	})
+	switch {
+	case cerr != nil:
+		return 0, fmt.Errorf("read fanotify: %w", cerr), false
+	case err == unix.EAGAIN:
+		return 0, nil, false
+	case err != nil:
+		return 0, fmt.Errorf("read fanotify: %w", err), false
+	}
+	return n, nil, again
 }
 
 // Close closes the group. The kernel allows every event still waiting for

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -217,5 +218,108 @@ func TestMarkEach(t *testing.T) {
 	}
 	if n := drain(t, g); n != 2 {
 		t.Errorf("got %d events, want 2 (a/f and b/f)", n)
+	}
+}
+
+// The kernel opens each event's file inside read(2), on the file's
+// filesystem: on a hung one the read blocks. InRead tells it, and another
+// ReadEvents reads the events behind it meanwhile.
+func TestReadBesideBlockedRead(t *testing.T) {
+	testutil.SkipUnlessFanotify(t)
+	fs := testutil.MountFUSE(t)
+	fs.AddFile(t, "slow", []byte("x"))
+	dir := testutil.TempDir(t)
+	path := filepath.Join(dir, "f")
+	if err := os.WriteFile(path, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	g, err := Init(unix.FAN_CLASS_CONTENT, unix.O_RDONLY|unix.O_CLOEXEC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Closing the group releases any open still waiting on it; it waits
+	// for the blocked read, which the filesystem's release lets go.
+	testutil.Deadline(t, 30*time.Second, func() { fs.Release(t); g.Close() })
+	defer g.Close()
+	defer fs.Release(t)
+	for _, d := range []string{fs.Dir, dir} {
+		if err := g.Mark(unix.FAN_MARK_ADD|unix.FAN_MARK_ONLYDIR, unix.FAN_OPEN_PERM|unix.FAN_EVENT_ON_CHILD, unix.AT_FDCWD, d); err != nil {
+			t.Fatalf("mark %s: %v", d, err)
+		}
+	}
+	allow := func(evs []Event) {
+		for _, ev := range evs {
+			if err := g.Respond(ev.Fd, true); err != nil {
+				t.Error(err)
+			}
+			unix.Close(ev.Fd)
+		}
+	}
+
+	fs.Hang(t, os.Getpid(), testutil.FUSEOpen)
+	// Another process, which the filesystem serves, opens its file: the
+	// kernel then opens it for this one inside read(2), and that waits.
+	slow := exec.Command("cat", filepath.Join(fs.Dir, "slow"))
+	if err := slow.Start(); err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		evs []Event
+		err error
+	}
+	blocked := make(chan result, 1)
+	go func() {
+		evs, err := g.ReadEvents(nil)
+		blocked <- result{evs, err}
+	}()
+	select {
+	case <-fs.Held():
+	case <-time.After(10 * time.Second):
+		t.Fatal("no read(2) opened the event's file on FUSE")
+	}
+	if g.InRead() == 0 {
+		t.Error("InRead: got 0 while a read(2) waits on FUSE")
+	}
+
+	opened := make(chan error, 1)
+	go func() {
+		_, err := os.ReadFile(path)
+		opened <- err
+	}()
+	beside := make(chan result, 1)
+	go func() {
+		evs, err := g.ReadEvents(nil)
+		beside <- result{evs, err}
+	}()
+	select {
+	case r := <-beside:
+		if r.err != nil {
+			t.Fatalf("read beside the blocked one: %v", r.err)
+		}
+		allow(r.evs)
+	case <-time.After(5 * time.Second):
+		t.Fatal("no read beside the blocked read(2)")
+	}
+	select {
+	case err := <-opened:
+		if err != nil {
+			t.Errorf("open read beside the blocked read: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("open not answered while another read(2) was blocked")
+	}
+
+	fs.Release(t)
+	select {
+	case r := <-blocked:
+		if r.err != nil || len(r.evs) != 1 {
+			t.Fatalf("blocked read: got %v, %v, want the FUSE file's event", r.evs, r.err)
+		}
+		allow(r.evs)
+	case <-time.After(10 * time.Second):
+		t.Fatal("blocked read did not return once the filesystem answered")
+	}
+	if err := slow.Wait(); err != nil {
+		t.Errorf("cat on FUSE: %v", err)
 	}
 }
