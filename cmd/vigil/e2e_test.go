@@ -511,6 +511,55 @@ func TestFIFODoesNotHang(t *testing.T) {
 	}
 }
 
+// An event whose file is on a hung filesystem (NFS, FUSE) waits for that
+// filesystem, not the opens elsewhere: the kernel opens the event's file
+// inside the daemon's read(2), and a read that lasts loses the reading.
+func TestHungFilesystemDoesNotStallOthers(t *testing.T) {
+	plain := testutil.TempDir(t)
+	writeFile(t, filepath.Join(plain, "clean.txt"), clean)
+	fs := testutil.MountFUSE(t)
+	fs.AddFile(t, "slow.txt", []byte(clean))
+	d := startDaemon(t, fmt.Sprintf("watch %q {}\nwatch %q {}\n", plain, fs.Dir), "")
+	fs.Hang(t, d.cmd.Process.Pid, testutil.FUSEOpen)
+
+	slow := make(chan error, 1)
+	go func() {
+		_, err := os.ReadFile(filepath.Join(fs.Dir, "slow.txt"))
+		slow <- err
+	}()
+	select {
+	case <-fs.Held(): // the daemon's read(2) waits on FUSE
+	case <-time.After(10 * time.Second):
+		t.Fatal("the daemon did not open the file on FUSE")
+	}
+	other := make(chan error, 1)
+	go func() {
+		b, err := os.ReadFile(filepath.Join(plain, "clean.txt"))
+		if err == nil && string(b) != clean {
+			err = fmt.Errorf("got %q", b)
+		}
+		other <- err
+	}()
+	select {
+	case err := <-other:
+		if err != nil {
+			t.Errorf("open elsewhere: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("an open elsewhere waited for the hung filesystem")
+	}
+
+	fs.Release(t)
+	select {
+	case err := <-slow:
+		if err != nil {
+			t.Errorf("read on FUSE once it answered: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("open on FUSE not answered once the filesystem answered")
+	}
+}
+
 func TestKillReleasesBlockedOpens(t *testing.T) {
 	root := testutil.TempDir(t)
 	p := filepath.Join(root, "file")

@@ -24,10 +24,14 @@ import (
 
 // Source delivers fanotify events (a *fanotify.Group).
 type Source interface {
-	// ReadEvents blocks until events arrive or the source is woken.
+	// ReadEvents blocks until events arrive or the source is woken. It
+	// may be called while an earlier call is blocked in InRead.
 	ReadEvents(dst []fanotify.Event) ([]fanotify.Event, error)
 	// PendingEvents returns what is queued, without waiting.
 	PendingEvents(dst []fanotify.Event) ([]fanotify.Event, error)
+	// InRead returns a number for the read(2) of ReadEvents in the kernel,
+	// the same until it returns, or 0 when none is.
+	InRead() uint64
 }
 
 // Responder answers permission events (a *fanotify.Group).
@@ -99,7 +103,12 @@ const ignoreMask = fanotify.Permission
 // a relief goroutine checks the reader every reliefTick and, when one
 // inline scan has lasted that long, takes the reading from it and hands
 // it to an idle goroutine or a new one; the old reader finishes its scan
-// as a worker. Every event is answered by its deadline by the watchdog.
+// as a worker. Nor may it wait on the kernel, which opens each event's
+// file inside read(2), on that file's filesystem: a read(2) that lasts
+// loses the reading the same way (found within stuckCheck when the relief
+// sleeps), the next reader reads beside it, and the old one scans what it
+// read once the read returns. Every event is answered by its deadline by
+// the watchdog once it is read.
 type Loop struct {
 	cfg   Config
 	log   hclog.Logger
@@ -216,6 +225,7 @@ func (l *Loop) member(reading bool) {
 // reader is a member's buffers for reading.
 type reader struct {
 	events  []fanotify.Event
+	reqs    []*request
 	linkBuf []byte
 }
 
@@ -226,25 +236,50 @@ type reader struct {
 func (l *Loop) Drain() { l.draining.Store(true) }
 
 // read reads and settles events until the read loop ends (true), setting
-// l.err, or the reading is taken from it during an inline scan (false).
+// l.err, or the reading is taken from it (false): during an inline scan,
+// or while the kernel, opening the files of the events it reads, waits on
+// a filesystem.
 func (l *Loop) read(rd *reader) (ended bool) {
+	rl := l.relief
 	for {
+		n := rl.begin(true)
 		var err error
 		rd.events, err = l.cfg.Source.ReadEvents(rd.events[:0])
-		// Every request but the batch's last is queued; the last is
-		// scanned here if a goroutine is idle to take the reading.
-		var last *request
+		rl.read()
+		reqs := rd.reqs[:0]
 		for _, ev := range rd.events {
 			if r := l.handle(ev, rd.linkBuf); r != nil {
-				if last != nil {
-					l.enqueue(last)
-				}
-				last = r
+				reqs = append(reqs, r)
 			}
 		}
-		if last != nil {
-			if err == nil && !l.draining.Load() && l.relief.canInline(last) {
-				if !l.relief.scan(last) {
+		rd.reqs = reqs[:0]
+		if !rl.end(n) {
+			// Another member reads now: what this one read, it scans
+			// as a worker would. Only the reader may use the queue,
+			// which the reader that ends the loop closes.
+			for _, r := range reqs {
+				l.scan(r)
+				r.close(l)
+			}
+			clear(reqs)
+			if isOutOfFds(err) {
+				l.counters.NoFd.Add(1)
+			}
+			return false
+		}
+		// Every request but the batch's last is queued; the last is
+		// scanned here if a goroutine is idle to take the reading.
+		if len(reqs) > 0 {
+			last := reqs[len(reqs)-1]
+			for _, r := range reqs[:len(reqs)-1] {
+				l.enqueue(r)
+			}
+			clear(reqs)
+			if err == nil && !l.draining.Load() && rl.canInline(last) {
+				n := rl.begin(false)
+				l.scan(last)
+				last.close(l)
+				if !rl.end(n) {
 					return false
 				}
 			} else {
@@ -258,13 +293,17 @@ func (l *Loop) read(rd *reader) (ended bool) {
 			return true
 		case l.ctx.Err() != nil:
 			return true
-		case errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE):
+		case isOutOfFds(err):
 			l.outOfFds()
 		default:
 			l.err = err
 			return true
 		}
 	}
+}
+
+func isOutOfFds(err error) bool {
+	return errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE)
 }
 
 // outOfFds handles a read that failed because the kernel could not open

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -45,6 +46,9 @@ func (s fakeSource) PendingEvents(dst []fanotify.Event) ([]fanotify.Event, error
 		return dst, nil
 	}
 }
+
+// InRead: the fake's reads never wait in the kernel.
+func (s fakeSource) InRead() uint64 { return 0 }
 
 // errWoken is what the fake's ReadEvents returns for a nil batch, as a
 // woken fanotify group returns a deadline error.
@@ -581,4 +585,76 @@ func TestOutOfDescriptorsKeepsReading(t *testing.T) {
 	}
 	close(src.fakeSource)
 	<-done
+}
+
+// blockedSource's first read waits in the kernel until released, as a
+// read(2) of fanotify does while the kernel opens an event's file on a
+// hung NFS or FUSE server; then it returns slow. The other reads are the
+// fake's.
+type blockedSource struct {
+	fakeSource
+	first   atomic.Bool
+	inRead  atomic.Uint64
+	release chan struct{}
+	slow    fanotify.Event
+}
+
+func (s *blockedSource) ReadEvents(dst []fanotify.Event) ([]fanotify.Event, error) {
+	if s.first.CompareAndSwap(false, true) {
+		s.inRead.Store(1)
+		<-s.release
+		s.inRead.Store(0)
+		return append(dst, s.slow), nil
+	}
+	return s.fakeSource.ReadEvents(dst)
+}
+
+func (s *blockedSource) InRead() uint64 { return s.inRead.Load() }
+
+// A read blocked in the kernel loses the reading: the events behind it
+// are answered meanwhile, and its own once it returns.
+func TestBlockedReadDoesNotStallReading(t *testing.T) {
+	h := newHarness(t, 16, basePolicy) // for its files; its loop stays idle
+	src := &blockedSource{
+		fakeSource: make(fakeSource),
+		release:    make(chan struct{}),
+		slow:       h.event("a/slow", "hello", unix.FAN_OPEN_PERM),
+	}
+	resp := &fakeResponder{done: make(chan struct{}, 16)}
+	l := New(Config{Source: src, Responder: resp, Alerts: &fakeAlerts{}, Workers: 2},
+		&State{Policy: h.loop.State().Policy, Engine: h.engine})
+	done := make(chan error, 1)
+	go func() { done <- l.Run(context.Background()) }()
+	var released bool
+	defer func() {
+		if !released {
+			close(src.release)
+		}
+		close(src.fakeSource)
+		<-done
+	}()
+	for i := range 3 {
+		select {
+		case src.fakeSource <- []fanotify.Event{h.event(fmt.Sprintf("a/next%d", i), "hello", unix.FAN_OPEN_PERM)}:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("event %d not read while the first read is blocked", i)
+		}
+		select {
+		case <-resp.done:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("event %d not answered while the first read is blocked", i)
+		}
+	}
+	close(src.release)
+	released = true
+	select {
+	case <-resp.done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the blocked read's event not answered once it returned")
+	}
+	resp.mu.Lock()
+	defer resp.mu.Unlock()
+	if got, want := resp.got[len(resp.got)-1], filepath.Join(h.dir, "a/slow"); got.path != want || !got.allow {
+		t.Errorf("last response: got %+v, want allow of %s", got, want)
+	}
 }

@@ -10,24 +10,35 @@ const (
 	// reliefTick is how often the relief checks the reader: a scan by the
 	// reader that lasts from one to two ticks loses the reading.
 	reliefTick = time.Millisecond
-	// reliefIdle is how long the relief keeps ticking after the last
-	// inline scan before it sleeps until the next one.
+	// reliefIdle is how long the relief keeps ticking after the reader
+	// was last busy before it sleeps until the next events.
 	reliefIdle = 10 * time.Millisecond
+	// stuckCheck is how often the sleeping relief looks for a read(2)
+	// blocked in the kernel: an event's file on a hung NFS or FUSE server
+	// holds every other event that long at most, then twice reliefTick.
+	stuckCheck = 100 * time.Millisecond
 	// maxInline is the largest file the reader scans itself; larger
 	// ones would mostly outlast a tick and cost a hand-over.
 	maxInline int64 = 256 << 10
 )
 
-// relief lets the reader scan a file itself without the reading ever
-// waiting on that scan, see Loop. It also counts the loop's goroutines.
+// relief lets the reader scan a file itself, and the kernel open files
+// inside its read(2), without the reading ever waiting on either, see
+// Loop. It also counts the loop's goroutines.
 type relief struct {
 	l *Loop
 
-	// inline is the number of the reader's scan in progress, 0 when
-	// none. Whoever swaps it from that number to 0 holds the reading: the
-	// reader when its scan ends, or the relief when the scan has lasted.
-	inline atomic.Int64
-	seq    atomic.Int64
+	// turn is the number of the reader's turn in progress, 0 when none:
+	// from before its read until it is done with what it read (the batch
+	// settled, one file perhaps scanned). Whoever swaps it from that
+	// number to 0 holds the reading: the reader when the turn ends, or
+	// the relief when the turn has lasted.
+	turn atomic.Int64
+	seq  atomic.Int64
+	// waiting says the turn is in Source.ReadEvents, which waits as long
+	// as no event comes: there the turn has lasted only if one read(2)
+	// has (Source.InRead).
+	waiting atomic.Bool
 
 	token   chan struct{} // the reading, to an idle member
 	idle    atomic.Int32  // members waiting for work
@@ -55,23 +66,43 @@ func (rl *relief) canInline(r *request) bool {
 	return r.size <= maxInline && rl.idle.Load() > 0
 }
 
-// scan scans r on the reader and reports whether the reader still holds
-// the reading.
-func (rl *relief) scan(r *request) bool {
+// begin starts a turn of the reader; reading says it starts with a read.
+func (rl *relief) begin(reading bool) int64 {
 	n := rl.seq.Add(1)
-	rl.inline.Store(n)
-	// Read after the store above; the relief stores asleep before it
-	// checks inline: one of the two sees the other.
+	rl.waiting.Store(reading)
+	rl.turn.Store(n)
+	return n
+}
+
+// read tells that the turn's read returned, and wakes the relief.
+func (rl *relief) read() {
+	rl.waiting.Store(false)
+	// Read after the turn's store; the relief stores asleep before it
+	// looks at the turn: one of the two sees the other.
 	if rl.asleep.Load() && rl.asleep.CompareAndSwap(true, false) {
 		rl.wake <- struct{}{}
 	}
-	rl.l.scan(r)
-	r.close(rl.l)
-	return rl.inline.CompareAndSwap(n, 0)
 }
 
-// run checks the reader every tick while it scans files, and sleeps
-// while it does not. It ticks on a runtime ticker, which re-arms itself
+// end ends turn n and reports whether it still held the reading.
+func (rl *relief) end(n int64) bool { return rl.turn.CompareAndSwap(n, 0) }
+
+// look returns the reader's turn and, when the turn waits in ReadEvents,
+// its read(2) in the kernel; busy says the turn may last too long:
+// anywhere but waiting for events in the poller.
+func (rl *relief) look() (turn int64, read uint64, busy bool) {
+	if turn = rl.turn.Load(); turn == 0 {
+		return 0, 0, false
+	}
+	if rl.waiting.Load() {
+		read = rl.l.cfg.Source.InRead()
+		return turn, read, read != 0
+	}
+	return turn, 0, true
+}
+
+// run checks the reader every tick while it is busy, and sleeps while it
+// waits for events. It ticks on a runtime ticker, which re-arms itself
 // where it fires. It once slept in nanosleep(2) on a thread of its own,
 // but the runtime counts a goroutine in a system call as holding its P:
 // with the reader busy on the other one, sysmon took that P back at every
@@ -82,6 +113,7 @@ func (rl *relief) run() {
 	ticker := time.NewTicker(reliefTick)
 	defer ticker.Stop()
 	var seen int64
+	var seenRead uint64
 	var quiet time.Duration
 	for {
 		select {
@@ -89,18 +121,19 @@ func (rl *relief) run() {
 		case <-rl.quit:
 			return
 		}
-		n := rl.inline.Load()
+		n, r, busy := rl.look()
 		switch {
-		case n != 0 && n == seen:
-			// The same scan as a tick ago: take the reading away.
-			if rl.inline.CompareAndSwap(n, 0) {
+		case busy && n == seen && r == seenRead:
+			// The same turn as a tick ago, in the same read(2) if in
+			// one: take the reading away.
+			if rl.turn.CompareAndSwap(n, 0) {
 				rl.handOver()
 			}
-			seen, quiet = 0, 0
-		case n != 0:
-			seen, quiet = n, 0
+			seen, seenRead, quiet = 0, 0, 0
+		case busy:
+			seen, seenRead, quiet = n, r, 0
 		default:
-			seen = 0
+			seen, seenRead = 0, 0
 			quiet += reliefTick
 		}
 		if quiet >= reliefIdle {
@@ -114,17 +147,32 @@ func (rl *relief) run() {
 	}
 }
 
-// sleep waits for the next inline scan; false when the loop ends.
+// sleep waits until the reader has read events, or is found in a read(2)
+// at one of the looks it takes every stuckCheck: the kernel may be
+// opening a file on a hung filesystem for it. false when the loop ends.
 func (rl *relief) sleep() bool {
-	rl.asleep.Store(true)
-	if rl.inline.Load() != 0 && rl.asleep.CompareAndSwap(true, false) {
-		return true // a scan started: stay awake
-	}
-	select {
-	case <-rl.wake:
-		return true
-	case <-rl.quit:
-		return false
+	check := time.NewTimer(stuckCheck)
+	defer check.Stop()
+	for {
+		rl.asleep.Store(true)
+		if _, _, busy := rl.look(); busy && rl.asleep.CompareAndSwap(true, false) {
+			return true
+		}
+		select {
+		case <-rl.wake:
+			return true
+		case <-rl.quit:
+			return false
+		case <-check.C:
+		}
+		if !rl.asleep.CompareAndSwap(true, false) {
+			<-rl.wake // the reader is sending it
+			return true
+		}
+		if _, _, busy := rl.look(); busy {
+			return true
+		}
+		check.Reset(stuckCheck)
 	}
 }
 
