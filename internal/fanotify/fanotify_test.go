@@ -61,12 +61,11 @@ func TestParse(t *testing.T) {
 	}
 }
 
-// TestPermissionRoundTrip marks a temp directory, denies one open and
-// allows another, through a real content-class group.
-func TestPermissionRoundTrip(t *testing.T) {
-	testutil.SkipUnlessFanotify(t)
-	dir := testutil.TempDir(t)
-	path := filepath.Join(dir, "f")
+// contentGroup returns a content-class group, which the caller closes,
+// and a file in a temporary directory of its own.
+func contentGroup(t *testing.T) (*Group, string) {
+	t.Helper()
+	path := filepath.Join(testutil.TempDir(t), "f")
 	if err := os.WriteFile(path, []byte("x"), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -74,6 +73,15 @@ func TestPermissionRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return g, path
+}
+
+// TestPermissionRoundTrip marks a temp directory, denies one open and
+// allows another, through a real content-class group.
+func TestPermissionRoundTrip(t *testing.T) {
+	testutil.SkipUnlessFanotify(t)
+	g, path := contentGroup(t)
+	dir := filepath.Dir(path)
 	// Closing the group releases any open still waiting on it.
 	testutil.Deadline(t, 10*time.Second, func() { g.Close() })
 	defer g.Close()
@@ -228,15 +236,8 @@ func TestReadBesideBlockedRead(t *testing.T) {
 	testutil.SkipUnlessFanotify(t)
 	fs := testutil.MountFUSE(t)
 	fs.AddFile(t, "slow", []byte("x"))
-	dir := testutil.TempDir(t)
-	path := filepath.Join(dir, "f")
-	if err := os.WriteFile(path, []byte("x"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	g, err := Init(unix.FAN_CLASS_CONTENT, unix.O_RDONLY|unix.O_CLOEXEC)
-	if err != nil {
-		t.Fatal(err)
-	}
+	g, path := contentGroup(t)
+	dir := filepath.Dir(path)
 	// Closing the group releases any open still waiting on it; it waits
 	// for the blocked read, which the filesystem's release lets go.
 	testutil.Deadline(t, 30*time.Second, func() { fs.Release(t); g.Close() })
