@@ -94,7 +94,7 @@ func parseInfo(b []byte, ev *DirEvent) error {
 // ReadDirEvents is ReadEvents for a group created with
 // FAN_REPORT_DFID_NAME.
 func (g *Group) ReadDirEvents(dst []DirEvent) ([]DirEvent, error) {
-	n, err := g.readRaw(g.buf, true, nil)
+	n, err := g.readRaw(g.buf, true)
 	if err != nil || n == 0 {
 		return dst, err
 	}

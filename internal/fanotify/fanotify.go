@@ -165,12 +165,12 @@ func (g *Group) read(dst []Event, wait bool) ([]Event, error) {
 		var n int
 		var err error
 		if g.readers.Add(1) == 1 {
-			n, err = g.readRaw(buf, wait, &g.inRead)
+			n, err = g.readRaw(buf, wait)
 			g.readers.Add(-1)
 		} else {
 			g.readers.Add(-1)
 			var again bool
-			if n, err, again = g.readBeside(buf, wait); again {
+			if n, again, err = g.readBeside(buf, wait); again {
 				continue
 			}
 		}
@@ -182,13 +182,13 @@ func (g *Group) read(dst []Event, wait bool) ([]Event, error) {
 }
 
 // readRaw reads into buf through the poller; 0 bytes means nothing was
-// queued. It sets inRead, if not nil, during each read(2).
-func (g *Group) readRaw(buf []byte, wait bool, inRead *atomic.Uint64) (int, error) {
+// queued.
+func (g *Group) readRaw(buf []byte, wait bool) (int, error) {
 	var n int
 	var err error
 	cerr := g.rc.Read(func(fd uintptr) bool {
 		for {
-			n, err = g.sysRead(int(fd), buf, inRead)
+			n, err = g.sysRead(int(fd), buf)
 			if err != unix.EINTR {
 				break
 			}
@@ -206,28 +206,26 @@ func (g *Group) readRaw(buf []byte, wait bool, inRead *atomic.Uint64) (int, erro
 	return n, nil
 }
 
-func (g *Group) sysRead(fd int, buf []byte, inRead *atomic.Uint64) (int, error) {
-	if inRead == nil {
-		return unix.Read(fd, buf)
-	}
+// sysRead is read(2), numbered in inRead while it runs.
+func (g *Group) sysRead(fd int, buf []byte) (int, error) {
 	seq := g.reads.Add(1)
-	inRead.Store(seq)
+	g.inRead.Store(seq)
 	n, err := unix.Read(fd, buf)
-	inRead.CompareAndSwap(seq, 0)
+	g.inRead.CompareAndSwap(seq, 0)
 	return n, err
 }
 
 // readBeside reads while another read holds the poller's read lock,
 // waiting in poll(2) besidePoll at a time. again says the other read has
 // returned and nothing was read: the caller goes back to the poller.
-func (g *Group) readBeside(buf []byte, wait bool) (n int, err error, again bool) {
+func (g *Group) readBeside(buf []byte, wait bool) (n int, again bool, err error) {
 	cerr := g.rc.Control(func(fd uintptr) {
 		for {
 			if g.woken.Load() {
 				err = os.ErrDeadlineExceeded
 				return
 			}
-			n, err = g.sysRead(int(fd), buf, &g.inRead)
+			n, err = g.sysRead(int(fd), buf)
 			switch {
 			case err == unix.EINTR:
 				continue
@@ -240,20 +238,20 @@ func (g *Group) readBeside(buf []byte, wait bool) (n int, err error, again bool)
 				return
 			}
 			if pfd[0].Revents == 0 && g.readers.Load() == 0 {
-				n, err, again = 0, nil, true
+				n, again, err = 0, true, nil
 				return
 			}
 		}
 	})
 	switch {
 	case cerr != nil:
-		return 0, fmt.Errorf("read fanotify: %w", cerr), false
+		return 0, false, fmt.Errorf("read fanotify: %w", cerr)
 	case err == unix.EAGAIN:
-		return 0, nil, false
+		return 0, false, nil
 	case err != nil:
-		return 0, fmt.Errorf("read fanotify: %w", err), false
+		return 0, false, fmt.Errorf("read fanotify: %w", err)
 	}
-	return n, nil, again
+	return n, again, nil
 }
 
 // Close closes the group. The kernel allows every event still waiting for
