@@ -135,7 +135,9 @@ func (g *Group) Respond(eventFd int, allow bool) error {
 // on the file's filesystem: on a hung NFS or FUSE server, forever. A
 // ReadEvents called while another one is blocked that way reads beside it,
 // waiting in poll(2) on a thread of its own, and goes back to the poller
-// once the other one returns. InRead tells a blocked read.
+// once the other one returns. InRead tells a blocked read. The blocked
+// one, once its read(2) returns, returns with no events rather than wait
+// for more if another read ran beside it meanwhile.
 func (g *Group) ReadEvents(dst []Event) ([]Event, error) {
 	return g.read(dst, true)
 }
@@ -182,18 +184,22 @@ func (g *Group) read(dst []Event, wait bool) ([]Event, error) {
 }
 
 // readRaw reads into buf through the poller; 0 bytes means nothing was
-// queued.
+// queued, or, when waiting, that a read beside this one took what was.
 func (g *Group) readRaw(buf []byte, wait bool) (int, error) {
 	var n int
 	var err error
 	cerr := g.rc.Read(func(fd uintptr) bool {
+		var seq uint64
 		for {
-			n, err = g.sysRead(int(fd), buf)
+			seq, n, err = g.sysRead(int(fd), buf)
 			if err != unix.EINTR {
 				break
 			}
 		}
-		return !wait || err != unix.EAGAIN
+		// A read beside this one since: its caller, which took the
+		// reading over, gets the events, and this one's caller can
+		// look again whether it still reads.
+		return !wait || err != unix.EAGAIN || g.reads.Load() != seq
 	})
 	switch {
 	case cerr != nil:
@@ -206,13 +212,13 @@ func (g *Group) readRaw(buf []byte, wait bool) (int, error) {
 	return n, nil
 }
 
-// sysRead is read(2), numbered in inRead while it runs.
-func (g *Group) sysRead(fd int, buf []byte) (int, error) {
-	seq := g.reads.Add(1)
+// sysRead is read(2), numbered (seq) in inRead while it runs.
+func (g *Group) sysRead(fd int, buf []byte) (seq uint64, n int, err error) {
+	seq = g.reads.Add(1)
 	g.inRead.Store(seq)
-	n, err := unix.Read(fd, buf)
+	n, err = unix.Read(fd, buf)
 	g.inRead.CompareAndSwap(seq, 0)
-	return n, err
+	return seq, n, err
 }
 
 // readBeside reads while another read holds the poller's read lock,
@@ -225,7 +231,7 @@ func (g *Group) readBeside(buf []byte, wait bool) (n int, again bool, err error)
 				err = os.ErrDeadlineExceeded
 				return
 			}
-			n, err = g.sysRead(int(fd), buf)
+			_, n, err = g.sysRead(int(fd), buf)
 			switch {
 			case err == unix.EINTR:
 				continue

@@ -245,7 +245,7 @@ func (l *Loop) read(rd *reader) (ended bool) {
 		n := rl.begin(true)
 		var err error
 		rd.events, err = l.cfg.Source.ReadEvents(rd.events[:0])
-		rl.read()
+		n, held := rl.read(n)
 		reqs := rd.reqs[:0]
 		for _, ev := range rd.events {
 			if r := l.handle(ev, rd.linkBuf); r != nil {
@@ -253,7 +253,7 @@ func (l *Loop) read(rd *reader) (ended bool) {
 			}
 		}
 		rd.reqs = reqs[:0]
-		if !rl.end(n) {
+		if !held || !rl.end(n) {
 			// Another member reads now: what this one read, it scans
 			// as a worker would. Only the reader may use the queue,
 			// which the reader that ends the loop closes.

@@ -10,12 +10,16 @@ const (
 	// reliefTick is how often the relief checks the reader: a scan by the
 	// reader that lasts from one to two ticks loses the reading.
 	reliefTick = time.Millisecond
+	// stuckReadTicks is how many ticks one read(2) must be seen in the
+	// kernel before it loses the reading: a read that opens the files of
+	// a full batch on a loaded machine takes more than a tick.
+	stuckReadTicks = 10
 	// reliefIdle is how long the relief keeps ticking after the reader
 	// was last busy before it sleeps until the next events.
 	reliefIdle = 10 * time.Millisecond
 	// stuckCheck is how often the sleeping relief looks for a read(2)
 	// blocked in the kernel: an event's file on a hung NFS or FUSE server
-	// holds every other event that long at most, then twice reliefTick.
+	// holds every other event that long at most, then stuckReadTicks.
 	stuckCheck = 100 * time.Millisecond
 	// maxInline is the largest file the reader scans itself; larger
 	// ones would mostly outlast a tick and cost a hand-over.
@@ -31,14 +35,13 @@ type relief struct {
 	// turn is the number of the reader's turn in progress, 0 when none:
 	// from before its read until it is done with what it read (the batch
 	// settled, one file perhaps scanned). Whoever swaps it from that
-	// number to 0 holds the reading: the reader when the turn ends, or
-	// the relief when the turn has lasted.
+	// number to another holds the reading: the reader as the turn goes
+	// on and when it ends, or the relief when the turn has lasted. Its
+	// low bit (waitBit) says the turn is in Source.ReadEvents, which
+	// waits as long as no event comes: there the turn has lasted only if
+	// one read(2) has (Source.InRead).
 	turn atomic.Int64
 	seq  atomic.Int64
-	// waiting says the turn is in Source.ReadEvents, which waits as long
-	// as no event comes: there the turn has lasted only if one read(2)
-	// has (Source.InRead).
-	waiting atomic.Bool
 
 	token   chan struct{} // the reading, to an idle member
 	idle    atomic.Int32  // members waiting for work
@@ -66,22 +69,29 @@ func (rl *relief) canInline(r *request) bool {
 	return r.size <= maxInline && rl.idle.Load() > 0
 }
 
+const waitBit = 1
+
 // begin starts a turn of the reader; reading says it starts with a read.
 func (rl *relief) begin(reading bool) int64 {
-	n := rl.seq.Add(1)
-	rl.waiting.Store(reading)
+	n := rl.seq.Add(1) << 1
+	if reading {
+		n |= waitBit
+	}
 	rl.turn.Store(n)
 	return n
 }
 
-// read tells that the turn's read returned, and wakes the relief.
-func (rl *relief) read() {
-	rl.waiting.Store(false)
-	// Read after the turn's store; the relief stores asleep before it
+// read tells that turn n's read returned, and wakes the relief. It
+// returns the turn's number from now on, and whether it still holds the
+// reading.
+func (rl *relief) read(n int64) (int64, bool) {
+	held := rl.turn.CompareAndSwap(n, n&^waitBit)
+	// Read after the turn's swap; the relief stores asleep before it
 	// looks at the turn: one of the two sees the other.
-	if rl.asleep.Load() && rl.asleep.CompareAndSwap(true, false) {
+	if held && rl.asleep.Load() && rl.asleep.CompareAndSwap(true, false) {
 		rl.wake <- struct{}{}
 	}
+	return n &^ waitBit, held
 }
 
 // end ends turn n and reports whether it still held the reading.
@@ -91,10 +101,10 @@ func (rl *relief) end(n int64) bool { return rl.turn.CompareAndSwap(n, 0) }
 // its read(2) in the kernel; busy says the turn may last too long:
 // anywhere but waiting for events in the poller.
 func (rl *relief) look() (turn int64, read uint64, busy bool) {
-	if turn = rl.turn.Load(); turn == 0 {
+	switch turn = rl.turn.Load(); {
+	case turn == 0:
 		return 0, 0, false
-	}
-	if rl.waiting.Load() {
+	case turn&waitBit != 0:
 		read = rl.l.cfg.Source.InRead()
 		return turn, read, read != 0
 	}
@@ -114,6 +124,7 @@ func (rl *relief) run() {
 	defer ticker.Stop()
 	var seen int64
 	var seenRead uint64
+	var ticks int // since seen was first seen
 	var quiet time.Duration
 	for {
 		select {
@@ -123,26 +134,29 @@ func (rl *relief) run() {
 		}
 		n, r, busy := rl.look()
 		switch {
-		case busy && n == seen && r == seenRead:
-			// The same turn as a tick ago, in the same read(2) if in
-			// one: take the reading away.
-			if rl.turn.CompareAndSwap(n, 0) {
-				rl.handOver()
+		case !busy:
+			seen, seenRead, ticks = 0, 0, 0
+			if quiet += reliefTick; quiet >= reliefIdle {
+				ticker.Stop()
+				if !rl.sleep() {
+					return
+				}
+				ticker.Reset(reliefTick)
+				quiet = 0
 			}
-			seen, seenRead, quiet = 0, 0, 0
-		case busy:
-			seen, seenRead, quiet = n, r, 0
+		case n != seen || r != seenRead:
+			seen, seenRead, ticks, quiet = n, r, 0, 0
 		default:
-			seen, seenRead = 0, 0
-			quiet += reliefTick
-		}
-		if quiet >= reliefIdle {
-			ticker.Stop()
-			if !rl.sleep() {
-				return
-			}
-			ticker.Reset(reliefTick)
+			// The same turn as a tick ago, in the same read(2) if in
+			// one: take the reading away, from a read only once it has
+			// lasted stuckReadTicks.
 			quiet = 0
+			if ticks++; r == 0 || ticks >= stuckReadTicks {
+				if rl.turn.CompareAndSwap(n, 0) {
+					rl.handOver()
+				}
+				seen, seenRead, ticks = 0, 0, 0
+			}
 		}
 	}
 }
