@@ -105,9 +105,9 @@ const ignoreMask = fanotify.Permission
 // it to an idle goroutine or a new one; the old reader finishes its scan
 // as a worker. Nor may it wait on the kernel, which opens each event's
 // file inside read(2), on that file's filesystem: a read(2) that lasts
-// loses the reading the same way (found within stuckCheck when the relief
-// sleeps), the next reader reads beside it, and the old one scans what it
-// read once the read returns. Every event is answered by its deadline by
+// stuckReadTicks loses the reading the same way (found within stuckCheck
+// more when the relief sleeps), the next reader reads beside it, and the
+// old one scans what it read once the read returns. Every event is answered by its deadline by
 // the watchdog once it is read.
 type Loop struct {
 	cfg   Config
