@@ -204,22 +204,27 @@ func (t *Tracer) rebaseLocked(evs []watch.DirEvent, exchange bool) {
 		path string
 	}
 	var changes []change
+	left := false // something tracked was still at a move's From
 	for _, d := range evs {
 		switch d.Op {
 		case watch.Moved:
 			for _, p := range t.subtreeLocked(d.From) {
 				k, _ := t.keyOfPathLocked(p)
 				changes = append(changes, change{k, d.Path + p[len(d.From):]})
+				left = true
 			}
 		case watch.Removed:
 			t.untrackLocked(d.Path)
 		}
 	}
 	if !exchange {
-		// A directory renamed over an empty one replaced it.
+		// A directory renamed over an empty one replaced it: its entry,
+		// never one below it, goes. Not when nothing was left at From:
+		// the manager, told of the move by inotify first, may have
+		// tracked the moved directories at their new paths already.
 		for _, d := range evs {
-			if d.Op == watch.Moved {
-				t.untrackLocked(d.Path)
+			if d.Op == watch.Moved && left {
+				t.forgetLocked(d.Path)
 			}
 		}
 	}

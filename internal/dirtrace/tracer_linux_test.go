@@ -587,3 +587,47 @@ func TestHungFilesystemRoot(t *testing.T) {
 		t.Fatal("Track waited for a path resolution on a hung filesystem")
 	}
 }
+
+// The manager, told of a rename by inotify first, tracks the moved
+// directories at their new paths before the tracer converts its own
+// record of the rename: they stay tracked, and the rename is still
+// reported.
+func TestRenameTrackedFirstRoot(t *testing.T) {
+	root := testutil.TempDir(t)
+	from, to := filepath.Join(root, "a"), filepath.Join(root, "moved")
+	if err := os.MkdirAll(filepath.Join(from, "b"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	tr := openRoot(t, HookTracepoint)
+	testutil.Deadline(t, time.Minute, nil)
+	trackTree(t, tr, root)
+	track(t, tr, filepath.Join(from, "b")) // an anchor below, as one every 32 levels is
+	// The reader waits at the rename's record until the test has tracked
+	// the new path.
+	seen, proceed := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	observe := func(e event) {
+		if e.Op == dirwatchDwOpDW_OP_RENAME {
+			once.Do(func() {
+				close(seen)
+				<-proceed
+			})
+		}
+	}
+	tr.observe.Store(&observe)
+	if err := os.Rename(from, to); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-seen:
+	case <-time.After(5 * time.Second):
+		close(proceed)
+		t.Fatal("no record of the rename")
+	}
+	track(t, tr, filepath.Join(to, "b"))
+	close(proceed)
+	expect(t, tr, "rename", watch.DirEvent{Op: watch.Moved, Path: to, From: from})
+	if got := tr.tracked(); !got[filepath.Join(to, "b")] {
+		t.Errorf("tracked after the rename's record: got %v, want %s among them", slices.Sorted(maps.Keys(got)), filepath.Join(to, "b"))
+	}
+}
