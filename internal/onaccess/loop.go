@@ -115,6 +115,10 @@ type Loop struct {
 	state atomic.Pointer[State]
 	queue chan *request
 	self  int32
+	// queueMu guards sending on queue against its closing: a former
+	// reader may still queue what it read after the loop has ended.
+	queueMu     sync.RWMutex
+	queueClosed bool
 
 	draining atomic.Bool
 	counters *Counters
@@ -206,7 +210,10 @@ func (l *Loop) member(reading bool) {
 			if l.read(&rd) {
 				// Only the reader that ends the read loop gets here, once.
 				l.relief.stop()
+				l.queueMu.Lock()
+				l.queueClosed = true
 				close(l.queue)
+				l.queueMu.Unlock()
 				return
 			}
 			// The reading was taken from this goroutine during a scan.
@@ -254,12 +261,10 @@ func (l *Loop) read(rd *reader) (ended bool) {
 		}
 		rd.reqs = reqs[:0]
 		if !held || !rl.end(n) {
-			// Another member reads now: what this one read, it scans
-			// as a worker would. Only the reader may use the queue,
-			// which the reader that ends the loop closes.
+			// Another member reads now: what this one read is queued
+			// all the same, within the loop's bound of scans.
 			for _, r := range reqs {
-				l.scan(r)
-				r.close(l)
+				l.enqueue(r)
 			}
 			clear(reqs)
 			if isOutOfFds(err) {
@@ -337,13 +342,32 @@ func (l *Loop) drain(rd *reader) error {
 }
 
 // enqueue queues r for a scan, or answers it with on_error at once when
-// the queue is full.
+// the queue is full. Once the loop has ended, no worker takes r: it is
+// scanned here.
 func (l *Loop) enqueue(r *request) {
-	select {
-	case l.queue <- r:
+	queued, closed := l.send(r)
+	switch {
+	case queued:
+		return
+	case closed:
+		l.scan(r)
 	default:
 		l.fail(r, errQueueFull)
-		r.close(l)
+	}
+	r.close(l)
+}
+
+func (l *Loop) send(r *request) (queued, closed bool) {
+	l.queueMu.RLock()
+	defer l.queueMu.RUnlock()
+	if l.queueClosed {
+		return false, true
+	}
+	select {
+	case l.queue <- r:
+		return true, false
+	default:
+		return false, false
 	}
 }
 

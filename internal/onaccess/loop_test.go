@@ -596,7 +596,7 @@ type blockedSource struct {
 	first   atomic.Bool
 	inRead  atomic.Uint64
 	release chan struct{}
-	slow    fanotify.Event
+	slow    []fanotify.Event
 }
 
 func (s *blockedSource) ReadEvents(dst []fanotify.Event) ([]fanotify.Event, error) {
@@ -604,7 +604,7 @@ func (s *blockedSource) ReadEvents(dst []fanotify.Event) ([]fanotify.Event, erro
 		s.inRead.Store(1)
 		<-s.release
 		s.inRead.Store(0)
-		return append(dst, s.slow), nil
+		return append(dst, s.slow...), nil
 	}
 	return s.fakeSource.ReadEvents(dst)
 }
@@ -618,7 +618,7 @@ func TestBlockedReadDoesNotStallReading(t *testing.T) {
 	src := &blockedSource{
 		fakeSource: make(fakeSource),
 		release:    make(chan struct{}),
-		slow:       h.event("a/slow", "hello", unix.FAN_OPEN_PERM),
+		slow:       []fanotify.Event{h.event("a/slow", "hello", unix.FAN_OPEN_PERM)},
 	}
 	resp := &fakeResponder{done: make(chan struct{}, 16)}
 	l := New(Config{Source: src, Responder: resp, Alerts: &fakeAlerts{}, Workers: 2},
@@ -656,5 +656,61 @@ func TestBlockedReadDoesNotStallReading(t *testing.T) {
 	defer resp.mu.Unlock()
 	if got, want := resp.got[len(resp.got)-1], filepath.Join(h.dir, "a/slow"); got.path != want || !got.allow {
 		t.Errorf("last response: got %+v, want allow of %s", got, want)
+	}
+}
+
+// What a blocked read returns once the reading has gone to another member
+// is queued like the rest: with every worker busy and the queue full, it
+// gets on_error at once rather than a scan beyond the loop's bound.
+func TestBlockedReadKeepsTheBound(t *testing.T) {
+	h := newHarness(t, 1, basePolicy) // for its files; its loop stays idle
+	src := &blockedSource{
+		fakeSource: make(fakeSource),
+		release:    make(chan struct{}),
+		slow: []fanotify.Event{
+			h.event("a/slow0", "hello", unix.FAN_OPEN_PERM),
+			h.event("a/slow1", "hello", unix.FAN_OPEN_PERM),
+		},
+	}
+	resp := &fakeResponder{done: make(chan struct{}, 16)}
+	engine := &fakeEngine{stuck: make(chan struct{})}
+	l := New(Config{Source: src, Responder: resp, Alerts: &fakeAlerts{}, Workers: 2, QueueSize: 1},
+		&State{Policy: h.loop.State().Policy, Engine: engine})
+	done := make(chan error, 1)
+	go func() { done <- l.Run(context.Background()) }()
+	defer func() {
+		close(engine.stuck)
+		close(src.fakeSource)
+		<-done
+	}()
+	// Both workers stuck in scans, a third stuck file in the queue.
+	for i := range 3 {
+		select {
+		case src.fakeSource <- []fanotify.Event{h.event(fmt.Sprintf("a/stuck%d", i), "STUCK", unix.FAN_OPEN_PERM)}:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("stuck file %d not read", i)
+		}
+		time.Sleep(50 * time.Millisecond) // a scan that lasts loses the reading
+	}
+	close(src.release)
+	slow := map[string]bool{filepath.Join(h.dir, "a/slow0"): true, filepath.Join(h.dir, "a/slow1"): true}
+	answered := 0
+	for answered < len(slow) {
+		select {
+		case <-resp.done:
+		case <-time.After(5 * time.Second):
+			t.Fatal("the blocked read's events not answered")
+		}
+		resp.mu.Lock()
+		answered = 0
+		for _, r := range resp.got {
+			if slow[r.path] {
+				answered++
+				if r.allow {
+					t.Errorf("%s: got allow, want on_error deny (queue full)", r.path)
+				}
+			}
+		}
+		resp.mu.Unlock()
 	}
 }
