@@ -107,8 +107,8 @@ const ignoreMask = fanotify.Permission
 // file inside read(2), on that file's filesystem: a read(2) that lasts
 // stuckReadTicks loses the reading the same way (found within stuckCheck
 // more when the relief sleeps), the next reader reads beside it, and the
-// old one scans what it read once the read returns. Every event is answered by its deadline by
-// the watchdog once it is read.
+// old one queues what it read once the read returns. Every event is
+// answered by its deadline by the watchdog once it is read.
 type Loop struct {
 	cfg   Config
 	log   hclog.Logger
