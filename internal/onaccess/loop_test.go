@@ -596,7 +596,34 @@ type blockedSource struct {
 	first   atomic.Bool
 	inRead  atomic.Uint64
 	release chan struct{}
+	once    sync.Once
 	slow    []fanotify.Event
+}
+
+func newBlockedSource(slow ...fanotify.Event) *blockedSource {
+	return &blockedSource{fakeSource: make(fakeSource), release: make(chan struct{}), slow: slow}
+}
+
+// unblock lets the blocked read return.
+func (s *blockedSource) unblock() { s.once.Do(func() { close(s.release) }) }
+
+// run runs a loop of two workers reading s, with a queue of queue (0: the
+// default), and returns its responder. At the end of the test the stuck
+// scans and the blocked read are let go, and the loop stopped.
+func (s *blockedSource) run(t *testing.T, pol *policy.Policy, queue int) *fakeResponder {
+	resp := &fakeResponder{done: make(chan struct{}, 16)}
+	engine := &fakeEngine{stuck: make(chan struct{})}
+	l := New(Config{Source: s, Responder: resp, Alerts: &fakeAlerts{}, Workers: 2, QueueSize: queue},
+		&State{Policy: pol, Engine: engine})
+	done := make(chan error, 1)
+	go func() { done <- l.Run(context.Background()) }()
+	t.Cleanup(func() {
+		close(engine.stuck)
+		s.unblock()
+		close(s.fakeSource)
+		<-done
+	})
+	return resp
 }
 
 func (s *blockedSource) ReadEvents(dst []fanotify.Event) ([]fanotify.Event, error) {
@@ -615,24 +642,8 @@ func (s *blockedSource) InRead() uint64 { return s.inRead.Load() }
 // are answered meanwhile, and its own once it returns.
 func TestBlockedReadDoesNotStallReading(t *testing.T) {
 	h := newHarness(t, 16, basePolicy) // for its files; its loop stays idle
-	src := &blockedSource{
-		fakeSource: make(fakeSource),
-		release:    make(chan struct{}),
-		slow:       []fanotify.Event{h.event("a/slow", "hello", unix.FAN_OPEN_PERM)},
-	}
-	resp := &fakeResponder{done: make(chan struct{}, 16)}
-	l := New(Config{Source: src, Responder: resp, Alerts: &fakeAlerts{}, Workers: 2},
-		&State{Policy: h.loop.State().Policy, Engine: h.engine})
-	done := make(chan error, 1)
-	go func() { done <- l.Run(context.Background()) }()
-	var released bool
-	defer func() {
-		if !released {
-			close(src.release)
-		}
-		close(src.fakeSource)
-		<-done
-	}()
+	src := newBlockedSource(h.event("a/slow", "hello", unix.FAN_OPEN_PERM))
+	resp := src.run(t, h.loop.State().Policy, 0)
 	for i := range 3 {
 		select {
 		case src.fakeSource <- []fanotify.Event{h.event(fmt.Sprintf("a/next%d", i), "hello", unix.FAN_OPEN_PERM)}:
@@ -645,8 +656,7 @@ func TestBlockedReadDoesNotStallReading(t *testing.T) {
 			t.Fatalf("event %d not answered while the first read is blocked", i)
 		}
 	}
-	close(src.release)
-	released = true
+	src.unblock()
 	select {
 	case <-resp.done:
 	case <-time.After(5 * time.Second):
@@ -664,25 +674,11 @@ func TestBlockedReadDoesNotStallReading(t *testing.T) {
 // gets on_error at once rather than a scan beyond the loop's bound.
 func TestBlockedReadKeepsTheBound(t *testing.T) {
 	h := newHarness(t, 1, basePolicy) // for its files; its loop stays idle
-	src := &blockedSource{
-		fakeSource: make(fakeSource),
-		release:    make(chan struct{}),
-		slow: []fanotify.Event{
-			h.event("a/slow0", "hello", unix.FAN_OPEN_PERM),
-			h.event("a/slow1", "hello", unix.FAN_OPEN_PERM),
-		},
-	}
-	resp := &fakeResponder{done: make(chan struct{}, 16)}
-	engine := &fakeEngine{stuck: make(chan struct{})}
-	l := New(Config{Source: src, Responder: resp, Alerts: &fakeAlerts{}, Workers: 2, QueueSize: 1},
-		&State{Policy: h.loop.State().Policy, Engine: engine})
-	done := make(chan error, 1)
-	go func() { done <- l.Run(context.Background()) }()
-	defer func() {
-		close(engine.stuck)
-		close(src.fakeSource)
-		<-done
-	}()
+	src := newBlockedSource(
+		h.event("a/slow0", "hello", unix.FAN_OPEN_PERM),
+		h.event("a/slow1", "hello", unix.FAN_OPEN_PERM),
+	)
+	resp := src.run(t, h.loop.State().Policy, 1)
 	// Both workers stuck in scans, a third stuck file in the queue.
 	for i := range 3 {
 		select {
@@ -692,7 +688,7 @@ func TestBlockedReadKeepsTheBound(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond) // a scan that lasts loses the reading
 	}
-	close(src.release)
+	src.unblock()
 	slow := map[string]bool{filepath.Join(h.dir, "a/slow0"): true, filepath.Join(h.dir, "a/slow1"): true}
 	answered := 0
 	for answered < len(slow) {
