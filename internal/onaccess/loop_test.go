@@ -604,6 +604,17 @@ func newBlockedSource(slow ...fanotify.Event) *blockedSource {
 	return &blockedSource{fakeSource: make(fakeSource), release: make(chan struct{}), slow: slow}
 }
 
+// feed hands evs to the read after the blocked one, which must take them
+// within 5s.
+func (s *blockedSource) feed(t *testing.T, evs ...fanotify.Event) {
+	t.Helper()
+	select {
+	case s.fakeSource <- evs:
+	case <-time.After(5 * time.Second):
+		t.Fatalf("%d events not read while the first read is blocked", len(evs))
+	}
+}
+
 // unblock lets the blocked read return.
 func (s *blockedSource) unblock() { s.once.Do(func() { close(s.release) }) }
 
@@ -645,11 +656,7 @@ func TestBlockedReadDoesNotStallReading(t *testing.T) {
 	src := newBlockedSource(h.event("a/slow", "hello", unix.FAN_OPEN_PERM))
 	resp := src.run(t, h.loop.State().Policy, 0)
 	for i := range 3 {
-		select {
-		case src.fakeSource <- []fanotify.Event{h.event(fmt.Sprintf("a/next%d", i), "hello", unix.FAN_OPEN_PERM)}:
-		case <-time.After(5 * time.Second):
-			t.Fatalf("event %d not read while the first read is blocked", i)
-		}
+		src.feed(t, h.event(fmt.Sprintf("a/next%d", i), "hello", unix.FAN_OPEN_PERM))
 		select {
 		case <-resp.done:
 		case <-time.After(5 * time.Second):
@@ -681,11 +688,7 @@ func TestBlockedReadKeepsTheBound(t *testing.T) {
 	resp := src.run(t, h.loop.State().Policy, 1)
 	// Both workers stuck in scans, a third stuck file in the queue.
 	for i := range 3 {
-		select {
-		case src.fakeSource <- []fanotify.Event{h.event(fmt.Sprintf("a/stuck%d", i), "STUCK", unix.FAN_OPEN_PERM)}:
-		case <-time.After(5 * time.Second):
-			t.Fatalf("stuck file %d not read", i)
-		}
+		src.feed(t, h.event(fmt.Sprintf("a/stuck%d", i), "STUCK", unix.FAN_OPEN_PERM))
 		time.Sleep(50 * time.Millisecond) // a scan that lasts loses the reading
 	}
 	src.unblock()
