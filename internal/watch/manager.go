@@ -3,7 +3,6 @@ package watch
 import (
 	"context"
 	"errors"
-	"os"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -20,13 +19,15 @@ import (
 // marks at start, then follows its sources' directory events, walking
 // whatever is created or moved in (it may already hold files and
 // directories), forgetting what is removed or moved out, and walking
-// everything again when a source lost events.
+// everything again when a source lost events. Work stuck on a filesystem
+// that does not answer is left behind (see guard), so that the rest of
+// the watches are kept current meanwhile.
 type Manager struct {
-	log    hclog.Logger
-	unmark Marker
-	srcs   Sources
-	walker *Walker
-	marked tree
+	log      hclog.Logger
+	srcs     Sources
+	walker   *Walker
+	unwalker *Walker // nil without an unmarker
+	marked   tree
 
 	mu      sync.Mutex
 	roots   []Root
@@ -38,11 +39,21 @@ type Manager struct {
 	backlogN int // directories in the backlog at the start of the pass
 	backlogT time.Time
 	settled  chan struct{} // closed once the backlog is worked through
+	// The work left behind on filesystems that do not answer, see guard.
+	stallAfter time.Duration
+	left       int            // stalled jobs
+	stuck      map[string]int // the directories they are stuck at, and how many are
+	deferred   []string       // directories met below those meanwhile
+	overflowed bool           // more than maxDeferred were met: walk everything again
+	full       bool           // maxLeft jobs are stalled: guard waits (said once)
+	anyStuck   atomic.Bool    // len(stuck) > 0, for the walks' hot path
+	retry      chan struct{}  // a stalled job ended: walk what was deferred
 
 	events    atomic.Uint64 // directory events handled
-	busy      atomic.Bool   // an event is being handled (a walk may take long)
+	busy      atomic.Int32  // events being handled (a walk may take long)
 	resyncs   atomic.Uint64
 	trackErrs atomic.Uint64
+	stalls    atomic.Uint64
 }
 
 // Sources are what keeps the marks current.
@@ -70,13 +81,21 @@ func NewManager(mark, unmark Marker, srcs Sources, log hclog.Logger) *Manager {
 		log = hclog.NewNullLogger()
 	}
 	m := &Manager{
-		log:     log.Named("watch"),
-		unmark:  unmark,
-		srcs:    srcs,
-		pending: make(map[string]bool),
-		settled: make(chan struct{}),
+		log:        log.Named("watch"),
+		srcs:       srcs,
+		pending:    make(map[string]bool),
+		settled:    make(chan struct{}),
+		stallAfter: stallAfter,
+		stuck:      make(map[string]int),
+		retry:      make(chan struct{}, 1),
 	}
 	m.walker = NewWalker(trackingMarker{m: m, mark: mark}, log)
+	m.walker.avoid = m.avoid
+	if unmark != nil {
+		// A tree moved out is no business of the watches once stuck.
+		m.unwalker = NewWalker(unmark, log)
+		m.unwalker.avoid = m.isStuck
+	}
 	return m
 }
 
@@ -187,13 +206,38 @@ func (m *Manager) track(srcs []Source, ds ...Dir) {
 // Place marks every root's tree and tracks the ancestors of roots that do
 // not exist yet, so that they are placed when they appear. The
 // cross-check sources track the first placement's directories in Run.
+// A walk stalled on a filesystem that does not answer is left behind (see
+// guard): Place then returns what is marked so far, with Stats.Stalled.
 func (m *Manager) Place(ctx context.Context, roots []Root) (Stats, error) {
+	start := time.Now()
 	m.mu.Lock()
 	m.roots = roots
 	first := m.backlogT.IsZero()
 	m.placing = first
 	m.mu.Unlock()
-	st, err := m.walker.Place(ctx, roots)
+	type result struct {
+		st  Stats
+		err error
+	}
+	res := make(chan result, 1)
+	var st Stats
+	var err error
+	if m.guard(ctx, "", func() {
+		st, err := m.walker.Place(ctx, roots)
+		m.trackPending()
+		res <- result{st, err}
+	}) {
+		r := <-res
+		st, err = r.st, r.err
+	} else {
+		st = Stats{Dirs: m.marked.len(), Stalled: true, Elapsed: time.Since(start)}
+		err = ctx.Err()
+		go func() {
+			if r := <-res; r.err != nil && ctx.Err() == nil {
+				m.log.Error("stalled walk of the watches", "error", r.err)
+			}
+		}()
+	}
 	m.mu.Lock()
 	if first {
 		m.placing = false
@@ -203,7 +247,6 @@ func (m *Manager) Place(ctx context.Context, roots []Root) (Stats, error) {
 		}
 	}
 	m.mu.Unlock()
-	m.trackPending()
 	return st, err
 }
 
@@ -220,15 +263,21 @@ func (m *Manager) crossCheck(n int) bool {
 	batch := m.backlog.pop(n)
 	left := m.backlog.len() > 0
 	m.mu.Unlock()
+	at := m.walker.enter()
+	defer m.walker.leave(at)
 	for _, want := range batch {
+		if m.isStuck(want.path) {
+			continue // the primary sources track it
+		}
+		at.set(want.path)
 		fd, err := openDir(unix.AT_FDCWD, want.path, unix.O_NOFOLLOW)
-		if err != nil {
-			continue
+		if err == nil {
+			if d, _, err := statDir(fd, want.path); err == nil && d.key() == want.key && m.marked.marked(d.Path, d.key()) {
+				m.track(m.srcs.CrossCheck, d)
+			}
+			unix.Close(fd)
 		}
-		if d, _, err := statDir(fd, want.path); err == nil && d.key() == want.key && m.marked.marked(d.Path, d.key()) {
-			m.track(m.srcs.CrossCheck, d)
-		}
-		unix.Close(fd)
+		at.set("")
 	}
 	if !left && len(batch) > 0 {
 		m.log.Info("cross-check sources placed", "dirs", m.backlogN, "elapsed", time.Since(m.backlogT))
@@ -248,16 +297,21 @@ func (m *Manager) Dirs() int { return m.marked.len() }
 // ManagerStats counts what the manager did since it started.
 type ManagerStats struct {
 	Events, Resyncs, TrackErrors uint64
-	Busy                         bool // handling an event now
-	Backlog                      int  // directories the cross-check sources have yet to track
+	Stalls                       uint64 // jobs left behind on filesystems that did not answer, see guard
+	Stalled                      int    // of those, still running
+	Busy                         bool   // handling an event now
+	Backlog                      int    // directories the cross-check sources have yet to track
 }
 
 // Stats returns the manager's counters.
 func (m *Manager) Stats() ManagerStats {
 	m.mu.Lock()
-	backlog := m.backlog.len()
+	backlog, stalled := m.backlog.len(), m.left
 	m.mu.Unlock()
-	return ManagerStats{Events: m.events.Load(), Resyncs: m.resyncs.Load(), TrackErrors: m.trackErrs.Load(), Busy: m.busy.Load(), Backlog: backlog}
+	return ManagerStats{
+		Events: m.events.Load(), Resyncs: m.resyncs.Load(), TrackErrors: m.trackErrs.Load(),
+		Stalls: m.stalls.Load(), Stalled: stalled, Busy: m.busy.Load() > 0, Backlog: backlog,
+	}
 }
 
 // Run handles the sources' events until ctx is done or every source has
@@ -290,20 +344,39 @@ func (m *Manager) Run(ctx context.Context) error {
 				return nil
 			}
 			m.Handle(ctx, ev)
+		case <-m.retry:
+			dirs, resync := m.takeDeferred()
+			if resync {
+				m.Handle(ctx, DirEvent{Op: Resync, Source: "stalled walks"})
+			}
+			for _, dir := range dirs {
+				m.Handle(ctx, DirEvent{Op: Created, Path: dir, Source: "stalled walks"})
+			}
 		case <-backlog:
-			if !m.crossCheck(crossCheckBatch) {
+			left := make(chan bool, 1)
+			// Left behind, the batch is tracked when it ends; the rest of
+			// the backlog goes on.
+			if m.guard(ctx, "", func() { left <- m.crossCheck(crossCheckBatch) }) && !<-left {
 				backlog = nil
 			}
 		}
 	}
 }
 
-// Handle applies one directory event.
+// Handle applies one directory event. It returns early, leaving the work
+// behind, when that stalls on a filesystem that does not answer (see
+// guard).
 func (m *Manager) Handle(ctx context.Context, ev DirEvent) {
 	m.events.Add(1)
-	m.busy.Store(true)
-	defer m.busy.Store(false)
 	m.log.Trace("directory event", "op", ev.Op, "dir", ev.Path, "from", ev.From, "source", ev.Source)
+	m.guard(ctx, ev.Path, func() {
+		m.busy.Add(1)
+		defer m.busy.Add(-1)
+		m.handle(ctx, ev)
+	})
+}
+
+func (m *Manager) handle(ctx context.Context, ev DirEvent) {
 	switch ev.Op {
 	case Created:
 		m.created(ctx, ev.Path)
@@ -336,11 +409,11 @@ func (m *Manager) Handle(ctx context.Context, ev DirEvent) {
 }
 
 func (m *Manager) created(ctx context.Context, dir string) {
-	if !m.covered(dir) && !m.aboveRoot(dir) {
+	if !m.covered(dir) && !m.aboveRoot(dir) || m.avoid(dir) {
 		return
 	}
 	var st unix.Stat_t
-	if err := unix.Lstat(dir, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
+	if err := m.lstat(dir, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
 		return // gone again, or not a directory (a symlink is not followed)
 	}
 	// Reported by several sources: marked already, and its new entries
@@ -366,11 +439,11 @@ func (m *Manager) forget(dir string) {
 
 // unmarkTree removes the marks of a tree moved out of every watch.
 func (m *Manager) unmarkTree(ctx context.Context, dir string) {
-	if m.unmark == nil {
+	if m.unwalker == nil {
 		return
 	}
 	all := policy.EventOpen | policy.EventExec | policy.EventAccess
-	if _, err := NewWalker(m.unmark, m.log).Place(ctx, []Root{{Path: dir, Recursive: true, Events: all}}); err != nil {
+	if _, err := m.unwalker.Place(ctx, []Root{{Path: dir, Recursive: true, Events: all}}); err != nil {
 		m.log.Debug("unmark moved-out tree", "dir", dir, "error", err)
 	}
 }
@@ -404,35 +477,80 @@ func (m *Manager) aboveRoot(dir string) bool {
 // creation is seen.
 func (m *Manager) trackPending() {
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	for _, r := range m.roots {
-		if _, err := os.Lstat(r.Path); err == nil {
+	roots := m.roots
+	m.mu.Unlock()
+	at := m.walker.enter()
+	defer m.walker.leave(at)
+	for _, r := range roots {
+		// A root marked is there: a hung one is not looked at again.
+		if m.marked.has(r.Path) || m.isStuck(r.Path) {
 			continue
 		}
-		dir := r.Path
-		for {
+		at.set(r.Path)
+		var st unix.Stat_t
+		err := unix.Lstat(r.Path, &st)
+		at.set("")
+		if err == nil {
+			continue
+		}
+		for dir := r.Path; ; {
 			parent := filepath.Dir(dir)
-			if parent == dir {
+			if parent == dir || m.isStuck(parent) {
 				break
 			}
 			dir = parent
-			fd, err := openDir(unix.AT_FDCWD, dir, unix.O_NOFOLLOW)
-			if errors.Is(err, unix.ENOENT) {
-				continue
-			}
-			if err != nil {
+			at.set(dir)
+			done := m.trackAncestor(dir)
+			at.set("")
+			if done {
 				break
 			}
-			if !m.pending[dir] {
-				m.pending[dir] = true
-				if d, _, err := statDir(fd, dir); err != nil {
-					m.trackErrs.Add(1)
-				} else {
-					m.track(m.srcs.All(), d)
-				}
-			}
-			unix.Close(fd)
-			break
 		}
 	}
+}
+
+// trackAncestor has the sources track dir, an ancestor of a missing root,
+// once, and reports whether it exists (or cannot be told); false sends
+// trackPending further up.
+func (m *Manager) trackAncestor(dir string) bool {
+	fd, err := openDir(unix.AT_FDCWD, dir, unix.O_NOFOLLOW)
+	if errors.Is(err, unix.ENOENT) {
+		return false
+	}
+	if err != nil {
+		return true
+	}
+	defer unix.Close(fd)
+	m.mu.Lock()
+	tracked := m.pending[dir]
+	m.pending[dir] = true
+	m.mu.Unlock()
+	if !tracked {
+		if d, _, err := statDir(fd, dir); err != nil {
+			m.trackErrs.Add(1)
+		} else {
+			m.track(m.srcs.All(), d)
+		}
+	}
+	return true
+}
+
+// lstat is unix.Lstat as the walks' own, for guard to tell where it
+// waits.
+func (m *Manager) lstat(path string, st *unix.Stat_t) error {
+	at := m.walker.enter()
+	defer m.walker.leave(at)
+	at.set(path)
+	return unix.Lstat(path, st)
+}
+
+// isStuck reports whether dir is at or below a directory a stalled job is
+// stuck at.
+func (m *Manager) isStuck(dir string) bool {
+	if !m.anyStuck.Load() {
+		return false
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.stuckLocked(dir)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	osexec "os/exec"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/vigilsec/vigil/internal/policy"
+	"github.com/vigilsec/vigil/internal/testutil"
 )
 
 // fakeSource records what it is told to track; tests feed Handle directly.
@@ -344,5 +346,89 @@ func TestManagerBatchMarker(t *testing.T) {
 	}
 	if st.Errors == 0 {
 		t.Error("the refused mark was not counted")
+	}
+}
+
+// TestManagerHungFilesystem: a walk stuck on a filesystem that does not
+// answer is left behind, the manager marks new directories elsewhere
+// meanwhile, and a directory reported below the stuck one is walked once
+// the filesystem answers again.
+func TestManagerHungFilesystem(t *testing.T) {
+	fs := testutil.MountFUSE(t)
+	dir := t.TempDir()
+	mkdirs(t, dir, "w")
+	h := &managerHarness{dir: dir, mark: newRecorder(), unmark: newRecorder(), src: newFakeSource()}
+	h.m = NewManager(h.mark, h.unmark, Sources{Primary: []Source{h.src}}, nil)
+	h.m.stallAfter = 50 * time.Millisecond
+	roots := []Root{{Path: h.path("w"), Recursive: true, Events: open}, {Path: fs.Dir, Recursive: true, Events: open}}
+	if _, err := h.m.Place(context.Background(), roots); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- h.m.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	t.Cleanup(func() { fs.Release(t) }) // first: a failing test may leave Run stuck
+	send := func(ev DirEvent) {
+		t.Helper()
+		select {
+		case h.src.events <- ev:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("manager takes no event: stuck before %s %s", ev.Op, ev.Path)
+		}
+	}
+	marked := func(path string) bool {
+		h.mark.mu.Lock()
+		defer h.mark.mu.Unlock()
+		return h.mark.marks[path] != 0
+	}
+	waitMarked := func(what, path string) {
+		t.Helper()
+		for end := time.Now().Add(10 * time.Second); !marked(path); time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(end) {
+				t.Fatalf("%s: %s not marked", what, path)
+			}
+		}
+	}
+
+	// Lost events: walking every watch again reaches the hung mount.
+	fs.Hang(t, os.Getpid())
+	send(DirEvent{Op: Resync, Source: "fake"})
+	select {
+	case <-fs.Held():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the walk never reached the hung filesystem")
+	}
+
+	mkdirs(t, dir, "w/new")
+	send(DirEvent{Op: Created, Path: h.path("w/new"), Source: "fake"})
+	waitMarked("made elsewhere while a walk is stuck", h.path("w/new"))
+	if s := h.m.Stats(); s.Stalls != 1 || s.Stalled != 1 {
+		t.Errorf("stats while stuck: stalls %d, stalled %d; want 1, 1", s.Stalls, s.Stalled)
+	}
+
+	// Made by another process, which the filesystem still serves, and
+	// reported while the walk is stuck: deferred. The server lists no
+	// directory, so only the deferral marks it once the filesystem
+	// answers again.
+	late := filepath.Join(fs.Dir, "late")
+	if out, err := osexec.Command("mkdir", late).CombinedOutput(); err != nil {
+		t.Fatalf("mkdir %s: %v: %s", late, err, out)
+	}
+	send(DirEvent{Op: Created, Path: late, Source: "fake"})
+	if marked(late) {
+		t.Fatalf("%s marked while its filesystem does not answer", late)
+	}
+	fs.Release(t)
+	waitMarked("deferred below the stuck walk", late)
+	for end := time.Now().Add(10 * time.Second); h.m.Stats().Stalled != 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatal("the stalled walk never ended")
+		}
 	}
 }

@@ -47,6 +47,9 @@ type Stats struct {
 	Missing int // roots that do not exist or are not directories
 	Errors  int // directories that could not be opened, listed or marked
 	Elapsed time.Duration
+	// Stalled is set by Manager.Place when the walk stalled on a
+	// filesystem that does not answer and was left to go on behind.
+	Stalled bool
 }
 
 // Rate is the placement speed in directories per second.
@@ -84,6 +87,39 @@ type Walker struct {
 	log     hclog.Logger
 	workers int
 	tab     atomic.Pointer[table]
+	// avoid, when set, tells directories the walks must not enter, as
+	// the watch manager's walks left behind on a hung filesystem
+	// (nil: none).
+	avoid func(dir string) bool
+
+	mu      sync.Mutex
+	slots   map[*slot]struct{} // of the walks' workers now
+	retired uint64             // directories taken up by workers gone
+}
+
+// slot is what one walk worker is doing, for Progress: the directory it
+// works on ("" between two) and how many it has taken up.
+type slot struct {
+	mu    sync.Mutex
+	dir   string
+	taken uint64
+}
+
+func (s *slot) set(dir string) {
+	s.mu.Lock()
+	s.dir = dir
+	if dir != "" {
+		s.taken++
+	}
+	s.mu.Unlock()
+}
+
+// tick counts a step within one directory: a listing or a batch of
+// leaves. A huge directory is progress too.
+func (s *slot) tick() {
+	s.mu.Lock()
+	s.taken++
+	s.mu.Unlock()
 }
 
 // NewWalker returns a Walker marking through m. log may be nil.
@@ -91,24 +127,65 @@ func NewWalker(m Marker, log hclog.Logger) *Walker {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	return &Walker{m: m, log: log.Named("watch"), workers: runtime.NumCPU()}
+	return &Walker{m: m, log: log.Named("watch"), workers: runtime.NumCPU(), slots: make(map[*slot]struct{})}
 }
+
+// Progress tells how far the walks have come: taken counts the
+// directories they have taken up so far, and the listings and batches of
+// leaves within them; busy lists the directories they work on now. Walks
+// whose taken stays still while busy is not empty wait on a filesystem.
+func (w *Walker) Progress() (taken uint64, busy []string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	taken = w.retired
+	for s := range w.slots {
+		s.mu.Lock()
+		taken += s.taken
+		if s.dir != "" {
+			busy = append(busy, s.dir)
+		}
+		s.mu.Unlock()
+	}
+	return taken, busy
+}
+
+// enter registers a walk worker's slot; leave retires it.
+func (w *Walker) enter() *slot {
+	s := &slot{}
+	w.mu.Lock()
+	w.slots[s] = struct{}{}
+	w.mu.Unlock()
+	return s
+}
+
+func (w *Walker) leave(s *slot) {
+	w.mu.Lock()
+	delete(w.slots, s)
+	w.retired += s.taken
+	w.mu.Unlock()
+}
+
+func (w *Walker) avoids(dir string) bool { return w.avoid != nil && w.avoid(dir) }
 
 // Place marks the trees of roots, see the package function Place, and
 // remembers roots for Subtree.
 func (w *Walker) Place(ctx context.Context, roots []Root) (Stats, error) {
 	start := time.Now()
-	tab := newTable(roots)
+	at := w.enter() // resolving and opening the roots
+	defer w.leave(at)
+	tab := newTable(roots, at)
 	w.tab.Store(tab)
 	r := w.newRun(ctx, tab)
 	for _, p := range tab.paths {
 		if r.stopped() {
 			break
 		}
-		if r.visited(p) {
-			continue // reached from a recursive root above it
+		if r.visited(p) || w.avoids(p) {
+			continue // reached from a recursive root above it, or hung
 		}
+		at.set(p)
 		fd, err := openDir(unix.AT_FDCWD, p, 0)
+		at.set("")
 		switch {
 		case errors.Is(err, unix.ENOENT):
 			w.log.Warn("watch root missing", "path", p)
@@ -135,26 +212,34 @@ func (w *Walker) Subtree(ctx context.Context, dir string) (Stats, error) {
 	start := time.Now()
 	tab := w.tab.Load()
 	if tab == nil {
-		tab = newTable(nil)
+		tab = newTable(nil, nil)
 	}
 	dir = filepath.Clean(dir)
 	r := w.newRun(ctx, tab)
-	// O_NOFOLLOW: a symlink put where the directory was is not walked.
-	fd, err := openDir(unix.AT_FDCWD, dir, unix.O_NOFOLLOW)
-	if err != nil {
-		w.log.Debug("open directory", "dir", dir, "error", err)
-		r.errs.Add(1)
-	} else {
-		r.walk(item{fd: fd, path: dir, down: tab.downAbove(dir)})
+	at := w.enter() // opening dir and the roots below it
+	defer w.leave(at)
+	if !w.avoids(dir) {
+		// O_NOFOLLOW: a symlink put where the directory was is not walked.
+		at.set(dir)
+		fd, err := openDir(unix.AT_FDCWD, dir, unix.O_NOFOLLOW)
+		at.set("")
+		if err != nil {
+			w.log.Debug("open directory", "dir", dir, "error", err)
+			r.errs.Add(1)
+		} else {
+			r.walk(item{fd: fd, path: dir, down: tab.downAbove(dir)})
+		}
 	}
 	for _, p := range tab.paths {
 		if r.stopped() {
 			break
 		}
-		if !under(p, dir) || r.visited(p) {
+		if !under(p, dir) || r.visited(p) || w.avoids(p) {
 			continue
 		}
+		at.set(p)
 		fd, err := openDir(unix.AT_FDCWD, p, 0)
+		at.set("")
 		if err != nil {
 			continue // not there yet: a later Subtree will place it
 		}
@@ -173,14 +258,22 @@ type table struct {
 	paths  []string // sorted: a path comes before the paths below it
 }
 
-func newTable(roots []Root) *table {
+// newTable makes the table of roots, resolving them with at (if not nil)
+// telling which.
+func newTable(roots []Root, at *slot) *table {
 	t := &table{byPath: make(map[string]cover, len(roots))}
 	for _, r := range roots {
 		// Canonical paths let the walk, which never follows symlinks, find
 		// nested roots by the path it builds.
 		p := filepath.Clean(r.Path)
+		if at != nil {
+			at.set(p)
+		}
 		if real, err := filepath.EvalSymlinks(p); err == nil {
 			p = real
+		}
+		if at != nil {
+			at.set("")
 		}
 		c, ok := t.byPath[p]
 		if !ok {
@@ -375,7 +468,9 @@ func (r *run) walk(start item) {
 	var wg sync.WaitGroup
 	for range max(r.w.workers, 1) {
 		wg.Go(func() {
-			s := &scratch{dirents: make([]byte, direntBufSize)}
+			at := r.w.enter()
+			defer r.w.leave(at)
+			s := &scratch{at: at, dirents: make([]byte, direntBufSize)}
 			var kids []item
 			for {
 				it, ok := q.pop()
@@ -385,7 +480,9 @@ func (r *run) walk(start item) {
 				if r.stopped() {
 					it.drop()
 				} else {
+					at.set(it.path)
 					kids = r.process(it, s, kids[:0])
+					at.set("")
 					q.push(kids...)
 				}
 				q.done()
@@ -398,6 +495,7 @@ func (r *run) walk(start item) {
 // scratch is one worker's buffers, reused from directory to directory: a
 // walk allocates little more than what it keeps.
 type scratch struct {
+	at      *slot
 	dirents []byte
 	subs    []item
 	batch   []Dir
@@ -409,6 +507,10 @@ type scratch struct {
 func (r *run) process(it item, s *scratch, kids []item) []item {
 	fd := it.fd
 	if it.parent != nil {
+		if r.w.avoids(it.path) {
+			it.parent.release()
+			return kids
+		}
 		var err error
 		fd, err = openDir(it.parent.fd, it.path[it.name:], unix.O_NOFOLLOW)
 		it.parent.release()
@@ -469,6 +571,7 @@ func (r *run) process(it item, s *scratch, kids []item) []item {
 		if n <= 0 {
 			break
 		}
+		s.at.tick()
 		err = parseDirents(s.dirents[:n], func(name []byte, typ uint8, ino uint64) {
 			path := join(it.path, name)
 			off := len(path) - len(name)
@@ -521,6 +624,10 @@ func (r *run) leaves(d Dir, down policy.Events, subs, kids []item, s *scratch) [
 	}()
 	r.mu.Lock()
 	for _, sub := range subs {
+		if r.w.avoids(sub.path) {
+			sub.parent.release()
+			continue
+		}
 		_, root := r.tab.byPath[sub.path]
 		_, seen := r.seen[devIno{d.Dev, sub.ino}]
 		if sub.ino == 0 || root || seen {
@@ -541,6 +648,7 @@ func (r *run) leaves(d Dir, down policy.Events, subs, kids []item, s *scratch) [
 	}()
 	for i := 0; i < len(batch); i += leafBatch {
 		chunk := batch[i:min(i+leafBatch, len(batch))]
+		s.at.tick()
 		switch bm, ok := r.w.m.(BatchMarker); {
 		case r.stopped():
 			for j := range chunk {

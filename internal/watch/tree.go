@@ -95,15 +95,28 @@ func (t *tree) markLocked(n *node, key devIno) {
 func (t *tree) marked(path string, key devIno) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	n := t.findLocked(path)
+	return n != nil && n.marked && n.key == key
+}
+
+// has reports whether path is recorded as marked, whatever its inode.
+func (t *tree) has(path string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := t.findLocked(path)
+	return n != nil && n.marked
+}
+
+func (t *tree) findLocked(path string) *node {
 	n := &t.root
 	for rel := strings.TrimPrefix(path, "/"); rel != ""; {
 		var c string
 		c, rel = first(rel)
 		if n = n.children[c]; n == nil {
-			return false
+			return nil
 		}
 	}
-	return n.marked && n.key == key
+	return n
 }
 
 // remove drops path and everything below it, and returns how many marked

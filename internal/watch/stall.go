@@ -1,0 +1,181 @@
+package watch
+
+import (
+	"context"
+	"slices"
+	"time"
+)
+
+// A hung NFS server or FUSE daemon blocks, for good, every system call on
+// its filesystem: a walk that reaches a mount of it, or a look at one of
+// its directories, never returns. The watch manager must still mark new
+// directories everywhere else, and must not spend its own life waiting,
+// so it runs its work under guard and leaves behind what makes no
+// progress, avoiding the directories it is stuck at until it ends.
+const (
+	// stallAfter is how long the manager waits on work during which its
+	// walks take up, list or mark nothing.
+	stallAfter = 5 * time.Second
+	// maxLeft bounds the work left behind at once: each job holds a
+	// thread, stuck in the kernel. Beyond it the manager waits.
+	maxLeft = 8
+	// maxDeferred bounds the directories met below stuck ones while they
+	// are stuck; beyond it every watch is walked again once they are not.
+	maxDeferred = 4096
+)
+
+// guard runs job and waits for it. When the walks make no progress for
+// stallAfter meanwhile, it leaves job behind (see leaveBehind) and returns
+// false; the job still runs, and ends whenever the filesystem answers.
+// dir is where job works, named when the walks are stuck nowhere. ctx
+// ending leaves job behind too.
+func (m *Manager) guard(ctx context.Context, dir string, job func()) bool {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		job()
+	}()
+	taken := m.progress()
+	t := time.NewTimer(m.stallAfter)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			return true
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+		}
+		now := m.progress()
+		if now == taken && m.leaveBehind(dir, done) {
+			return false
+		}
+		taken = now
+		t.Reset(m.stallAfter)
+	}
+}
+
+// progress is how far the walks have come, see Walker.Progress.
+func (m *Manager) progress() uint64 {
+	taken, _ := m.walker.Progress()
+	if m.unwalker != nil {
+		n, _ := m.unwalker.Progress()
+		taken += n
+	}
+	return taken
+}
+
+// leaveBehind records a stalled job, at the directories the walks work on
+// that no stalled job was stuck at before (at dir, if given, when there
+// are none), and reports true; false when maxLeft jobs are stalled
+// already.
+func (m *Manager) leaveBehind(dir string, done <-chan struct{}) bool {
+	_, busy := m.walker.Progress()
+	if m.unwalker != nil {
+		_, more := m.unwalker.Progress()
+		busy = append(busy, more...)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.left >= maxLeft {
+		if !m.full {
+			m.full = true
+			m.log.Error("too many directory walks stalled on filesystems that do not answer: waiting for this one", "stalled", m.left, "dir", dir)
+		}
+		return false
+	}
+	var at []string
+	for _, p := range busy {
+		if m.stuck[p] == 0 && !slices.Contains(at, p) {
+			at = append(at, p)
+		}
+	}
+	if len(at) == 0 && dir != "" {
+		at = []string{dir}
+	}
+	for _, p := range at {
+		m.stuck[p]++
+	}
+	m.anyStuck.Store(len(m.stuck) > 0)
+	m.left++
+	m.stalls.Add(1)
+	m.log.Warn("directory walk stalled: a filesystem does not answer; going on without what is below, until it does",
+		"at", at, "waited", m.stallAfter)
+	go m.await(at, done)
+	return true
+}
+
+// await ends a stalled job's stay: once it is done, the directories it was
+// stuck at are walked again as any other, and what was deferred meanwhile
+// is handled.
+func (m *Manager) await(at []string, done <-chan struct{}) {
+	start := time.Now()
+	<-done
+	m.mu.Lock()
+	for _, p := range at {
+		if m.stuck[p]--; m.stuck[p] == 0 {
+			delete(m.stuck, p)
+		}
+	}
+	m.anyStuck.Store(len(m.stuck) > 0)
+	m.left--
+	m.full = false
+	m.mu.Unlock()
+	m.log.Info("stalled directory walk ended", "at", at, "after", time.Since(start).Round(time.Millisecond))
+	select {
+	case m.retry <- struct{}{}:
+	default: // one is pending
+	}
+}
+
+// avoid reports whether dir is at or below a directory a stalled job is
+// stuck at, and if so defers it: walking it would stall too.
+func (m *Manager) avoid(dir string) bool {
+	if !m.anyStuck.Load() {
+		return false
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.stuckLocked(dir) {
+		return false
+	}
+	switch {
+	case len(m.deferred) < maxDeferred:
+		m.deferred = append(m.deferred, dir)
+	case !m.overflowed:
+		m.overflowed = true
+		m.log.Warn("too many directories deferred below stalled walks: every watch is walked again once they end", "deferred", len(m.deferred))
+	}
+	return true
+}
+
+func (m *Manager) stuckLocked(dir string) bool {
+	for p := range m.stuck {
+		if under(dir, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// takeDeferred returns the deferred directories no longer below a stuck
+// one, and whether every watch should be walked again instead.
+func (m *Manager) takeDeferred() (dirs []string, resync bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.overflowed && len(m.stuck) == 0 {
+		m.overflowed, m.deferred = false, nil
+		return nil, true
+	}
+	kept := m.deferred[:0]
+	for _, d := range m.deferred {
+		if m.stuckLocked(d) {
+			kept = append(kept, d)
+		} else {
+			dirs = append(dirs, d)
+		}
+	}
+	clear(m.deferred[len(kept):])
+	m.deferred = kept
+	return dirs, false
+}
