@@ -560,6 +560,45 @@ func TestHungFilesystemDoesNotStallOthers(t *testing.T) {
 	}
 }
 
+// A directory walk stuck on a hung filesystem is left behind: directories
+// made elsewhere are still marked, and an infected file in one denied.
+func TestHungFilesystemDoesNotStallMarking(t *testing.T) {
+	plain := testutil.TempDir(t)
+	fs := testutil.MountFUSE(t)
+	d := startDaemon(t, fmt.Sprintf("watch %q {}\nwatch %q {}\n", plain, fs.Dir), "")
+	fs.Hang(t, d.cmd.Process.Pid)
+
+	// Made by the test, which FUSE still serves: the daemon's look at the
+	// new directory waits on FUSE.
+	if err := os.Mkdir(filepath.Join(fs.Dir, "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-fs.Held():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the daemon did not look at the directory made on FUSE")
+	}
+	infected := filepath.Join(plain, "new", "eicar.com")
+	writeFile(t, infected, clamav.EICAR)
+	for end := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		_, err := os.ReadFile(infected)
+		if errors.Is(err, unix.EPERM) {
+			break
+		}
+		if time.Now().After(end) {
+			t.Fatalf("read %s while a walk is stuck on FUSE: got %v for 20s, want EPERM", infected, err)
+		}
+	}
+	if got := counters(t, d)["walks_stalled"]; got != float64(1) {
+		t.Errorf("status counter walks_stalled: got %v, want 1", got)
+	}
+
+	fs.Release(t)
+	d.waitLog(t, "stalled directory walk ended")
+	waitCounter(t, d, "walks_stalled", 0)
+	waitCounter(t, d, "walk_stalls", 1)
+}
+
 func TestKillReleasesBlockedOpens(t *testing.T) {
 	root := testutil.TempDir(t)
 	p := filepath.Join(root, "file")

@@ -145,6 +145,7 @@ func (d *daemon) status() Status {
 		"alerts_written": written, "alerts_dropped": dropped, "alerts_failed": failed,
 		"dir_events": ws.Events, "resyncs": ws.Resyncs, "track_errors": ws.TrackErrors,
 		"dir_busy": b2u(ws.Busy), "cross_check_backlog": uint64(ws.Backlog),
+		"walk_stalls": ws.Stalls, "walks_stalled": uint64(ws.Stalled),
 		"out_of_scope_quieted": c.Quieted, "out_of_scope_unquieted": c.Unquieted,
 	}
 	return s

@@ -252,8 +252,13 @@ func (d *daemon) start(ctx context.Context, st *onaccess.State) (*instance, erro
 		inst.stop()
 		return nil, fmt.Errorf("place watches: %w", err)
 	}
-	d.log.Info("watches placed", "dirs", stats.Dirs, "missing", stats.Missing, "errors", stats.Errors,
-		"elapsed", stats.Elapsed)
+	if stats.Stalled {
+		d.log.Warn("watches placed in part: a walk waits on a filesystem that does not answer, and goes on when it does",
+			"dirs", stats.Dirs, "missing", stats.Missing, "errors", stats.Errors, "elapsed", stats.Elapsed)
+	} else {
+		d.log.Info("watches placed", "dirs", stats.Dirs, "missing", stats.Missing, "errors", stats.Errors,
+			"elapsed", stats.Elapsed)
+	}
 	mctx, cancel := context.WithCancel(ctx)
 	inst.cancel = cancel
 	inst.managed = make(chan struct{})

@@ -199,6 +199,8 @@ var (
 	descDirEvents   = desc("dir_events_total", "Directory events (created, renamed, removed) handled by the watch manager.")
 	descResyncs     = desc("resyncs_total", "Re-walks of watched trees after lost directory events.")
 	descTrackErrs   = desc("track_errors_total", "Directory events the watch manager could not apply.")
+	descStalls      = desc("walk_stalls_total", "Directory walks left to go on behind because a filesystem did not answer.")
+	descStalled     = desc("walks_stalled", "Directory walks now waiting on a filesystem that does not answer.")
 	descAlerts      = desc("alerts_total", "Alert records, by result: written, dropped (queue full or closed), failed (write error).", "result")
 	descHook        = desc("hook_info", "The eBPF hook rung tracing directories.", "hook")
 	descEngine      = desc("engine_info", "The scan engine and its signature database version.", "engine", "version")
@@ -221,7 +223,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 		descEvents, descVerdicts, descBlocked, descAlerted, descScans, descCacheHits,
 		descLookups, descIgnoreErrs, descEngineErrs, descTimeouts, descQueueFull,
 		descRespondErrs, descQueueDepth, descLatency, descDirs, descDirEvents, descResyncs,
-		descTrackErrs, descAlerts, descHook, descEngine, descReady,
+		descTrackErrs, descStalls, descStalled, descAlerts, descHook, descEngine, descReady,
 	} {
 		ch <- d
 	}
@@ -255,6 +257,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(ch, descDirEvents, ms.Events)
 		counter(ch, descResyncs, ms.Resyncs)
 		counter(ch, descTrackErrs, ms.TrackErrors)
+		counter(ch, descStalls, ms.Stalls)
+		gauge(ch, descStalled, float64(ms.Stalled))
 	}
 	if c.src.Alerts != nil {
 		written, dropped, failed := c.src.Alerts()

@@ -88,12 +88,14 @@ func fakeSources() Sources {
 		Loop:       func() onaccess.Snapshot { return snap },
 		QueueDepth: func() int { return 12 },
 		Dirs:       func() int { return 345 },
-		Manager:    func() watch.ManagerStats { return watch.ManagerStats{Events: 21, Resyncs: 2, TrackErrors: 1} },
-		Alerts:     func() (uint64, uint64, uint64) { return 14, 3, 1 },
-		Cache:      func() (uint64, uint64) { return 50, 290 },
-		Hook:       func() string { return "fentry" },
-		Engine:     func() (string, string) { return "clamav", "daily:27500" },
-		Ready:      func() bool { return true },
+		Manager: func() watch.ManagerStats {
+			return watch.ManagerStats{Events: 21, Resyncs: 2, TrackErrors: 1, Stalls: 3, Stalled: 1}
+		},
+		Alerts: func() (uint64, uint64, uint64) { return 14, 3, 1 },
+		Cache:  func() (uint64, uint64) { return 50, 290 },
+		Hook:   func() string { return "fentry" },
+		Engine: func() (string, string) { return "clamav", "daily:27500" },
+		Ready:  func() bool { return true },
 	}
 }
 
@@ -143,6 +145,8 @@ func TestScrape(t *testing.T) {
 		{"vigil_dir_events_total", nil, 21},
 		{"vigil_resyncs_total", nil, 2},
 		{"vigil_track_errors_total", nil, 1},
+		{"vigil_walk_stalls_total", nil, 3},
+		{"vigil_walks_stalled", nil, 1},
 		{"vigil_alerts_total", map[string]string{"result": "written"}, 14},
 		{"vigil_alerts_total", map[string]string{"result": "dropped"}, 3},
 		{"vigil_alerts_total", map[string]string{"result": "failed"}, 1},
