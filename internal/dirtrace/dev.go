@@ -1,15 +1,13 @@
 package dirtrace
 
 import (
-	"bufio"
 	"fmt"
-	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/vigilsec/vigil/internal/mountinfo"
 	"github.com/vigilsec/vigil/internal/watch"
 )
 
@@ -59,8 +57,7 @@ func (t *Tracer) keyOfLocked(d watch.Dir) (dirwatchDwKey, error) {
 	return k, nil
 }
 
-// mount is a line of /proc/self/mountinfo
-// ("36 35 98:0 /mnt1 /mnt2 rw ...").
+// mount is a line of /proc/self/mountinfo, with the kernel's dev_t.
 type mount struct {
 	id    uint64
 	dev   uint32 // the superblock's, as the kernel's dev_t
@@ -69,55 +66,12 @@ type mount struct {
 }
 
 func mounts() ([]mount, error) {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return nil, err
+	all, err := mountinfo.Read()
+	ms := make([]mount, len(all))
+	for i, m := range all {
+		ms[i] = mount{id: m.ID, dev: mkdev(m.Major, m.Minor), root: m.Root, point: m.Point}
 	}
-	defer f.Close()
-	var ms []mount
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 5 {
-			continue
-		}
-		id, err := strconv.ParseUint(fields[0], 10, 64)
-		if err != nil {
-			continue
-		}
-		maj, min, ok := strings.Cut(fields[2], ":")
-		if !ok {
-			continue
-		}
-		ma, err1 := strconv.ParseUint(maj, 10, 32)
-		mi, err2 := strconv.ParseUint(min, 10, 32)
-		if err1 != nil || err2 != nil {
-			continue
-		}
-		ms = append(ms, mount{id: id, dev: mkdev(uint32(ma), uint32(mi)), root: unescapeMount(fields[3]), point: unescapeMount(fields[4])})
-	}
-	return ms, sc.Err()
-}
-
-// unescapeMount undoes mountinfo's octal escapes of space, tab, newline
-// and backslash ("\040").
-func unescapeMount(s string) string {
-	if !strings.Contains(s, "\\") {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
+	return ms, err
 }
 
 // mountDevs maps mount ids to their superblock's device.

@@ -414,17 +414,3 @@ func TestUntrackAcrossUntrackedParent(t *testing.T) {
 		t.Errorf("tracked after untracking /x: got %v, want [/q]", got)
 	}
 }
-
-func TestUnescapeMount(t *testing.T) {
-	for in, want := range map[string]string{
-		"/":                    "/",
-		"/mnt/with\\040space":  "/mnt/with space",
-		"/a\\011b\\012c\\134d": "/a\tb\nc\\d",
-		"/trailing\\04":        "/trailing\\04", // too short to be an escape
-		"/not\\999octal":       "/not\\999octal",
-	} {
-		if got := unescapeMount(in); got != want {
-			t.Errorf("unescapeMount(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
