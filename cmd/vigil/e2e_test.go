@@ -599,6 +599,30 @@ func TestHungFilesystemDoesNotStallMarking(t *testing.T) {
 	waitCounter(t, d, "walk_stalls", 1)
 }
 
+// A hung filesystem mounted in a watch at start: vigil becomes ready once
+// the walk there is left behind, with the rest of the watch marked, and
+// marks the mount too once it answers.
+func TestHungFilesystemAtStart(t *testing.T) {
+	root := testutil.TempDir(t)
+	deep := filepath.Join(root, "a", "b", "eicar.com")
+	writeFile(t, deep, clamav.EICAR)
+	mnt := filepath.Join(root, "m")
+	if err := os.Mkdir(mnt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	fs := testutil.MountFUSEAt(t, mnt)
+	fs.AddFile(t, "eicar.com", []byte(clamav.EICAR))
+	fs.HangOthers(t)
+	d := startDaemon(t, fmt.Sprintf("watch %q {}\n", root), "")
+	d.waitLogLine(t, "directory walk stalled", mnt)
+	d.waitLog(t, "watches placed in part")
+	wantDenied(t, deep)
+
+	fs.Release(t)
+	d.waitLog(t, "stalled directory walk ended")
+	wantDenied(t, filepath.Join(mnt, "eicar.com"))
+}
+
 func TestKillReleasesBlockedOpens(t *testing.T) {
 	root := testutil.TempDir(t)
 	p := filepath.Join(root, "file")

@@ -63,13 +63,19 @@ func init() {
 func MountFUSE(t testing.TB) *FUSE {
 	t.Helper()
 	SkipUnlessRoot(t)
+	return MountFUSEAt(t, TempDir(t))
+}
+
+// MountFUSEAt is MountFUSE on dir, an empty directory of the test's.
+func MountFUSEAt(t testing.TB, dir string) *FUSE {
+	t.Helper()
+	SkipUnlessRoot(t)
 	dev, err := os.OpenFile("/dev/fuse", os.O_RDWR, 0)
 	if err != nil {
 		skip(t, fmt.Sprintf("FUSE unavailable: %v", err))
 		return nil
 	}
 	defer dev.Close() // the server's copy keeps the connection
-	dir := TempDir(t)
 	opts := fmt.Sprintf("fd=%d,rootmode=40000,user_id=0,group_id=0", dev.Fd())
 	if err := unix.Mount("vigiltest", dir, "fuse", unix.MS_NOSUID|unix.MS_NODEV, opts); err != nil {
 		skip(t, fmt.Sprintf("mount FUSE on %s: %v", dir, err))
@@ -186,6 +192,14 @@ func (f *FUSE) Hang(t testing.TB, pid int, ops ...FUSEOp) {
 	}
 }
 
+// HangOthers is Hang for every process but the test's: for a process
+// that is yet to start, as a daemon whose start-up meets the hung
+// filesystem.
+func (f *FUSE) HangOthers(t testing.TB, ops ...FUSEOp) {
+	t.Helper()
+	f.Hang(t, -os.Getpid(), ops...)
+}
+
 // Release answers the held requests and serves every request again.
 func (f *FUSE) Release(t testing.TB) {
 	t.Helper()
@@ -252,7 +266,7 @@ type fuseServer struct {
 	replies io.Writer
 
 	mu      sync.Mutex
-	hang    int                          // the process whose requests are held, 0 none
+	hang    int                          // the process whose requests are held, 0 none, -pid every other
 	hangOps map[uint32]bool              // the requests held
 	held    [][]byte                     // requests held
 	nodes   map[uint64]map[string]uint64 // directory node -> name -> node
@@ -356,12 +370,23 @@ func (s *fuseServer) handle(req []byte) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.hang != 0 && s.hangOps[op] && threadOf(s.hang, pid) {
+	if s.hangOps[op] && s.holds(pid) {
 		s.held = append(s.held, req)
 		fmt.Fprintln(s.replies, "held") // the test's side closes Held at the first
 		return
 	}
 	s.answerLocked(req)
+}
+
+// holds reports whether Hang holds the requests of thread tid.
+func (s *fuseServer) holds(tid uint32) bool {
+	switch {
+	case s.hang > 0:
+		return threadOf(s.hang, tid)
+	case s.hang < 0:
+		return !threadOf(-s.hang, tid)
+	}
+	return false
 }
 
 // interrupt fails a held request the kernel gave up waiting for.

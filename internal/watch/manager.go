@@ -43,6 +43,7 @@ type Manager struct {
 	stallAfter time.Duration
 	left       int            // stalled jobs
 	stuck      map[string]int // the directories they are stuck at, and how many are
+	rescues    []string       // their parents, to walk again beside them
 	deferred   []string       // directories met below those meanwhile
 	overflowed bool           // more than maxDeferred were met: walk everything again
 	full       bool           // maxLeft jobs are stalled: guard waits (said once)
@@ -230,6 +231,7 @@ func (m *Manager) Place(ctx context.Context, roots []Root) (Stats, error) {
 		r := <-res
 		st, err = r.st, r.err
 	} else {
+		m.rescue(ctx)
 		st = Stats{Dirs: m.marked.len(), Stalled: true, Elapsed: time.Since(start)}
 		err = ctx.Err()
 		go func() {
@@ -345,6 +347,7 @@ func (m *Manager) Run(ctx context.Context) error {
 			}
 			m.Handle(ctx, ev)
 		case <-m.retry:
+			m.rescue(ctx)
 			dirs, resync := m.takeDeferred()
 			if resync {
 				m.Handle(ctx, DirEvent{Op: Resync, Source: "stalled walks"})

@@ -669,7 +669,9 @@ func (r *run) leaves(d Dir, down policy.Events, subs, kids []item, s *scratch) [
 			kids = append(kids, it) // the ordinary way meets and reports it again
 			continue
 		}
+		s.at.set(b.Path) // a mount there may hang: name it, not d
 		now, nlink, err := statAt(d.Fd, b.Name)
+		s.at.set(d.Path)
 		if err != nil || now.key() != b.key() {
 			kids = append(kids, it)
 			continue

@@ -2,8 +2,11 @@ package watch
 
 import (
 	"context"
+	"path/filepath"
 	"slices"
 	"time"
+
+	"github.com/vigilsec/vigil/internal/mountinfo"
 )
 
 // A hung NFS server or FUSE daemon blocks, for good, every system call on
@@ -14,8 +17,10 @@ import (
 // progress, avoiding the directories it is stuck at until it ends.
 const (
 	// stallAfter is how long the manager waits on work during which its
-	// walks take up, list or mark nothing.
+	// walks take up, list or mark nothing; it looks stallLooks times in
+	// that span.
 	stallAfter = 5 * time.Second
+	stallLooks = 5
 	// maxLeft bounds the work left behind at once: each job holds a
 	// thread, stuck in the kernel. Beyond it the manager waits.
 	maxLeft = 8
@@ -35,23 +40,24 @@ func (m *Manager) guard(ctx context.Context, dir string, job func()) bool {
 		defer close(done)
 		job()
 	}()
-	taken := m.progress()
-	t := time.NewTimer(m.stallAfter)
-	defer t.Stop()
+	taken, since := m.progress(), time.Now()
+	tick := time.NewTicker(m.stallAfter / stallLooks)
+	defer tick.Stop()
 	for {
 		select {
 		case <-done:
 			return true
 		case <-ctx.Done():
 			return false
-		case <-t.C:
+		case <-tick.C:
 		}
-		now := m.progress()
-		if now == taken && m.leaveBehind(dir, done) {
+		if now := m.progress(); now != taken {
+			taken, since = now, time.Now()
+			continue
+		}
+		if time.Since(since) >= m.stallAfter && m.leaveBehind(dir, done) {
 			return false
 		}
-		taken = now
-		t.Reset(m.stallAfter)
 	}
 }
 
@@ -95,6 +101,9 @@ func (m *Manager) leaveBehind(dir string, done <-chan struct{}) bool {
 	}
 	for _, p := range at {
 		m.stuck[p]++
+		if mountinfo.IsPoint(p) {
+			m.rescues = append(m.rescues, filepath.Dir(p))
+		}
 	}
 	m.anyStuck.Store(len(m.stuck) > 0)
 	m.left++
@@ -102,7 +111,39 @@ func (m *Manager) leaveBehind(dir string, done <-chan struct{}) bool {
 	m.log.Warn("directory walk stalled: a filesystem does not answer; going on without what is below, until it does",
 		"at", at, "waited", m.stallAfter)
 	go m.await(at, done)
+	m.poke()
 	return true
+}
+
+// poke has Run see to the stalled jobs' business: rescues and deferred
+// directories.
+func (m *Manager) poke() {
+	select {
+	case m.retry <- struct{}{}:
+	default: // one is pending
+	}
+}
+
+// rescue walks again the parents of the mount points stalled jobs were
+// newly stuck at, avoiding those: a stalled walk may have held up their
+// siblings, whose batch of leaves it checks one by one. (Below a
+// directory that is not a mount point, the siblings are on the hung
+// filesystem too.)
+func (m *Manager) rescue(ctx context.Context) {
+	m.mu.Lock()
+	dirs := m.rescues
+	m.rescues = nil
+	m.mu.Unlock()
+	for _, dir := range dirs {
+		if !m.covered(dir) || m.isStuck(dir) {
+			continue
+		}
+		m.guard(ctx, dir, func() {
+			if _, err := m.walker.Subtree(ctx, dir); err != nil {
+				m.log.Error("walk beside a stalled walk", "dir", dir, "error", err)
+			}
+		})
+	}
 }
 
 // await ends a stalled job's stay: once it is done, the directories it was
@@ -122,10 +163,7 @@ func (m *Manager) await(at []string, done <-chan struct{}) {
 	m.full = false
 	m.mu.Unlock()
 	m.log.Info("stalled directory walk ended", "at", at, "after", time.Since(start).Round(time.Millisecond))
-	select {
-	case m.retry <- struct{}{}:
-	default: // one is pending
-	}
+	m.poke()
 }
 
 // avoid reports whether dir is at or below a directory a stalled job is
