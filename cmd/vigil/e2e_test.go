@@ -599,9 +599,10 @@ func TestHungFilesystemDoesNotStallMarking(t *testing.T) {
 	waitCounter(t, d, "walk_stalls", 1)
 }
 
-// A hung filesystem mounted in a watch at start: vigil becomes ready once
-// the walk there is left behind, with the rest of the watch marked, and
-// marks the mount too once it answers.
+// A hung filesystem mounted in a watch, and watched itself, at start:
+// vigil becomes ready once the walk there is left behind (its path
+// resolved by then or not), with the rest of the watch marked, and marks
+// the mount too once it answers.
 func TestHungFilesystemAtStart(t *testing.T) {
 	root := testutil.TempDir(t)
 	deep := filepath.Join(root, "a", "b", "eicar.com")
@@ -613,7 +614,8 @@ func TestHungFilesystemAtStart(t *testing.T) {
 	fs := testutil.MountFUSEAt(t, mnt)
 	fs.AddFile(t, "eicar.com", []byte(clamav.EICAR))
 	fs.HangOthers(t)
-	d := startDaemon(t, fmt.Sprintf("watch %q {}\n", root), "")
+	d := startDaemon(t, fmt.Sprintf("watch %q {}\nwatch %q {}\n", root, mnt), "")
+	d.waitLogLine(t, "watch path kept as written", mnt)
 	d.waitLogLine(t, "directory walk stalled", mnt)
 	d.waitLog(t, "watches placed in part")
 	wantDenied(t, deep)

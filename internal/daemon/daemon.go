@@ -374,11 +374,54 @@ func loadPolicy(filename string, diag io.Writer, log hclog.Logger) (*policy.Poli
 	if diags.HasErrors() {
 		return nil, fmt.Errorf("load %s: %w", filename, ErrPolicy)
 	}
-	pol, errs := pol.Resolved(filepath.EvalSymlinks)
+	pol, errs := pol.Resolved(realPaths(pol, log))
 	for _, err := range errs {
 		log.Warn("watch", "error", err)
 	}
 	return pol, nil
+}
+
+// resolveTimeout bounds the resolving of the watches' paths: a watch on a
+// filesystem that does not answer keeps its path as written, and its
+// walk waits on it apart (see watch.Manager).
+const resolveTimeout = 5 * time.Second
+
+var errNoAnswer = errors.New("no answer")
+
+// realPaths resolves the watches' paths (filepath.EvalSymlinks) at once,
+// and returns the answers for policy.Resolved.
+func realPaths(p *policy.Policy, log hclog.Logger) func(string) (string, error) {
+	type answer struct {
+		path, real string
+		err        error
+	}
+	answers := make(chan answer, len(p.Watches)) // a late answer is dropped in the buffer
+	for _, w := range p.Watches {
+		go func() {
+			real, err := filepath.EvalSymlinks(w.Path)
+			answers <- answer{w.Path, real, err}
+		}()
+	}
+	got := make(map[string]answer, len(p.Watches))
+	deadline := time.NewTimer(resolveTimeout)
+	defer deadline.Stop()
+wait:
+	for range p.Watches {
+		select {
+		case a := <-answers:
+			got[a.path] = a
+		case <-deadline.C:
+			break wait
+		}
+	}
+	return func(path string) (string, error) {
+		a, ok := got[path]
+		if !ok {
+			log.Warn("watch path kept as written: its filesystem does not answer", "path", path, "waited", resolveTimeout)
+			return "", errNoAnswer
+		}
+		return a.real, a.err
+	}
 }
 
 // roots are the trees whose directories are marked one by one: the

@@ -173,7 +173,10 @@ func (w *Walker) Place(ctx context.Context, roots []Root) (Stats, error) {
 	start := time.Now()
 	at := w.enter() // resolving and opening the roots
 	defer w.leave(at)
-	tab := newTable(roots, at)
+	// The roots as given serve Subtree while they resolve, which waits on
+	// a filesystem that does not answer.
+	w.tab.Store(newTable(roots))
+	tab := newTable(canonical(roots, at))
 	w.tab.Store(tab)
 	r := w.newRun(ctx, tab)
 	for _, p := range tab.paths {
@@ -212,7 +215,7 @@ func (w *Walker) Subtree(ctx context.Context, dir string) (Stats, error) {
 	start := time.Now()
 	tab := w.tab.Load()
 	if tab == nil {
-		tab = newTable(nil, nil)
+		tab = newTable(nil)
 	}
 	dir = filepath.Clean(dir)
 	r := w.newRun(ctx, tab)
@@ -258,23 +261,11 @@ type table struct {
 	paths  []string // sorted: a path comes before the paths below it
 }
 
-// newTable makes the table of roots, resolving them with at (if not nil)
-// telling which.
-func newTable(roots []Root, at *slot) *table {
+// newTable makes the table of roots, by their paths as given.
+func newTable(roots []Root) *table {
 	t := &table{byPath: make(map[string]cover, len(roots))}
 	for _, r := range roots {
-		// Canonical paths let the walk, which never follows symlinks, find
-		// nested roots by the path it builds.
 		p := filepath.Clean(r.Path)
-		if at != nil {
-			at.set(p)
-		}
-		if real, err := filepath.EvalSymlinks(p); err == nil {
-			p = real
-		}
-		if at != nil {
-			at.set("")
-		}
 		c, ok := t.byPath[p]
 		if !ok {
 			t.paths = append(t.paths, p)
@@ -287,6 +278,21 @@ func newTable(roots []Root, at *slot) *table {
 	}
 	slices.Sort(t.paths)
 	return t
+}
+
+// canonical returns roots with their paths resolved, as at tells: the
+// walk never follows symlinks, and finds nested roots by the paths it
+// builds. A path that does not resolve is kept.
+func canonical(roots []Root, at *slot) []Root {
+	out := slices.Clone(roots)
+	for i, r := range out {
+		at.set(r.Path)
+		if real, err := filepath.EvalSymlinks(r.Path); err == nil {
+			out[i].Path = real
+		}
+		at.set("")
+	}
+	return out
 }
 
 // downAbove is the union of the recursive roots strictly above p.
