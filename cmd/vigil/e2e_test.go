@@ -580,15 +580,7 @@ func TestHungFilesystemDoesNotStallMarking(t *testing.T) {
 	}
 	infected := filepath.Join(plain, "new", "eicar.com")
 	writeFile(t, infected, clamav.EICAR)
-	for end := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		_, err := os.ReadFile(infected)
-		if errors.Is(err, unix.EPERM) {
-			break
-		}
-		if time.Now().After(end) {
-			t.Fatalf("read %s while a walk is stuck on FUSE: got %v for 20s, want EPERM", infected, err)
-		}
-	}
+	waitDenied(t, "while a walk is stuck on FUSE", infected, 20*time.Second)
 	if got := counters(t, d)["walks_stalled"]; got != float64(1) {
 		t.Errorf("status counter walks_stalled: got %v, want 1", got)
 	}
@@ -621,8 +613,23 @@ func TestHungFilesystemAtStart(t *testing.T) {
 	wantDenied(t, deep)
 
 	fs.Release(t)
+	waitDenied(t, "once FUSE answers", filepath.Join(mnt, "eicar.com"), 10*time.Second)
 	d.waitLog(t, "stalled directory walk ended")
-	wantDenied(t, filepath.Join(mnt, "eicar.com"))
+}
+
+// waitDenied reads path until it gets EPERM, for up to within: a
+// directory being marked.
+func waitDenied(t *testing.T, what, path string, within time.Duration) {
+	t.Helper()
+	for end := time.Now().Add(within); ; time.Sleep(50 * time.Millisecond) {
+		_, err := os.ReadFile(path)
+		if errors.Is(err, unix.EPERM) {
+			return
+		}
+		if time.Now().After(end) {
+			t.Fatalf("read %s %s: got %v for %v, want EPERM", path, what, err, within)
+		}
+	}
 }
 
 func TestKillReleasesBlockedOpens(t *testing.T) {
