@@ -52,21 +52,6 @@ func Read() ([]Mount, error) {
 	return ms, sc.Err()
 }
 
-// IsPoint reports whether a filesystem is mounted on dir (false when
-// mountinfo cannot be read).
-func IsPoint(dir string) bool {
-	ms, err := Read()
-	if err != nil {
-		return false
-	}
-	for _, m := range ms {
-		if m.Point == dir {
-			return true
-		}
-	}
-	return false
-}
-
 // Unescape undoes mountinfo's octal escapes of space, tab, newline and
 // backslash ("\040").
 func Unescape(s string) string {

@@ -81,6 +81,7 @@ func (m *Manager) leaveBehind(dir string, done <-chan struct{}) bool {
 		_, more := m.unwalker.Progress()
 		busy = append(busy, more...)
 	}
+	points := mountPoints(busy)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.left >= maxLeft {
@@ -101,7 +102,7 @@ func (m *Manager) leaveBehind(dir string, done <-chan struct{}) bool {
 	}
 	for _, p := range at {
 		m.stuck[p]++
-		if mountinfo.IsPoint(p) {
+		if points[p] {
 			m.rescues = append(m.rescues, filepath.Dir(p))
 		}
 	}
@@ -113,6 +114,25 @@ func (m *Manager) leaveBehind(dir string, done <-chan struct{}) bool {
 	go m.await(at, done)
 	m.poke()
 	return true
+}
+
+// mountPoints tells which of dirs are mount points, from mountinfo:
+// asking a hung one would wait.
+func mountPoints(dirs []string) map[string]bool {
+	if len(dirs) == 0 {
+		return nil
+	}
+	ms, err := mountinfo.Read()
+	if err != nil {
+		return nil
+	}
+	points := make(map[string]bool)
+	for _, mt := range ms {
+		if slices.Contains(dirs, mt.Point) {
+			points[mt.Point] = true
+		}
+	}
+	return points
 }
 
 // poke has Run see to the stalled jobs' business: rescues and deferred
