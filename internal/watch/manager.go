@@ -223,7 +223,7 @@ func (m *Manager) Place(ctx context.Context, roots []Root) (Stats, error) {
 	res := make(chan result, 1)
 	var st Stats
 	var err error
-	if m.guard(ctx, "", func() {
+	if m.guard("", func() {
 		st, err := m.walker.Place(ctx, roots)
 		m.trackPending()
 		res <- result{st, err}
@@ -359,7 +359,7 @@ func (m *Manager) Run(ctx context.Context) error {
 			left := make(chan bool, 1)
 			// Left behind, the batch is tracked when it ends; the rest of
 			// the backlog goes on.
-			if m.guard(ctx, "", func() { left <- m.crossCheck(crossCheckBatch) }) && !<-left {
+			if m.guard("", func() { left <- m.crossCheck(crossCheckBatch) }) && !<-left {
 				backlog = nil
 			}
 		}
@@ -372,7 +372,7 @@ func (m *Manager) Run(ctx context.Context) error {
 func (m *Manager) Handle(ctx context.Context, ev DirEvent) {
 	m.events.Add(1)
 	m.log.Trace("directory event", "op", ev.Op, "dir", ev.Path, "from", ev.From, "source", ev.Source)
-	m.guard(ctx, ev.Path, func() {
+	m.guard(ev.Path, func() {
 		m.busy.Add(1)
 		defer m.busy.Add(-1)
 		m.handle(ctx, ev)

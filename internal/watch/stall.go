@@ -32,9 +32,10 @@ const (
 // guard runs job and waits for it. When the walks make no progress for
 // stallAfter meanwhile, it leaves job behind (see leaveBehind) and returns
 // false; the job still runs, and ends whenever the filesystem answers.
-// dir is where job works, named when the walks are stuck nowhere. ctx
-// ending leaves job behind too.
-func (m *Manager) guard(ctx context.Context, dir string, job func()) bool {
+// dir is where job works, named when the walks are stuck nowhere. job
+// should end soon after ctx does: guard still waits for it then, so that
+// nothing the job marks or tracks outlives the caller's use of them.
+func (m *Manager) guard(dir string, job func()) bool {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -47,8 +48,6 @@ func (m *Manager) guard(ctx context.Context, dir string, job func()) bool {
 		select {
 		case <-done:
 			return true
-		case <-ctx.Done():
-			return false
 		case <-tick.C:
 		}
 		if now := m.progress(); now != taken {
@@ -158,7 +157,7 @@ func (m *Manager) rescue(ctx context.Context) {
 		if !m.covered(dir) || m.isStuck(dir) {
 			continue
 		}
-		m.guard(ctx, dir, func() {
+		m.guard(dir, func() {
 			if _, err := m.walker.Subtree(ctx, dir); err != nil {
 				m.log.Error("walk beside a stalled walk", "dir", dir, "error", err)
 			}
