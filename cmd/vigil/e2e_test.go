@@ -632,6 +632,49 @@ func waitDenied(t *testing.T, what, path string, within time.Duration) {
 	}
 }
 
+// SIGTERM while the daemon's read of events waits on a hung filesystem:
+// vigil exits 0 within its stop timeout rather than wait for the
+// filesystem, and the open held with it then returns (denied by the
+// kernel when the exit interrupts the daemon's open of the event's file).
+func TestStopWhileReadHangs(t *testing.T) {
+	fs := testutil.MountFUSE(t)
+	fs.AddFile(t, "slow.txt", []byte(clean))
+	d := startDaemon(t, fmt.Sprintf("watch %q {}\n", fs.Dir), "")
+	fs.Hang(t, d.cmd.Process.Pid, testutil.FUSEOpen)
+	slow := make(chan error, 1)
+	go func() {
+		_, err := os.ReadFile(filepath.Join(fs.Dir, "slow.txt"))
+		slow <- err
+	}()
+	select {
+	case <-fs.Held(): // the daemon's read(2) waits on FUSE
+	case <-time.After(10 * time.Second):
+		t.Fatal("the daemon did not open the file on FUSE")
+	}
+
+	start := time.Now()
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-d.exited:
+	case <-time.After(20 * time.Second):
+		t.Fatal("daemon still running 20s after SIGTERM with a read waiting on FUSE")
+	}
+	if code := d.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Errorf("exit code after SIGTERM: got %d, want 0", code)
+	}
+	// The signal may land on the reading thread and interrupt the open.
+	t.Logf("exited %v after SIGTERM; stopped in time: %v", time.Since(start).Round(time.Millisecond),
+		!strings.Contains(d.log(), "vigil did not stop in time"))
+	select {
+	case err := <-slow:
+		if err != nil && !errors.Is(err, unix.EPERM) {
+			t.Errorf("read on FUSE once the daemon exited: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("open on FUSE still held 10s after the daemon exited")
+	}
+}
+
 func TestKillReleasesBlockedOpens(t *testing.T) {
 	root := testutil.TempDir(t)
 	p := filepath.Join(root, "file")

@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -131,15 +132,31 @@ func cmdRun(args []string, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	err = daemon.Run(ctx, daemon.Options{
-		PolicyFile:  *policyFile,
-		Version:     version,
-		Hook:        dirtrace.Hook(*hook),
-		Log:         log,
-		Diagnostics: stderr,
-		Reload:      notifySignal(syscall.SIGHUP),
-		Reopen:      notifySignal(syscall.SIGUSR1),
-	})
+	ran := make(chan error, 1)
+	go func() {
+		ran <- daemon.Run(ctx, daemon.Options{
+			PolicyFile:  *policyFile,
+			Version:     version,
+			Hook:        dirtrace.Hook(*hook),
+			Log:         log,
+			Diagnostics: stderr,
+			Reload:      notifySignal(syscall.SIGHUP),
+			Reopen:      notifySignal(syscall.SIGUSR1),
+		})
+	}()
+	select {
+	case err = <-ran:
+	case <-ctx.Done():
+		select {
+		case err = <-ran:
+		case <-time.After(stopTimeout):
+			// The exit closes the group once that read ends, which a kill
+			// interrupts (on FUSE, if the server answers the interrupt).
+			log.Error("vigil did not stop in time: a read of fanotify events waits on a filesystem that does not answer; exiting without closing the group",
+				"waited", stopTimeout)
+			return 0
+		}
+	}
 	if err != nil {
 		if !errors.Is(err, daemon.ErrPolicy) {
 			log.Error("vigil stopped", "error", err)
@@ -150,6 +167,11 @@ func cmdRun(args []string, stderr io.Writer) int {
 	}
 	return 0
 }
+
+// stopTimeout is how long vigil run waits for the daemon to stop after
+// SIGTERM or SIGINT. Stopping closes the fanotify group, which waits for a
+// read of events that the kernel holds on a hung filesystem.
+const stopTimeout = 10 * time.Second
 
 // notifySignal turns a signal into requests; signals that arrive while a
 // request is pending are merged into it.
