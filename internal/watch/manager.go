@@ -41,14 +41,14 @@ type Manager struct {
 	settled  chan struct{} // closed once the backlog is worked through
 	// The work left behind on filesystems that do not answer, see guard.
 	stallAfter time.Duration
-	left       int            // stalled jobs
-	stuck      map[string]int // the directories they are stuck at, and how many are
-	rescues    []string       // their parents, to walk again beside them
-	deferred   []string       // directories met below those meanwhile
-	overflowed bool           // more than maxDeferred were met: walk everything again
-	full       bool           // maxLeft jobs are stalled: guard waits (said once)
-	anyStuck   atomic.Bool    // len(stuck) > 0, for the walks' hot path
-	retry      chan struct{}  // a stalled job ended: walk what was deferred
+	left       int                  // stalled jobs
+	stuck      map[string][]*jobTag // the directories they are stuck at, and which are
+	rescues    []string             // their parents, to walk again beside them
+	deferred   []string             // directories met below those meanwhile
+	overflowed bool                 // more than maxDeferred were met: walk everything again
+	full       bool                 // maxLeft jobs are stalled: guard waits (said once)
+	anyStuck   atomic.Bool          // len(stuck) > 0, for the walks' hot path
+	retry      chan struct{}        // a stalled job ended: walk what was deferred
 
 	events    atomic.Uint64 // directory events handled
 	busy      atomic.Int32  // events being handled (a walk may take long)
@@ -87,7 +87,7 @@ func NewManager(mark, unmark Marker, srcs Sources, log hclog.Logger) *Manager {
 		pending:    make(map[string]bool),
 		settled:    make(chan struct{}),
 		stallAfter: stallAfter,
-		stuck:      make(map[string]int),
+		stuck:      make(map[string][]*jobTag),
 		retry:      make(chan struct{}, 1),
 	}
 	m.walker = NewWalker(trackingMarker{m: m, mark: mark}, log)
@@ -95,7 +95,7 @@ func NewManager(mark, unmark Marker, srcs Sources, log hclog.Logger) *Manager {
 	if unmark != nil {
 		// A tree moved out is no business of the watches once stuck.
 		m.unwalker = NewWalker(unmark, log)
-		m.unwalker.avoid = m.isStuck
+		m.unwalker.avoid = func(_ context.Context, dir string) bool { return m.isStuck(dir) }
 	}
 	return m
 }
@@ -223,7 +223,7 @@ func (m *Manager) Place(ctx context.Context, roots []Root) (Stats, error) {
 	res := make(chan result, 1)
 	var st Stats
 	var err error
-	if m.guard("", func() {
+	if m.guard(ctx, "", func(ctx context.Context) {
 		st, err := m.walker.Place(ctx, roots)
 		m.trackPending()
 		res <- result{st, err}
@@ -359,7 +359,7 @@ func (m *Manager) Run(ctx context.Context) error {
 			left := make(chan bool, 1)
 			// Left behind, the batch is tracked when it ends; the rest of
 			// the backlog goes on.
-			if m.guard("", func() { left <- m.crossCheck(crossCheckBatch) }) && !<-left {
+			if m.guard(ctx, "", func(context.Context) { left <- m.crossCheck(crossCheckBatch) }) && !<-left {
 				backlog = nil
 			}
 		}
@@ -372,7 +372,7 @@ func (m *Manager) Run(ctx context.Context) error {
 func (m *Manager) Handle(ctx context.Context, ev DirEvent) {
 	m.events.Add(1)
 	m.log.Trace("directory event", "op", ev.Op, "dir", ev.Path, "from", ev.From, "source", ev.Source)
-	m.guard(ev.Path, func() {
+	m.guard(ctx, ev.Path, func(ctx context.Context) {
 		m.busy.Add(1)
 		defer m.busy.Add(-1)
 		m.handle(ctx, ev)
@@ -412,7 +412,7 @@ func (m *Manager) handle(ctx context.Context, ev DirEvent) {
 }
 
 func (m *Manager) created(ctx context.Context, dir string) {
-	if !m.covered(dir) && !m.aboveRoot(dir) || m.avoid(dir) {
+	if !m.covered(dir) && !m.aboveRoot(dir) || m.avoid(ctx, dir) {
 		return
 	}
 	var st unix.Stat_t
@@ -555,5 +555,5 @@ func (m *Manager) isStuck(dir string) bool {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.stuckLocked(dir)
+	return m.stuckLocked(dir, nil)
 }

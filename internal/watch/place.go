@@ -87,10 +87,10 @@ type Walker struct {
 	log     hclog.Logger
 	workers int
 	tab     atomic.Pointer[table]
-	// avoid, when set, tells directories the walks must not enter, as
-	// the watch manager's walks left behind on a hung filesystem
-	// (nil: none).
-	avoid func(dir string) bool
+	// avoid, when set, tells directories the walks (by their context)
+	// must not enter, as the watch manager's walks left behind on a hung
+	// filesystem (nil: none).
+	avoid func(ctx context.Context, dir string) bool
 
 	mu      sync.Mutex
 	slots   map[*slot]struct{} // of the walks' workers now
@@ -165,7 +165,9 @@ func (w *Walker) leave(s *slot) {
 	w.mu.Unlock()
 }
 
-func (w *Walker) avoids(dir string) bool { return w.avoid != nil && w.avoid(dir) }
+func (w *Walker) avoids(ctx context.Context, dir string) bool {
+	return w.avoid != nil && w.avoid(ctx, dir)
+}
 
 // Place marks the trees of roots, see the package function Place, and
 // remembers roots for Subtree.
@@ -183,7 +185,7 @@ func (w *Walker) Place(ctx context.Context, roots []Root) (Stats, error) {
 		if r.stopped() {
 			break
 		}
-		if r.visited(p) || w.avoids(p) {
+		if r.visited(p) || w.avoids(ctx, p) {
 			continue // reached from a recursive root above it, or hung
 		}
 		at.set(p)
@@ -221,7 +223,7 @@ func (w *Walker) Subtree(ctx context.Context, dir string) (Stats, error) {
 	r := w.newRun(ctx, tab)
 	at := w.enter() // opening dir and the roots below it
 	defer w.leave(at)
-	if !w.avoids(dir) {
+	if !w.avoids(ctx, dir) {
 		// O_NOFOLLOW: a symlink put where the directory was is not walked.
 		at.set(dir)
 		fd, err := openDir(unix.AT_FDCWD, dir, unix.O_NOFOLLOW)
@@ -237,7 +239,7 @@ func (w *Walker) Subtree(ctx context.Context, dir string) (Stats, error) {
 		if r.stopped() {
 			break
 		}
-		if !under(p, dir) || r.visited(p) || w.avoids(p) {
+		if !under(p, dir) || r.visited(p) || w.avoids(ctx, p) {
 			continue
 		}
 		at.set(p)
@@ -513,7 +515,7 @@ type scratch struct {
 func (r *run) process(it item, s *scratch, kids []item) []item {
 	fd := it.fd
 	if it.parent != nil {
-		if r.w.avoids(it.path) {
+		if r.w.avoids(r.ctx, it.path) {
 			it.parent.release()
 			return kids
 		}
@@ -630,7 +632,7 @@ func (r *run) leaves(d Dir, down policy.Events, subs, kids []item, s *scratch) [
 	}()
 	r.mu.Lock()
 	for _, sub := range subs {
-		if r.w.avoids(sub.path) {
+		if r.w.avoids(r.ctx, sub.path) {
 			sub.parent.release()
 			continue
 		}

@@ -32,14 +32,17 @@ const (
 // guard runs job and waits for it. When the walks make no progress for
 // stallAfter meanwhile, it leaves job behind (see leaveBehind) and returns
 // false; the job still runs, and ends whenever the filesystem answers.
-// dir is where job works, named when the walks are stuck nowhere. job
-// should end soon after ctx does: guard still waits for it then, so that
-// nothing the job marks or tracks outlives the caller's use of them.
-func (m *Manager) guard(dir string, job func()) bool {
+// dir is where job works, named when the walks are stuck nowhere. job gets
+// ctx marked as its own: its walks do not avoid where it is stuck itself.
+// job should end soon after ctx does: guard still waits for it then, so
+// that nothing the job marks or tracks outlives the caller's use of them.
+func (m *Manager) guard(ctx context.Context, dir string, job func(ctx context.Context)) bool {
+	tag := new(jobTag)
+	ctx = context.WithValue(ctx, jobKey{}, tag)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		job()
+		job(ctx)
 	}()
 	taken, since := m.progress(), time.Now()
 	tick := time.NewTicker(m.stallAfter / stallLooks)
@@ -54,10 +57,20 @@ func (m *Manager) guard(dir string, job func()) bool {
 			taken, since = now, time.Now()
 			continue
 		}
-		if time.Since(since) >= m.stallAfter && m.leaveBehind(dir, done) {
+		if time.Since(since) >= m.stallAfter && m.leaveBehind(dir, done, tag) {
 			return false
 		}
 	}
+}
+
+// jobTag tells one guarded job from another, in its context under jobKey.
+type jobTag struct{ _ byte } // not zero-sized: each is its own
+
+type jobKey struct{}
+
+func jobOf(ctx context.Context) *jobTag {
+	tag, _ := ctx.Value(jobKey{}).(*jobTag)
+	return tag
 }
 
 // progress is how far the walks have come, see Walker.Progress.
@@ -74,7 +87,7 @@ func (m *Manager) progress() uint64 {
 // that no stalled job was stuck at before (at dir, if given, when there
 // are none), and reports true; false when maxLeft jobs are stalled
 // already.
-func (m *Manager) leaveBehind(dir string, done <-chan struct{}) bool {
+func (m *Manager) leaveBehind(dir string, done <-chan struct{}, tag *jobTag) bool {
 	_, busy := m.walker.Progress()
 	if m.unwalker != nil {
 		_, more := m.unwalker.Progress()
@@ -92,7 +105,7 @@ func (m *Manager) leaveBehind(dir string, done <-chan struct{}) bool {
 	}
 	var at []string
 	for _, p := range busy {
-		if m.stuck[p] == 0 && !slices.Contains(at, p) {
+		if len(m.stuck[p]) == 0 && !slices.Contains(at, p) {
 			at = append(at, p)
 		}
 	}
@@ -100,7 +113,7 @@ func (m *Manager) leaveBehind(dir string, done <-chan struct{}) bool {
 		at = []string{dir}
 	}
 	for _, p := range at {
-		m.stuck[p]++
+		m.stuck[p] = append(m.stuck[p], tag)
 		if points[p] {
 			m.rescues = append(m.rescues, filepath.Dir(p))
 		}
@@ -110,7 +123,7 @@ func (m *Manager) leaveBehind(dir string, done <-chan struct{}) bool {
 	m.stalls.Add(1)
 	m.log.Warn("directory walk stalled: a filesystem does not answer; going on without what is below, until it does",
 		"at", at, "waited", m.stallAfter)
-	go m.await(at, done)
+	go m.await(at, done, tag)
 	m.poke()
 	return true
 }
@@ -157,7 +170,7 @@ func (m *Manager) rescue(ctx context.Context) {
 		if !m.covered(dir) || m.isStuck(dir) {
 			continue
 		}
-		m.guard(dir, func() {
+		m.guard(ctx, dir, func(ctx context.Context) {
 			if _, err := m.walker.Subtree(ctx, dir); err != nil {
 				m.log.Error("walk beside a stalled walk", "dir", dir, "error", err)
 			}
@@ -168,13 +181,16 @@ func (m *Manager) rescue(ctx context.Context) {
 // await ends a stalled job's stay: once it is done, the directories it was
 // stuck at are walked again as any other, and what was deferred meanwhile
 // is handled.
-func (m *Manager) await(at []string, done <-chan struct{}) {
+func (m *Manager) await(at []string, done <-chan struct{}, tag *jobTag) {
 	start := time.Now()
 	<-done
 	m.mu.Lock()
 	for _, p := range at {
-		if m.stuck[p]--; m.stuck[p] == 0 {
+		owners := slices.DeleteFunc(m.stuck[p], func(o *jobTag) bool { return o == tag })
+		if len(owners) == 0 {
 			delete(m.stuck, p)
+		} else {
+			m.stuck[p] = owners
 		}
 	}
 	m.anyStuck.Store(len(m.stuck) > 0)
@@ -185,15 +201,16 @@ func (m *Manager) await(at []string, done <-chan struct{}) {
 	m.poke()
 }
 
-// avoid reports whether dir is at or below a directory a stalled job is
-// stuck at, and if so defers it: walking it would stall too.
-func (m *Manager) avoid(dir string) bool {
+// avoid reports whether dir is at or below a directory another stalled
+// job than ctx's is stuck at, and if so defers it: walking it would stall
+// too. A job that was stuck there itself and goes on walks it.
+func (m *Manager) avoid(ctx context.Context, dir string) bool {
 	if !m.anyStuck.Load() {
 		return false
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if !m.stuckLocked(dir) {
+	if !m.stuckLocked(dir, jobOf(ctx)) {
 		return false
 	}
 	switch {
@@ -206,9 +223,11 @@ func (m *Manager) avoid(dir string) bool {
 	return true
 }
 
-func (m *Manager) stuckLocked(dir string) bool {
-	for p := range m.stuck {
-		if under(dir, p) {
+// stuckLocked reports whether dir is at or below a directory a stalled
+// job other than self (nil: any) is stuck at.
+func (m *Manager) stuckLocked(dir string, self *jobTag) bool {
+	for p, owners := range m.stuck {
+		if under(dir, p) && slices.ContainsFunc(owners, func(o *jobTag) bool { return o != self }) {
 			return true
 		}
 	}
@@ -226,7 +245,7 @@ func (m *Manager) takeDeferred() (dirs []string, resync bool) {
 	}
 	kept := m.deferred[:0]
 	for _, d := range m.deferred {
-		if m.stuckLocked(d) {
+		if m.stuckLocked(d, nil) {
 			kept = append(kept, d)
 		} else {
 			dirs = append(dirs, d)
