@@ -520,18 +520,7 @@ func TestHungFilesystemDoesNotStallOthers(t *testing.T) {
 	fs := testutil.MountFUSE(t)
 	fs.AddFile(t, "slow.txt", []byte(clean))
 	d := startDaemon(t, fmt.Sprintf("watch %q {}\nwatch %q {}\n", plain, fs.Dir), "")
-	fs.Hang(t, d.cmd.Process.Pid, testutil.FUSEOpen)
-
-	slow := make(chan error, 1)
-	go func() {
-		_, err := os.ReadFile(filepath.Join(fs.Dir, "slow.txt"))
-		slow <- err
-	}()
-	select {
-	case <-fs.Held(): // the daemon's read(2) waits on FUSE
-	case <-time.After(10 * time.Second):
-		t.Fatal("the daemon did not open the file on FUSE")
-	}
+	slow := heldOpen(t, d, fs, "slow.txt")
 	other := make(chan error, 1)
 	go func() {
 		b, err := os.ReadFile(filepath.Join(plain, "clean.txt"))
@@ -558,6 +547,25 @@ func TestHungFilesystemDoesNotStallOthers(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("open on FUSE not answered once the filesystem answered")
 	}
+}
+
+// heldOpen reads name on fs after making fs hold the daemon's opens, and
+// returns once the daemon's read(2) of the event waits on FUSE: the
+// read's outcome comes on the channel.
+func heldOpen(t *testing.T, d *daemonProc, fs *testutil.FUSE, name string) <-chan error {
+	t.Helper()
+	fs.Hang(t, d.cmd.Process.Pid, testutil.FUSEOpen)
+	read := make(chan error, 1)
+	go func() {
+		_, err := os.ReadFile(filepath.Join(fs.Dir, name))
+		read <- err
+	}()
+	select {
+	case <-fs.Held():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the daemon did not open the file on FUSE")
+	}
+	return read
 }
 
 // A directory walk stuck on a hung filesystem is left behind: directories
@@ -640,17 +648,7 @@ func TestStopWhileReadHangs(t *testing.T) {
 	fs := testutil.MountFUSE(t)
 	fs.AddFile(t, "slow.txt", []byte(clean))
 	d := startDaemon(t, fmt.Sprintf("watch %q {}\n", fs.Dir), "")
-	fs.Hang(t, d.cmd.Process.Pid, testutil.FUSEOpen)
-	slow := make(chan error, 1)
-	go func() {
-		_, err := os.ReadFile(filepath.Join(fs.Dir, "slow.txt"))
-		slow <- err
-	}()
-	select {
-	case <-fs.Held(): // the daemon's read(2) waits on FUSE
-	case <-time.After(10 * time.Second):
-		t.Fatal("the daemon did not open the file on FUSE")
-	}
+	slow := heldOpen(t, d, fs, "slow.txt")
 
 	start := time.Now()
 	d.cmd.Process.Signal(syscall.SIGTERM)
