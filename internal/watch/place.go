@@ -282,9 +282,9 @@ func newTable(roots []Root) *table {
 	return t
 }
 
-// canonical returns roots with their paths resolved, as at tells: the
-// walk never follows symlinks, and finds nested roots by the paths it
-// builds. A path that does not resolve is kept.
+// canonical returns roots with their paths resolved, each shown in at
+// while it resolves: the walk never follows symlinks, and finds nested
+// roots by the paths it builds. A path that does not resolve is kept.
 func canonical(roots []Root, at *slot) []Root {
 	out := slices.Clone(roots)
 	for i, r := range out {
