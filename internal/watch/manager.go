@@ -221,19 +221,16 @@ func (m *Manager) Place(ctx context.Context, roots []Root) (Stats, error) {
 		err error
 	}
 	res := make(chan result, 1)
-	var st Stats
-	var err error
+	var r result
 	if m.guard(ctx, "", func(ctx context.Context) {
 		st, err := m.walker.Place(ctx, roots)
 		m.trackPending()
 		res <- result{st, err}
 	}) {
-		r := <-res
-		st, err = r.st, r.err
+		r = <-res
 	} else {
 		m.rescue(ctx)
-		st = Stats{Dirs: m.marked.len(), Stalled: true, Elapsed: time.Since(start)}
-		err = ctx.Err()
+		r = result{Stats{Dirs: m.marked.len(), Stalled: true, Elapsed: time.Since(start)}, ctx.Err()}
 		go func() {
 			if r := <-res; r.err != nil && ctx.Err() == nil {
 				m.log.Error("stalled walk of the watches", "error", r.err)
@@ -249,7 +246,7 @@ func (m *Manager) Place(ctx context.Context, roots []Root) (Stats, error) {
 		}
 	}
 	m.mu.Unlock()
-	return st, err
+	return r.st, r.err
 }
 
 // crossCheckBatch is how many backlog directories Run tracks between two

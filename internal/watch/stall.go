@@ -44,7 +44,8 @@ func (m *Manager) guard(ctx context.Context, dir string, job func(ctx context.Co
 		defer close(done)
 		job(ctx)
 	}()
-	taken, since := m.progress(), time.Now()
+	taken, _ := m.walks()
+	since := time.Now()
 	tick := time.NewTicker(m.stallAfter / stallLooks)
 	defer tick.Stop()
 	for {
@@ -53,7 +54,7 @@ func (m *Manager) guard(ctx context.Context, dir string, job func(ctx context.Co
 			return true
 		case <-tick.C:
 		}
-		if now := m.progress(); now != taken {
+		if now, _ := m.walks(); now != taken {
 			taken, since = now, time.Now()
 			continue
 		}
@@ -73,14 +74,16 @@ func jobOf(ctx context.Context) *jobTag {
 	return tag
 }
 
-// progress is how far the walks have come, see Walker.Progress.
-func (m *Manager) progress() uint64 {
-	taken, _ := m.walker.Progress()
+// walks is how far the manager's walks have come, and where they work
+// now: see Walker.Progress.
+func (m *Manager) walks() (taken uint64, busy []string) {
+	taken, busy = m.walker.Progress()
 	if m.unwalker != nil {
-		n, _ := m.unwalker.Progress()
+		n, more := m.unwalker.Progress()
 		taken += n
+		busy = append(busy, more...)
 	}
-	return taken
+	return taken, busy
 }
 
 // leaveBehind records a stalled job, at the directories the walks work on
@@ -88,11 +91,7 @@ func (m *Manager) progress() uint64 {
 // are none), and reports true; false when maxLeft jobs are stalled
 // already.
 func (m *Manager) leaveBehind(dir string, done <-chan struct{}, tag *jobTag) bool {
-	_, busy := m.walker.Progress()
-	if m.unwalker != nil {
-		_, more := m.unwalker.Progress()
-		busy = append(busy, more...)
-	}
+	_, busy := m.walks()
 	points := mountPoints(busy)
 	m.mu.Lock()
 	defer m.mu.Unlock()
