@@ -47,14 +47,14 @@ func Read() ([]Mount, error) {
 		if err1 != nil || err2 != nil {
 			continue
 		}
-		ms = append(ms, Mount{ID: id, Major: uint32(ma), Minor: uint32(mi), Root: Unescape(fields[3]), Point: Unescape(fields[4])})
+		ms = append(ms, Mount{ID: id, Major: uint32(ma), Minor: uint32(mi), Root: unescape(fields[3]), Point: unescape(fields[4])})
 	}
 	return ms, sc.Err()
 }
 
-// Unescape undoes mountinfo's octal escapes of space, tab, newline and
+// unescape undoes mountinfo's octal escapes of space, tab, newline and
 // backslash ("\040").
-func Unescape(s string) string {
+func unescape(s string) string {
 	if !strings.Contains(s, "\\") {
 		return s
 	}

@@ -10,8 +10,8 @@ func TestUnescape(t *testing.T) {
 		"/trailing\\04":        "/trailing\\04", // too short to be an escape
 		"/not\\999octal":       "/not\\999octal",
 	} {
-		if got := Unescape(in); got != want {
-			t.Errorf("Unescape(%q) = %q, want %q", in, got, want)
+		if got := unescape(in); got != want {
+			t.Errorf("unescape(%q) = %q, want %q", in, got, want)
 		}
 	}
 }
