@@ -120,8 +120,10 @@ func MountFUSEAt(t testing.TB, dir string) *FUSE {
 
 // readReplies closes heldCh at the server's "held" and passes on the rest.
 func (f *FUSE) readReplies(r *os.File) {
-	defer r.Close()
-	defer close(f.acks)
+	defer func() {
+		r.Close()
+		close(f.acks) // after: unmount waits for it, so that the test's descriptors are as before
+	}()
 	sc := bufio.NewScanner(r)
 	var once sync.Once
 	for sc.Scan() {
@@ -233,6 +235,8 @@ func (f *FUSE) unmount(t testing.TB) {
 		t.Logf("FUSE %s still in use after unmounting: server killed", f.Dir)
 		f.cmd.Process.Kill()
 		<-f.exited
+	}
+	for range f.acks { // readReplies ends at the server's end
 	}
 }
 
