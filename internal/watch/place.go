@@ -335,7 +335,7 @@ type run struct {
 	tab *table
 
 	mu         sync.Mutex
-	seen       map[devIno]cover // what each directory was marked and walked with
+	seen       map[devIno]cover // what each directory was marked and walked with; not leaves (see leaves)
 	reached    map[string]bool  // roots reached by a walk
 	exactNlink map[uint64]bool  // by device: a link count of 2 means no subdirectory
 
@@ -601,7 +601,7 @@ func (r *run) process(it item, s *scratch, kids []item) []item {
 			break
 		}
 	}
-	kids = r.leaves(d, now.down, subs, kids, s)
+	kids = r.leaves(d, now.down, had.down == 0, subs, kids, s)
 	clear(subs) // holds paths and a descriptor's reference until reused
 	s.subs = subs[:0]
 	parent.release()
@@ -621,7 +621,14 @@ func (r *run) process(it item, s *scratch, kids []item) []item {
 // and tracked (see leaf). A directory that fails the check is walked the
 // ordinary way; one that was swapped for another under the walk may leave
 // a stale mark or key behind, which costs a user-space check at most.
-func (r *run) leaves(d Dir, down policy.Events, subs, kids []item, s *scratch) []item {
+//
+// Leaves are not kept in seen, which spares two lookups in a map as large
+// as the tree for most directories: nothing is walked below a leaf, and the
+// only way back to it is through its parent, which is listed again only for
+// events its first listing lacked (see process). Then its leaves are
+// marked again, for those events, and counted once: on the first listing
+// of d.
+func (r *run) leaves(d Dir, down policy.Events, first bool, subs, kids []item, s *scratch) []item {
 	if len(subs) == 0 || !r.exact(d.Fd, d.Dev) {
 		return append(kids, subs...)
 	}
@@ -630,21 +637,17 @@ func (r *run) leaves(d Dir, down policy.Events, subs, kids []item, s *scratch) [
 		clear(batch)
 		s.batch = batch[:0]
 	}()
-	r.mu.Lock()
 	for _, sub := range subs {
 		if r.w.avoids(r.ctx, sub.path) {
 			sub.parent.release()
 			continue
 		}
-		_, root := r.tab.byPath[sub.path]
-		_, seen := r.seen[devIno{d.Dev, sub.ino}]
-		if sub.ino == 0 || root || seen {
+		if _, root := r.tab.byPath[sub.path]; root || sub.ino == 0 {
 			kids = append(kids, sub)
 			continue
 		}
 		batch = append(batch, Dir{Fd: d.Fd, Name: sub.path[sub.name:], Path: sub.path, Dev: d.Dev, Ino: sub.ino, MntID: d.MntID, Subtree: down != 0})
 	}
-	r.mu.Unlock()
 	if len(batch) == 0 {
 		return kids
 	}
@@ -684,25 +687,23 @@ func (r *run) leaves(d Dir, down policy.Events, subs, kids []item, s *scratch) [
 			kids = append(kids, it)
 			continue
 		}
-		leaf := nlink == 2
+		if nlink == 2 {
+			if first {
+				r.dirs.Add(1)
+			}
+			parent.release()
+			continue
+		}
+		// Marked, not walked: the ordinary way lists it without marking
+		// it again.
 		r.mu.Lock()
 		had, seen := r.seen[b.key()]
-		c := cover{self: had.self | down, down: had.down}
-		if leaf {
-			c.down |= down
-		}
-		r.seen[b.key()] = c
+		r.seen[b.key()] = cover{self: had.self | down, down: had.down}
 		r.mu.Unlock()
 		if !seen {
 			r.dirs.Add(1)
 		}
-		if !leaf {
-			// Marked, not walked: the ordinary way lists it without
-			// marking it again.
-			kids = append(kids, it)
-			continue
-		}
-		parent.release()
+		kids = append(kids, it)
 	}
 	return kids
 }

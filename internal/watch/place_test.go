@@ -626,3 +626,38 @@ func TestPlaceLeafSwapped(t *testing.T) {
 		t.Errorf("dirs: got %d, want 3 (w, w/leaf, w/leaf/sub)", st.Dirs)
 	}
 }
+
+// TestPlaceBindMountListedAgain reaches one tree by two paths, a bind
+// mount first with fewer events: its directories are walked again for the
+// events the first walk lacked, leaves included, and counted once.
+func TestPlaceBindMountListedAgain(t *testing.T) {
+	dir := testutil.MountTmpfs(t) // exact link counts: leaves are batched
+	mkdirs(t, dir, "real/sub/leaf1", "real/leaf2", "other")
+	other := filepath.Join(dir, "other")
+	if err := unix.Mount(filepath.Join(dir, "real"), other, "", unix.MS_BIND, ""); err != nil {
+		t.Fatalf("bind mount: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := unix.Unmount(other, unix.MNT_DETACH); err != nil {
+			t.Errorf("unmount %s: %v", other, err)
+		}
+	})
+	rec := newRecorder()
+	st, err := Place(context.Background(), rec, []Root{
+		{Path: other, Recursive: true, Events: exec}, // walked first: paths go in order
+		{Path: filepath.Join(dir, "real"), Recursive: true, Events: open},
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]policy.Events{
+		"other": exec, "other/sub": exec, "other/sub/leaf1": exec, "other/leaf2": exec,
+		"real": open | exec, "real/sub": open | exec, "real/sub/leaf1": open | exec, "real/leaf2": open | exec,
+	}
+	if d := diffMarks(rec.relative(t, dir), want); d != "" {
+		t.Errorf("marks:%s", d)
+	}
+	if st.Dirs != 4 {
+		t.Errorf("dirs: got %d, want 4 (real, sub, leaf1, leaf2, each once)", st.Dirs)
+	}
+}
