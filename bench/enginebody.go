@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/vigilsec/vigil/internal/scan/clamav"
+	"github.com/vigilsec/vigil/internal/scan/clamav/clamavtest"
 )
 
 var engineBodySection = section{
@@ -186,57 +187,13 @@ func bodyDatabases(dir string, corpus []string, planted int) ([]bodyDB, error) {
 		if err != nil {
 			return nil, err
 		}
-		lines := append(genSigs(n-1, 1), plantedSig)
+		lines := append(clamavtest.BodySignatures(n-1, 1), plantedSig)
 		if err := os.WriteFile(filepath.Join(d, "bench.ndb"), []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
 			return nil, fmt.Errorf("write database: %w", err)
 		}
 		dbs = append(dbs, bodyDB{name: fmt.Sprintf("%s generated body signatures (.ndb)", group(int64(n))), dir: d, sigs: n})
 	}
 	return dbs, nil
-}
-
-// genSigs returns n body signatures shaped like ClamAV's: mostly plain
-// hex of 10 to 40 bytes, some with wildcards, alternatives and jumps,
-// most at any offset, a fifth for PE or ELF at EP or fixed offsets. It is
-// the generator of internal/scan/clamav's BenchmarkScanNDB.
-func genSigs(n int, seed uint64) []string {
-	r := rand.New(rand.NewPCG(seed, 7))
-	hexb := func(k int) string {
-		var b strings.Builder
-		for range k {
-			fmt.Fprintf(&b, "%02x", r.IntN(256))
-		}
-		return b.String()
-	}
-	out := make([]string, 0, n)
-	for i := range n {
-		target, off := "0", "*"
-		switch r.IntN(10) {
-		case 0:
-			target, off = "1", fmt.Sprintf("EP+%d", r.IntN(64))
-		case 1:
-			target, off = "1", "*"
-		case 2:
-			target, off = "6", "*"
-		case 3:
-			off = fmt.Sprint(r.IntN(1024))
-		}
-		var sig string
-		switch r.IntN(20) {
-		case 0, 1, 2:
-			sig = hexb(4+r.IntN(8)) + "??" + hexb(2+r.IntN(8)) + "?" + hexb(1)[:1] + hexb(4)
-		case 3, 4:
-			sig = hexb(6+r.IntN(10)) + "*" + hexb(6+r.IntN(10))
-		case 5:
-			sig = hexb(6+r.IntN(10)) + fmt.Sprintf("{%d-%d}", r.IntN(10), 10+r.IntN(100)) + hexb(6+r.IntN(10))
-		case 6:
-			sig = hexb(6) + "(" + hexb(1) + "|" + hexb(1) + ")" + hexb(8)
-		default:
-			sig = hexb(10 + r.IntN(30))
-		}
-		out = append(out, fmt.Sprintf("Bench.%d:%s:%s:%s", i, target, off, sig))
-	}
-	return out
 }
 
 // mixedCorpus writes files of about mixedFileSize (file i differs from

@@ -10,50 +10,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
-)
 
-// genSigs writes n body signatures shaped like ClamAV's: mostly plain hex
-// of 10 to 40 bytes, some with wildcards, alternatives and jumps, most at
-// any offset, a fifth for PE or ELF at EP or section offsets.
-func genSigs(n int, seed uint64) []string {
-	r := rand.New(rand.NewPCG(seed, 7))
-	hexb := func(k int) string {
-		var b strings.Builder
-		for range k {
-			fmt.Fprintf(&b, "%02x", r.IntN(256))
-		}
-		return b.String()
-	}
-	out := make([]string, 0, n)
-	for i := range n {
-		target, off := "0", "*"
-		switch r.IntN(10) {
-		case 0:
-			target, off = "1", fmt.Sprintf("EP+%d", r.IntN(64))
-		case 1:
-			target, off = "1", "*"
-		case 2:
-			target, off = "6", "*"
-		case 3:
-			off = fmt.Sprint(r.IntN(1024))
-		}
-		var sig string
-		switch r.IntN(20) {
-		case 0, 1, 2:
-			sig = hexb(4+r.IntN(8)) + "??" + hexb(2+r.IntN(8)) + "?" + hexb(1)[:1] + hexb(4)
-		case 3, 4:
-			sig = hexb(6+r.IntN(10)) + "*" + hexb(6+r.IntN(10))
-		case 5:
-			sig = hexb(6+r.IntN(10)) + fmt.Sprintf("{%d-%d}", r.IntN(10), 10+r.IntN(100)) + hexb(6+r.IntN(10))
-		case 6:
-			sig = hexb(6) + "(" + hexb(1) + "|" + hexb(1) + ")" + hexb(8)
-		default:
-			sig = hexb(10 + r.IntN(30))
-		}
-		out = append(out, fmt.Sprintf("Bench.%d:%s:%s:%s", i, target, off, sig))
-	}
-	return out
-}
+	"github.com/vigilsec/vigil/internal/scan/clamav/clamavtest"
+)
 
 // benchCorpus writes 64 MiB in 16 files: executables from /usr/bin where
 // there are some, text, random (compressed-like) and sparse data.
@@ -120,7 +79,7 @@ func BenchmarkScanNDB(b *testing.B) {
 	paths, total := benchCorpus(b, dir)
 	for _, n := range []int{10000, 100000} {
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
-			db := writeFile(b, dir, fmt.Sprintf("sigs-%d.ndb", n), strings.Join(genSigs(n, 1), "\n")+"\n")
+			db := writeFile(b, dir, fmt.Sprintf("sigs-%d.ndb", n), strings.Join(clamavtest.BodySignatures(n, 1), "\n")+"\n")
 			e := mustLoad(b, db)
 			files := make([]*os.File, len(paths))
 			for i, p := range paths {
@@ -149,7 +108,7 @@ func BenchmarkScanNDB(b *testing.B) {
 // BenchmarkLoadNDB measures loading 100,000 body signatures, and the heap
 // the loaded engine keeps.
 func BenchmarkLoadNDB(b *testing.B) {
-	db := writeFile(b, b.TempDir(), "sigs.ndb", strings.Join(genSigs(100000, 1), "\n")+"\n")
+	db := writeFile(b, b.TempDir(), "sigs.ndb", strings.Join(clamavtest.BodySignatures(100000, 1), "\n")+"\n")
 	b.ReportAllocs()
 	var e *Engine
 	for b.Loop() {
