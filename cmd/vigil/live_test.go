@@ -261,6 +261,46 @@ func TestWatchRootAppearsLater(t *testing.T) {
 	wantDenied(t, filepath.Join(later, "deep", "eicar"))
 }
 
+// A watch's missing directory is placed when it appears even after the
+// ancestor tracked for it was removed and made again: the sources track
+// inodes, so the new ancestor must be tracked anew. With the best eBPF
+// rung and with inotify alone.
+func TestWatchRootAppearsAfterAncestorRemade(t *testing.T) {
+	for _, hook := range []string{"", "none"} {
+		t.Run("hook="+hook, func(t *testing.T) { testWatchRootAppearsAfterAncestorRemade(t, hook) })
+	}
+}
+
+func testWatchRootAppearsAfterAncestorRemade(t *testing.T, hook string) {
+	root := testutil.MountTmpfs(t) // no inode number comes back: the new ancestor is another key
+	anc := filepath.Join(root, "a")
+	later := filepath.Join(anc, "b")
+	if err := os.Mkdir(anc, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var args []string
+	if hook != "" {
+		args = []string{"--hook", hook}
+	}
+	d := startDaemonWith(t, fmt.Sprintf("watch %q {}\n", later), "", "", args...)
+	waitDirs(t, d, 0)
+	if err := os.Remove(anc); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(anc, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// Time for the daemon to handle a's creation before b is made: made
+	// at once, b would be found by the walk of a, another way in.
+	time.Sleep(500 * time.Millisecond)
+	if err := os.MkdirAll(filepath.Join(later, "deep"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	waitDirs(t, d, 2)
+	writeFile(t, filepath.Join(later, "deep", "eicar"), clamav.EICAR)
+	wantDenied(t, filepath.Join(later, "deep", "eicar"))
+}
+
 // With fs.inotify.max_user_watches below the tree's size, the start-up
 // marks still cover the whole tree, and the warning names the sysctl.
 func TestInotifyLimit(t *testing.T) {

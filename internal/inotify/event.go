@@ -215,10 +215,12 @@ func (w *Watcher) deleteSelf(n *node, out []watch.DirEvent) []watch.DirEvent {
 	}
 	out = w.settle(out)
 	// A deleted directory held open dies late: by then another may stand
-	// at its path, which a Created already reported. Do not remove that one.
+	// at its path. Do not remove that one: report it made instead, for
+	// its parent may not be tracked to say so (the ancestor of a missing
+	// root, or a watch's root).
 	var st unix.Stat_t
 	if err := unix.Lstat(p, &st); err == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR {
-		return out
+		return append(out, event(watch.Created, p))
 	}
 	return append(out, event(watch.Removed, p))
 }

@@ -250,6 +250,25 @@ func TestEvents(t *testing.T) {
 			},
 		},
 		{
+			// Its parent untracked, nothing else tells that another
+			// directory stands there now.
+			name:  "a tracked directory deleted while open, made again before it dies",
+			dirs:  []string{"a"},
+			track: []string{"a"},
+			act: func(r, o string) error {
+				f, err := os.Open(r + "/a")
+				if err != nil {
+					return err
+				}
+				defer f.Close() // the deletion is reported now
+				if err := os.Remove(r + "/a"); err != nil {
+					return err
+				}
+				return os.Mkdir(r+"/a", 0o755)
+			},
+			want: []ev{{watch.Created, "R/a", ""}},
+		},
+		{
 			name:  "a tracked directory with an untracked parent moved away",
 			dirs:  []string{"top"},
 			track: []string{"top"},

@@ -31,7 +31,7 @@ type Manager struct {
 
 	mu      sync.Mutex
 	roots   []Root
-	pending map[string]bool // tracked, unmarked ancestors of missing roots
+	pending map[string]devIno // tracked, unmarked ancestors of missing roots
 	// While the first placement runs, the directories it marked, for the
 	// cross-check sources to track afterwards (in Run).
 	placing  bool
@@ -84,7 +84,7 @@ func NewManager(mark, unmark Marker, srcs Sources, log hclog.Logger) *Manager {
 	m := &Manager{
 		log:        log.Named("watch"),
 		srcs:       srcs,
-		pending:    make(map[string]bool),
+		pending:    make(map[string]devIno),
 		settled:    make(chan struct{}),
 		stallAfter: stallAfter,
 		stuck:      make(map[string][]*jobTag),
@@ -224,7 +224,7 @@ func (m *Manager) Place(ctx context.Context, roots []Root) (Stats, error) {
 	var r result
 	if m.guard(ctx, "", func(ctx context.Context) {
 		st, err := m.walker.Place(ctx, roots)
-		m.trackPending()
+		m.trackPending(ctx)
 		res <- result{st, err}
 	}) {
 		r = <-res
@@ -379,10 +379,14 @@ func (m *Manager) Handle(ctx context.Context, ev DirEvent) {
 func (m *Manager) handle(ctx context.Context, ev DirEvent) {
 	switch ev.Op {
 	case Created:
+		// A directory made where an ancestor of a missing root stood is
+		// another inode: the sources track it anew (see trackPending).
+		m.unpend(ev.Path)
 		m.created(ctx, ev.Path)
 	case Moved:
 		// The marks moved with the inodes; walking the new place updates
 		// every path and picks up what the move brought along.
+		m.unpend(ev.Path)
 		m.created(ctx, ev.Path)
 		m.forget(ev.From)
 		if !m.covered(ev.Path) {
@@ -405,7 +409,7 @@ func (m *Manager) handle(ctx context.Context, ev DirEvent) {
 			m.log.Error("resync", "error", err)
 		}
 	}
-	m.trackPending()
+	m.trackPending(ctx)
 }
 
 func (m *Manager) created(ctx context.Context, dir string) {
@@ -426,15 +430,32 @@ func (m *Manager) created(ctx context.Context, dir string) {
 	}
 }
 
-// forget stops tracking dir and what is below it. Deleted directories
-// lose their marks with their inodes.
+// forget stops tracking dir and what is below it, the ancestors of roots
+// not marked among them. Deleted directories lose their marks with their
+// inodes.
 func (m *Manager) forget(dir string) {
-	if m.marked.remove(dir) == 0 {
+	if m.marked.remove(dir) == 0 && !m.unpend(dir) {
 		return
 	}
 	for _, s := range m.srcs.All() {
 		s.Untrack(dir)
 	}
+}
+
+// unpend drops the ancestors of missing roots at dir and below it from
+// those tracked, so that trackPending tracks what stands there now anew,
+// and reports whether there were any.
+func (m *Manager) unpend(dir string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	found := false
+	for p := range m.pending {
+		if under(p, dir) {
+			delete(m.pending, p)
+			found = true
+		}
+	}
+	return found
 }
 
 // unmarkTree removes the marks of a tree moved out of every watch.
@@ -472,67 +493,94 @@ func (m *Manager) aboveRoot(dir string) bool {
 	return false
 }
 
-// trackPending has the sources track the deepest existing ancestor of
-// each root that does not exist (yet), without marking it, so that its
-// creation is seen.
-func (m *Manager) trackPending() {
+// trackPending sees to each root that is not marked: the deepest
+// existing ancestor of one that does not exist (yet) is tracked, without
+// marks, so that the directory made next on the way down is reported.
+func (m *Manager) trackPending(ctx context.Context) {
 	m.mu.Lock()
 	roots := m.roots
 	m.mu.Unlock()
-	at := m.walker.enter()
-	defer m.walker.leave(at)
 	for _, r := range roots {
 		// A root marked is there: a hung one is not looked at again.
 		if m.marked.has(r.Path) || m.isStuck(r.Path) {
 			continue
 		}
-		at.set(r.Path)
+		m.pendRoot(ctx, r.Path)
+	}
+}
+
+// maxPendLooks bounds pendRoot's looks at one root, against a path made
+// and removed without end.
+const maxPendLooks = 16
+
+// pendRoot has the sources track the deepest existing ancestor of root. A
+// directory made below that ancestor before the tracking took is reported
+// by no source: so after tracking a directory anew it looks again, and
+// places root if it is there by then. A root that is there at the first
+// look was walked already, by the event that made it or by Place.
+func (m *Manager) pendRoot(ctx context.Context, root string) {
+	at := m.walker.enter()
+	defer m.walker.leave(at)
+	for look := 0; look < maxPendLooks; look++ {
+		at.set(root)
 		var st unix.Stat_t
-		err := unix.Lstat(r.Path, &st)
+		err := unix.Lstat(root, &st)
 		at.set("")
 		if err == nil {
-			continue
+			if look > 0 {
+				m.created(ctx, root)
+			}
+			return
 		}
-		for dir := r.Path; ; {
+		anew := false
+		for dir := root; ; {
 			parent := filepath.Dir(dir)
 			if parent == dir || m.isStuck(parent) {
-				break
+				return
 			}
 			dir = parent
 			at.set(dir)
-			done := m.trackAncestor(dir)
+			exists, tracked := m.trackAncestor(dir)
 			at.set("")
-			if done {
+			if exists {
+				anew = tracked
 				break
 			}
+		}
+		if !anew {
+			return
 		}
 	}
 }
 
-// trackAncestor has the sources track dir, an ancestor of a missing root,
-// once, and reports whether it exists (or cannot be told); false sends
-// trackPending further up.
-func (m *Manager) trackAncestor(dir string) bool {
+// trackAncestor has the sources track dir, an ancestor of a root not
+// marked, unless they track that directory already: another one may stand
+// at its path now, and the sources track inodes. It reports whether dir
+// exists (or cannot be told: true stops pendRoot's climb) and whether it
+// was tracked anew.
+func (m *Manager) trackAncestor(dir string) (exists, anew bool) {
 	fd, err := openDir(unix.AT_FDCWD, dir, unix.O_NOFOLLOW)
 	if errors.Is(err, unix.ENOENT) {
-		return false
+		return false, false
 	}
 	if err != nil {
-		return true
+		return true, false
 	}
 	defer unix.Close(fd)
-	m.mu.Lock()
-	tracked := m.pending[dir]
-	m.pending[dir] = true
-	m.mu.Unlock()
-	if !tracked {
-		if d, _, err := statDir(fd, dir); err != nil {
-			m.trackErrs.Add(1)
-		} else {
-			m.track(m.srcs.All(), d)
-		}
+	d, _, err := statDir(fd, dir)
+	if err != nil {
+		m.trackErrs.Add(1)
+		return true, false
 	}
-	return true
+	m.mu.Lock()
+	old, tracked := m.pending[dir]
+	m.pending[dir] = d.key()
+	m.mu.Unlock()
+	if tracked && old == d.key() {
+		return true, false
+	}
+	m.track(m.srcs.All(), d)
+	return true, true
 }
 
 // lstat is unix.Lstat as the walks' own, for guard to tell where it

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/vigilsec/vigil/internal/policy"
 	"github.com/vigilsec/vigil/internal/testutil"
 )
@@ -18,13 +20,14 @@ import (
 // fakeSource records what it is told to track; tests feed Handle directly.
 type fakeSource struct {
 	mu      sync.Mutex
-	tracked map[string]bool
-	batches []int // the number of directories of each Track call
+	tracked map[string]devIno
+	batches []int     // the number of directories of each Track call
+	onTrack func(Dir) // if set, called for each directory as it is tracked
 	events  chan DirEvent
 }
 
 func newFakeSource() *fakeSource {
-	return &fakeSource{tracked: map[string]bool{}, events: make(chan DirEvent)}
+	return &fakeSource{tracked: map[string]devIno{}, events: make(chan DirEvent)}
 }
 
 func (s *fakeSource) Name() string            { return "fake" }
@@ -35,10 +38,21 @@ func (s *fakeSource) Track(ds ...Dir) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, d := range ds {
-		s.tracked[d.Path] = true
+		s.tracked[d.Path] = d.key()
+		if s.onTrack != nil {
+			s.onTrack(d)
+		}
 	}
 	s.batches = append(s.batches, len(ds))
 	return nil
+}
+
+// key returns the directory tracked at path.
+func (s *fakeSource) key(path string) (devIno, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k, ok := s.tracked[path]
+	return k, ok
 }
 
 func (s *fakeSource) Untrack(dir string) {
@@ -185,6 +199,50 @@ func TestManagerMovedAndRemoved(t *testing.T) {
 	if n := h.m.Dirs(); n != 1 {
 		t.Errorf("Dirs after rmdir: got %d, want 1", n)
 	}
+}
+
+// A missing root's ancestor that is removed and made again is tracked
+// again: the sources track inodes, and the new one is not the old. A root
+// made before that tracking took, which no source reports, is placed all
+// the same.
+func TestManagerPendingAncestorRemade(t *testing.T) {
+	dir := t.TempDir()
+	mkdirs(t, dir, "a")
+	h := &managerHarness{dir: dir, mark: newRecorder(), unmark: newRecorder(), src: newFakeSource()}
+	h.m = NewManager(h.mark, h.unmark, Sources{Primary: []Source{h.src}}, nil)
+	if _, err := h.m.Place(context.Background(), []Root{{Path: h.path("a/b"), Recursive: true, Events: open}}); err != nil {
+		t.Fatal(err)
+	}
+	wantKey := func(rel string) {
+		t.Helper()
+		var st unix.Stat_t
+		if err := unix.Stat(h.path(rel), &st); err != nil {
+			t.Fatal(err)
+		}
+		want := devIno{uint64(st.Dev), st.Ino}
+		if got, ok := h.src.key(h.path(rel)); !ok || got != want {
+			t.Errorf("%s: tracked %v (%v), want %v", rel, got, ok, want)
+		}
+	}
+	wantKey("a")
+
+	if err := os.Remove(h.path("a")); err != nil {
+		t.Fatal(err)
+	}
+	h.handle(Removed, "a", "", "")
+	wantKey(".")
+
+	mkdirs(t, dir, "a")
+	h.src.mu.Lock()
+	h.src.onTrack = func(d Dir) {
+		if d.Path == h.path("a") {
+			mkdirs(t, dir, "a/b/c") // as the tracking takes: no event
+		}
+	}
+	h.src.mu.Unlock()
+	h.handle(Created, "a", "", "")
+	wantKey("a")
+	wantList(t, "marked", h.marks(t, h.mark), []string{"a/b", "a/b/c"})
 }
 
 func TestManagerResync(t *testing.T) {
