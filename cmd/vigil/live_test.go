@@ -301,6 +301,54 @@ func testWatchRootAppearsAfterAncestorRemade(t *testing.T, hook string) {
 	wantDenied(t, filepath.Join(later, "deep", "eicar"))
 }
 
+// A watched directory deleted and made again at once, as `rm -rf d &&
+// mkdir d` does, often takes its inode number back: the new one is marked
+// all the same. With the best eBPF rung and with inotify alone.
+func TestDirMadeAgain(t *testing.T) {
+	for _, hook := range []string{"", "none"} {
+		t.Run("hook="+hook, func(t *testing.T) { testDirMadeAgain(t, hook) })
+	}
+}
+
+func testDirMadeAgain(t *testing.T, hook string) {
+	root := testutil.MountExt4(t) // gives the number of a deleted inode to the next one
+	dir := filepath.Join(root, "d")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var args []string
+	if hook != "" {
+		args = []string{"--hook", hook}
+	}
+	d := startDaemonWith(t, fmt.Sprintf("watch %q {}\n", root), "", "", args...)
+	waitDirs(t, d, 3) // with lost+found
+	reused := 0
+	for i := range 5 {
+		var before, after unix.Stat_t
+		if err := unix.Stat(dir, &before); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.RemoveAll(dir); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := unix.Stat(dir, &after); err != nil {
+			t.Fatal(err)
+		}
+		if after.Ino == before.Ino {
+			reused++
+		}
+		eicar := filepath.Join(dir, "eicar")
+		writeFile(t, eicar, clamav.EICAR)
+		waitDenied(t, fmt.Sprintf("in %s made again (%d)", dir, i), eicar, 5*time.Second)
+	}
+	if reused == 0 {
+		t.Logf("the inode number never came back: the directories were told apart by it")
+	}
+}
+
 // With fs.inotify.max_user_watches below the tree's size, the start-up
 // marks still cover the whole tree, and the warning names the sysctl.
 func TestInotifyLimit(t *testing.T) {

@@ -19,6 +19,11 @@ type Dir struct {
 	Dev   uint64 // st_dev
 	Ino   uint64
 	MntID uint64 // statx's mount id; 0 when the kernel reports none (before 5.8)
+	// Born is the birth time (ns since the epoch) when the filesystem
+	// keeps one, else 0, as for a leaf marked from its parent's listing.
+	// A deleted directory's inode number is given to the next one made,
+	// often at once: with the number, it tells the two apart.
+	Born int64
 	// Subtree says the walk covers the directories below this one too:
 	// each is marked and tracked in its turn. A source may then cover
 	// them all from here (dirtrace does).
@@ -45,7 +50,7 @@ func stat(fd int, name string, flags int) (Dir, uint32, error) {
 	var stx unix.Statx_t
 	err := ignoringEINTR(func() error {
 		return unix.Statx(fd, name, flags|unix.AT_STATX_SYNC_AS_STAT,
-			unix.STATX_TYPE|unix.STATX_INO|unix.STATX_NLINK|unix.STATX_MNT_ID, &stx)
+			unix.STATX_TYPE|unix.STATX_INO|unix.STATX_NLINK|unix.STATX_MNT_ID|unix.STATX_BTIME, &stx)
 	})
 	if err != nil {
 		return Dir{}, 0, fmt.Errorf("statx: %w", err)
@@ -61,6 +66,9 @@ func stat(fd int, name string, flags int) (Dir, uint32, error) {
 	}
 	if stx.Mask&unix.STATX_MNT_ID != 0 {
 		d.MntID = stx.Mnt_id
+	}
+	if stx.Mask&unix.STATX_BTIME != 0 {
+		d.Born = stx.Btime.Sec*1e9 + int64(stx.Btime.Nsec)
 	}
 	return d, stx.Nlink, nil
 }

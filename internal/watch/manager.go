@@ -416,13 +416,14 @@ func (m *Manager) created(ctx context.Context, dir string) {
 	if !m.covered(dir) && !m.aboveRoot(dir) || m.avoid(ctx, dir) {
 		return
 	}
-	var st unix.Stat_t
-	if err := m.lstat(dir, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
+	d, err := m.stat(dir)
+	if err != nil {
 		return // gone again, or not a directory (a symlink is not followed)
 	}
 	// Reported by several sources: marked already, and its new entries
-	// are reported because it is tracked.
-	if m.marked.marked(dir, devIno{uint64(st.Dev), st.Ino}) {
+	// are reported because it is tracked. Not so a directory made again
+	// where one was marked, though it may have the same inode number.
+	if m.marked.markedAs(dir, d) {
 		return
 	}
 	if _, err := m.walker.Subtree(ctx, dir); err != nil {
@@ -583,13 +584,14 @@ func (m *Manager) trackAncestor(dir string) (exists, anew bool) {
 	return true, true
 }
 
-// lstat is unix.Lstat as the walks' own, for guard to tell where it
-// waits.
-func (m *Manager) lstat(path string, st *unix.Stat_t) error {
+// stat is statAt for a path (a symlink is not followed), as the walks'
+// own, for guard to tell where it waits.
+func (m *Manager) stat(path string) (Dir, error) {
 	at := m.walker.enter()
 	defer m.walker.leave(at)
 	at.set(path)
-	return unix.Lstat(path, st)
+	d, _, err := statAt(unix.AT_FDCWD, path)
+	return d, err
 }
 
 // isStuck reports whether dir is at or below a directory a stalled job is

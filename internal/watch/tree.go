@@ -17,6 +17,7 @@ type tree struct {
 type node struct {
 	children map[string]*node
 	key      devIno
+	born     int64 // Dir.Born: 0 when not known
 	marked   bool
 }
 
@@ -49,14 +50,14 @@ func (t *tree) setAll(ds []Dir) {
 	for _, d := range ds {
 		i := strings.LastIndexByte(d.Path, '/')
 		if i < 0 || i == len(d.Path)-1 {
-			t.markLocked(t.nodeLocked(d.Path), d.key()) // "/" or not absolute
+			t.markLocked(t.nodeLocked(d.Path), d) // "/" or not absolute
 			continue
 		}
 		dir, name := d.Path[:i], d.Path[i+1:]
 		if parent == nil || dir != parentPath {
 			parent, parentPath = t.nodeLocked(dir), dir
 		}
-		t.markLocked(parent.child(name), d.key())
+		t.markLocked(parent.child(name), d)
 	}
 }
 
@@ -84,11 +85,11 @@ func (n *node) child(name string) *node {
 	return next
 }
 
-func (t *tree) markLocked(n *node, key devIno) {
+func (t *tree) markLocked(n *node, d Dir) {
 	if !n.marked {
 		t.count++
 	}
-	n.marked, n.key = true, key
+	n.marked, n.key, n.born = true, d.key(), d.Born
 }
 
 // marked reports whether path is recorded with key.
@@ -97,6 +98,16 @@ func (t *tree) marked(path string, key devIno) bool {
 	defer t.mu.Unlock()
 	n := t.findLocked(path)
 	return n != nil && n.marked && n.key == key
+}
+
+// markedAs reports whether path is recorded as d itself: the same inode
+// number, and the same birth time, known. The number alone does not tell
+// a directory deleted and made again, which often takes it back.
+func (t *tree) markedAs(path string, d Dir) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := t.findLocked(path)
+	return n != nil && n.marked && n.key == d.key() && d.Born != 0 && n.born == d.Born
 }
 
 // has reports whether path is recorded as marked, whatever its inode.
