@@ -447,7 +447,7 @@ func (l *Loop) handle(ev fanotify.Event, linkBuf []byte) *request {
 		l.log.Debug("file over max_file_size not scanned", "path", path, "size", sb.Size)
 		return nil
 	}
-	key := verdict.KeyOf(&sb)
+	key := verdict.KeyOf(ev.Fd, &sb)
 	if l.cfg.Cache != nil && l.cfg.Cache.Clean(key, st.Engine.Version()) {
 		// The kernel's ignore mark was evicted or never placed: renew it.
 		l.ignore(ev.Fd, key)
@@ -545,7 +545,7 @@ func (l *Loop) ignore(fd int, key verdict.Key) {
 		return
 	}
 	var sb unix.Stat_t
-	if err := unix.Fstat(fd, &sb); err != nil || verdict.KeyOf(&sb) != key {
+	if err := unix.Fstat(fd, &sb); err != nil || verdict.KeyOf(fd, &sb) != key {
 		if err := l.cfg.Ignorer.UnignoreFile(fd, ignoreMask); err != nil {
 			l.log.Error("remove ignore mark from changed file", "error", err)
 		}

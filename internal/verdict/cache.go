@@ -2,6 +2,7 @@ package verdict
 
 import (
 	"sync"
+	"unsafe"
 
 	"golang.org/x/sys/cpu"
 	"golang.org/x/sys/unix"
@@ -9,21 +10,41 @@ import (
 
 // Key identifies one state of one file: any write changes Mtime or Ctime
 // (and a chmod or rename changes Ctime), so a changed file has a new Key.
+//
+// Another file may have the same Dev, Ino, times and size: ext4 and xfs
+// give a deleted file's inode number to the next one made, and kernels
+// before 6.13 stamp times at the clock's tick (4 ms), so a clean file
+// swapped at once for an infected one of its size, moved in from outside
+// the watches, would take its verdict. Gen, the inode's generation, which
+// these filesystems draw anew for each file, tells the two apart.
 type Key struct {
 	Dev, Ino     uint64
-	Mtime, Ctime int64 // unix ns
+	Gen          uint32 // 0 where the filesystem tells none (tmpfs, which does not reuse numbers at once)
+	Mtime, Ctime int64  // unix ns
 	Size         int64
 }
 
-// KeyOf is the Key of a file's fstat.
-func KeyOf(st *unix.Stat_t) Key {
-	return Key{
+// fsIocGetVersion is FS_IOC_GETVERSION, _IOR('v', 1, long), which x/sys
+// does not define.
+const fsIocGetVersion = 0x80007601 | uint(unsafe.Sizeof(uintptr(0)))<<16
+
+// KeyOf is the Key of the file open at fd, whose fstat is st.
+func KeyOf(fd int, st *unix.Stat_t) Key {
+	k := Key{
 		Dev:   uint64(st.Dev),
 		Ino:   uint64(st.Ino),
 		Mtime: st.Mtim.Nano(),
 		Ctime: st.Ctim.Nano(),
 		Size:  st.Size,
 	}
+	// Regular files only: a device's driver would take the ioctl for one
+	// of its own.
+	if st.Mode&unix.S_IFMT == unix.S_IFREG {
+		if gen, err := unix.IoctlGetUint32(fd, fsIocGetVersion); err == nil {
+			k.Gen = gen
+		}
+	}
+	return k
 }
 
 // inode is the part of a Key that names the file rather than its state:

@@ -7,9 +7,18 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/vigilsec/vigil/internal/testutil"
 )
 
-var base = Key{Dev: 2049, Ino: 1234, Mtime: 1_700_000_000_000_000_001, Ctime: 1_700_000_000_000_000_002, Size: 4096}
+var base = Key{Dev: 2049, Ino: 1234, Gen: 77, Mtime: 1_700_000_000_000_000_001, Ctime: 1_700_000_000_000_000_002, Size: 4096}
+
+// with returns base changed by change.
+func with(change func(*Key)) Key {
+	k := base
+	change(&k)
+	return k
+}
 
 func TestCacheLookup(t *testing.T) {
 	const v = "db1"
@@ -20,11 +29,12 @@ func TestCacheLookup(t *testing.T) {
 		want    bool
 	}{
 		{"same key and version", base, v, true},
-		{"other dev", Key{base.Dev + 1, base.Ino, base.Mtime, base.Ctime, base.Size}, v, false},
-		{"other ino", Key{base.Dev, base.Ino + 1, base.Mtime, base.Ctime, base.Size}, v, false},
-		{"other mtime", Key{base.Dev, base.Ino, base.Mtime + 1, base.Ctime, base.Size}, v, false},
-		{"other ctime", Key{base.Dev, base.Ino, base.Mtime, base.Ctime + 1, base.Size}, v, false},
-		{"other size", Key{base.Dev, base.Ino, base.Mtime, base.Ctime, base.Size + 1}, v, false},
+		{"other dev", with(func(k *Key) { k.Dev++ }), v, false},
+		{"other ino", with(func(k *Key) { k.Ino++ }), v, false},
+		{"other generation", with(func(k *Key) { k.Gen++ }), v, false},
+		{"other mtime", with(func(k *Key) { k.Mtime++ }), v, false},
+		{"other ctime", with(func(k *Key) { k.Ctime++ }), v, false},
+		{"other size", with(func(k *Key) { k.Size++ }), v, false},
 		{"other version", base, "db2", false},
 		{"empty version", base, "", false},
 	}
@@ -179,12 +189,18 @@ func TestKeyOf(t *testing.T) {
 	if err := os.WriteFile(p, []byte("hello"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	var st unix.Stat_t
-	if err := unix.Stat(p, &st); err != nil {
+	f, err := os.Open(p)
+	if err != nil {
 		t.Fatal(err)
 	}
-	k := KeyOf(&st)
-	want := Key{uint64(st.Dev), st.Ino, st.Mtim.Nano(), st.Ctim.Nano(), 5}
+	defer f.Close()
+	fd := int(f.Fd())
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		t.Fatal(err)
+	}
+	k := KeyOf(fd, &st)
+	want := Key{Dev: uint64(st.Dev), Ino: st.Ino, Gen: k.Gen, Mtime: st.Mtim.Nano(), Ctime: st.Ctim.Nano(), Size: 5}
 	if k != want {
 		t.Fatalf("got %+v want %+v", k, want)
 	}
@@ -194,12 +210,54 @@ func TestKeyOf(t *testing.T) {
 	if err := os.Chmod(p, 0o600); err != nil { // changes ctime only
 		t.Fatal(err)
 	}
-	if err := unix.Stat(p, &st); err != nil {
+	if err := unix.Fstat(fd, &st); err != nil {
 		t.Fatal(err)
 	}
-	if KeyOf(&st) == k {
+	if KeyOf(fd, &st) == k {
 		t.Fatal("got the same key after chmod want a new ctime")
 	}
+}
+
+// A file deleted and another made at once on ext4 often has the old
+// one's inode number, and before 6.13 its times when both fall in one
+// clock tick: the keys still differ, by generation.
+func TestKeyOfReusedInode(t *testing.T) {
+	p := filepath.Join(testutil.MountExt4(t), "f")
+	key := func() Key {
+		t.Helper()
+		f, err := os.Open(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		var st unix.Stat_t
+		if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+			t.Fatal(err)
+		}
+		return KeyOf(int(f.Fd()), &st)
+	}
+	if err := os.WriteFile(p, []byte("clean"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	old := key()
+	for range 5 {
+		if err := os.Remove(p); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte("virus"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		k := key()
+		if k.Ino != old.Ino {
+			continue
+		}
+		k.Mtime, k.Ctime = old.Mtime, old.Ctime // as in one clock tick
+		if k == old {
+			t.Fatalf("a new file with the old one's inode number and times has its key %+v", k)
+		}
+		return
+	}
+	t.Skip("ext4 did not give the inode number back in 5 tries: nothing to tell apart")
 }
 
 func TestCacheConcurrent(t *testing.T) {
