@@ -51,6 +51,27 @@ func MountExt4(t testing.TB) string {
 	return dir
 }
 
+// MountOverlay mounts an overlayfs, as a container's root is, over layers
+// on a fresh ext4 (MountExt4), and unmounts it at cleanup. Files made
+// there are the upper layer's: ext4's inode numbers and times, without its
+// inode generation.
+func MountOverlay(t testing.TB) string {
+	t.Helper()
+	base := MountExt4(t)
+	for _, d := range []string{"lower", "upper", "work", "merged"} {
+		if err := os.Mkdir(filepath.Join(base, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := filepath.Join(base, "merged")
+	opts := "lowerdir=" + filepath.Join(base, "lower") + ",upperdir=" + filepath.Join(base, "upper") + ",workdir=" + filepath.Join(base, "work")
+	if err := unix.Mount("vigil-test", dir, "overlay", 0, opts); err != nil {
+		skip(t, "mount overlayfs: "+err.Error())
+	}
+	t.Cleanup(func() { unmount(t, dir) })
+	return dir
+}
+
 func unmount(t testing.TB, dir string) {
 	if err := unix.Unmount(dir, 0); err != nil {
 		// Lazily, so a stray open cannot keep the test's mount alive.

@@ -2,6 +2,7 @@ package verdict
 
 import (
 	"sync"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/cpu"
@@ -16,7 +17,9 @@ import (
 // before 6.13 stamp times at the clock's tick (4 ms), so a clean file
 // swapped at once for an infected one of its size, moved in from outside
 // the watches, would take its verdict. Gen, the inode's generation, which
-// these filesystems draw anew for each file, tells the two apart.
+// these filesystems draw anew for each file, tells the two apart; where
+// there is none (overlayfs, over such a filesystem), Add keeps no verdict
+// taken so soon after a change.
 type Key struct {
 	Dev, Ino     uint64
 	Gen          uint32 // 0 where the filesystem tells none (tmpfs, which does not reuse numbers at once)
@@ -128,9 +131,22 @@ func (c *Cache) Clean(k Key, version string) bool {
 	return true
 }
 
+// recentChange is how near a file's last change its verdict may be
+// taken and not kept, when its key has no generation: two ticks of the
+// clock that stamps times before Linux 6.13, at its slowest (HZ=100).
+// Another file with the same key must have been changed last in the same
+// tick as the one scanned, after that one was scanned and deleted (see
+// Key): so the scan too fell within a tick of the change.
+const recentChange = 20 * time.Millisecond
+
 // Add records that k was found clean under version, replacing whatever
-// was known of k's inode.
+// was known of k's inode. It records nothing of a file without a
+// generation changed within recentChange: the kernel's ignore mark, on
+// the inode itself, still spares its unchanged re-opens the round trip.
 func (c *Cache) Add(k Key, version string) {
+	if k.Gen == 0 && time.Now().UnixNano()-k.Ctime < int64(recentChange) {
+		return
+	}
 	s := c.shard(k)
 	id := inode{k.Dev, k.Ino}
 	s.mu.Lock()

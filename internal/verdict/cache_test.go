@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -181,6 +182,31 @@ func TestCacheReset(t *testing.T) {
 	}
 	if got := c.Len(); got != 1000 {
 		t.Fatalf("got Len=%d after refill want 1000", got)
+	}
+}
+
+// A verdict on a file without a generation, changed within the last
+// clock ticks, is not kept: another file could take its key (see Key).
+func TestCacheRecentChange(t *testing.T) {
+	now := time.Now().UnixNano()
+	tests := []struct {
+		name string
+		key  Key
+		want bool
+	}{
+		{"no generation, changed just now", Key{Dev: 1, Ino: 2, Ctime: now, Mtime: now}, false},
+		{"no generation, changed in the future", Key{Dev: 1, Ino: 2, Ctime: now + int64(time.Second)}, false},
+		{"no generation, changed a second ago", Key{Dev: 1, Ino: 2, Ctime: now - int64(time.Second)}, true},
+		{"a generation, changed just now", Key{Dev: 1, Ino: 2, Gen: 9, Ctime: now, Mtime: now}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := NewCache(100)
+			c.Add(tt.key, "v")
+			if got := c.Clean(tt.key, "v"); got != tt.want {
+				t.Errorf("Clean after Add: got %v, want %v", got, tt.want)
+			}
+		})
 	}
 }
 
