@@ -72,6 +72,7 @@ func Run(ctx context.Context, opts Options) error {
 		log:     log,
 		alerts:  alerts,
 		cache:   verdict.NewCache(cacheSize),
+		aliases: onaccess.NewAliases(log.Named("aliases")),
 		started: time.Now(),
 	}
 	d.metrics = d.newMetrics()
@@ -166,6 +167,7 @@ type daemon struct {
 	log      hclog.Logger
 	alerts   *alert.Log
 	cache    *verdict.Cache
+	aliases  *onaccess.Aliases
 	counters onaccess.Counters
 	started  time.Time
 	ready    atomic.Bool
@@ -213,6 +215,7 @@ func (d *daemon) start(ctx context.Context, st *onaccess.State) (*instance, erro
 		Counters:  &d.counters,
 		Log:       d.log.Named("onaccess"),
 		Workers:   st.Policy.Settings.Workers,
+		Aliases:   d.aliases,
 	}
 	if quar != nil {
 		cfg.Quarantine = quar

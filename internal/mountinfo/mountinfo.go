@@ -1,13 +1,16 @@
-// Package mountinfo reads the mounts of this process's namespace from
-// /proc/self/mountinfo: what can be learnt of a mount without asking its
+// Package mountinfo reads the mounts of a mount namespace from
+// /proc/PID/mountinfo: what can be learnt of a mount without asking its
 // filesystem, which may not answer.
 package mountinfo
 
 import (
 	"bufio"
 	"os"
+	"path"
 	"strconv"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // Mount is a line of /proc/self/mountinfo
@@ -19,9 +22,17 @@ type Mount struct {
 	Point        string // where
 }
 
-// Read returns every mount; malformed lines are skipped.
-func Read() ([]Mount, error) {
-	f, err := os.Open("/proc/self/mountinfo")
+// Dev is the mount's device, as stat reports it.
+func (m Mount) Dev() uint64 { return unix.Mkdev(m.Major, m.Minor) }
+
+// Read returns every mount of this process's namespace; malformed lines
+// are skipped.
+func Read() ([]Mount, error) { return ReadFile("/proc/self/mountinfo") }
+
+// ReadFile is Read for a mountinfo file: /proc/PID/mountinfo gives the
+// mounts of PID's namespace, their points seen from PID's root.
+func ReadFile(name string) ([]Mount, error) {
+	f, err := os.Open(name)
 	if err != nil {
 		return nil, err
 	}
@@ -70,4 +81,49 @@ func unescape(s string) string {
 		b.WriteByte(s[i])
 	}
 	return b.String()
+}
+
+// At returns the mount that holds p, a clean absolute path as the
+// namespace of ms shows it: the one with the longest point above p, the
+// last one mounted there if several are.
+func At(ms []Mount, p string) (Mount, bool) {
+	return holding(ms, p, func(Mount) bool { return true })
+}
+
+// Locate returns where p, a clean absolute path on device dev as the
+// namespace of ms shows it, is on its filesystem: see On. The mount is
+// At's, of those on dev.
+func Locate(ms []Mount, p string, dev uint64) (string, bool) {
+	m, ok := holding(ms, p, func(m Mount) bool { return m.Dev() == dev })
+	if !ok {
+		return "", false
+	}
+	return m.On(p), true
+}
+
+// On returns where p, at or below m's point, is on m's filesystem: m's
+// root joined with the rest of p.
+func (m Mount) On(p string) string {
+	return path.Join(m.Root, strings.TrimPrefix(p, m.Point))
+}
+
+func holding(ms []Mount, p string, keep func(Mount) bool) (Mount, bool) {
+	best := -1
+	for i, m := range ms {
+		if !keep(m) || !Under(p, m.Point) {
+			continue
+		}
+		if best < 0 || len(m.Point) >= len(ms[best].Point) {
+			best = i
+		}
+	}
+	if best < 0 {
+		return Mount{}, false
+	}
+	return ms[best], true
+}
+
+// Under reports whether the clean absolute path p is dir or below it.
+func Under(p, dir string) bool {
+	return p == dir || dir == "/" || strings.HasPrefix(p, dir) && p[len(dir)] == '/'
 }

@@ -32,3 +32,35 @@ func TestRead(t *testing.T) {
 		t.Errorf("no mount on / among %d", len(ms))
 	}
 }
+
+func TestLocate(t *testing.T) {
+	ms := []Mount{
+		{ID: 1, Major: 8, Minor: 1, Root: "/", Point: "/"},
+		{ID: 2, Major: 0, Minor: 30, Root: "/", Point: "/tmp"},
+		{ID: 3, Major: 8, Minor: 1, Root: "/srv/www", Point: "/var/www"},
+		{ID: 4, Major: 8, Minor: 1, Root: "/srv/www/static", Point: "/var/www/s"},
+		{ID: 5, Major: 8, Minor: 1, Root: "/other", Point: "/var/www/s"}, // mounted over 4
+	}
+	dev := Mount{Major: 8, Minor: 1}.Dev()
+	tests := []struct {
+		p    string
+		dev  uint64
+		want string
+		ok   bool
+	}{
+		{"/etc/passwd", dev, "/etc/passwd", true},
+		{"/var/www", dev, "/srv/www", true},
+		{"/var/www/index.html", dev, "/srv/www/index.html", true},
+		{"/var/wwwx/f", dev, "/var/wwwx/f", true}, // not below /var/www
+		{"/var/www/s/a.css", dev, "/other/a.css", true},
+		{"/tmp/f", Mount{Major: 0, Minor: 30}.Dev(), "/f", true},
+		{"/tmp/f", dev, "/tmp/f", true}, // /tmp's own directory on the root filesystem
+		{"/x", Mount{Major: 9, Minor: 9}.Dev(), "", false},
+	}
+	for _, tt := range tests {
+		got, ok := Locate(ms, tt.p, tt.dev)
+		if got != tt.want || ok != tt.ok {
+			t.Errorf("Locate(%q, %d) = %q, %v; want %q, %v", tt.p, tt.dev, got, ok, tt.want, tt.ok)
+		}
+	}
+}

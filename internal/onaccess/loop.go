@@ -77,6 +77,10 @@ type Config struct {
 	// Quiet takes the directories of out-of-scope opens, after they are
 	// answered, to ignore-mark them; nil: every such open keeps coming.
 	Quiet Quieter
+	// Aliases finds the watch of a file opened through another mount of
+	// a watched filesystem (a bind mount, a container's volume); nil: such
+	// a file is out of scope.
+	Aliases *Aliases
 }
 
 // Quarantiner takes an infected file, open at fd (its own descriptor,
@@ -430,6 +434,14 @@ func (l *Loop) handle(ev fanotify.Event, linkBuf []byte) *request {
 		return nil
 	}
 	w, excluded := st.Policy.Match(path)
+	if w == nil && l.cfg.Aliases != nil {
+		// Reached through another mount: decided, reported and
+		// quarantined by its path under the watch, which names it here.
+		if alias, ok := l.cfg.Aliases.Resolve(st.Policy, path, sb.Dev, ev.Pid); ok {
+			path = alias
+			w, excluded = st.Policy.Match(path)
+		}
+	}
 	if w == nil && l.cfg.Quiet != nil {
 		l.settle(ev.Fd, true)
 		l.counters.Excluded.Add(1)

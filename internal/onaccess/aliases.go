@@ -1,0 +1,197 @@
+package onaccess
+
+import (
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/vigilsec/vigil/internal/mountinfo"
+	"github.com/vigilsec/vigil/internal/policy"
+)
+
+// Aliases finds the path under a watch of a file that the kernel reports
+// by a path no watch matches, because it was reached through another
+// mount of a watched filesystem: a bind mount of a watched directory, or
+// a container's volume. A directory's mark is on its inode and a
+// filesystem's on its superblock, so they fire whichever mount a file is
+// opened through; but the kernel reports the path of that mount, and the
+// policy speaks of the watches' paths.
+//
+// The mount tables come from mountinfo, read without asking any
+// filesystem: a hung one cannot stall a decision here.
+type Aliases struct {
+	log    hclog.Logger
+	selfNS string // this process's mount namespace
+
+	mu     sync.Mutex
+	own    table
+	others map[string]*table // other namespaces', by namespace
+	pol    *policy.Policy    // the policy places are for
+	placed time.Time         // own.read when places were found
+	places []place
+}
+
+// table is a namespace's mounts as read at one time.
+type table struct {
+	mounts []mountinfo.Mount
+	read   time.Time
+}
+
+// place is a watch's directory on its filesystem.
+type place struct {
+	dev    uint64
+	fsPath string
+	path   string // the watch's
+}
+
+// refreshAfter is how old a mount table may be before a path found under
+// no watch has it read again: a mount made since is found within that
+// long, and a stream of opens outside every watch reads a table at most
+// once per period.
+const refreshAfter = time.Second
+
+// maxNamespaces bounds the other namespaces' tables kept.
+const maxNamespaces = 64
+
+// NewAliases returns Aliases for this process's mount namespace.
+func NewAliases(log hclog.Logger) *Aliases {
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
+	ns, _ := os.Readlink("/proc/self/ns/mnt")
+	return &Aliases{log: log, selfNS: ns, others: make(map[string]*table)}
+}
+
+// Resolve returns the path under one of pol's watches of the file
+// reported at path, on device dev, opened by pid: the path the same file
+// has through the mount a watch was placed by. It reports false when no
+// other mount leads to a watch.
+func (a *Aliases) Resolve(pol *policy.Policy, path string, dev uint64, pid int32) (string, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	now := time.Now()
+	if a.own.read.IsZero() {
+		a.readOwn(now)
+	}
+	if pol != a.pol || !a.placed.Equal(a.own.read) {
+		a.findPlaces(pol)
+	}
+	if !a.watched(dev) {
+		return "", false
+	}
+	if p, ok := a.resolveIn(&a.own, path, dev); ok {
+		return p, true
+	}
+	if t := a.foreign(pid, now); t != nil {
+		if p, ok := a.resolveIn(t, path, dev); ok {
+			return p, true
+		}
+		if now.Sub(t.read) > refreshAfter && a.readFile(t, procMountinfo(pid), now) {
+			if p, ok := a.resolveIn(t, path, dev); ok {
+				return p, true
+			}
+		}
+		return "", false
+	}
+	if now.Sub(a.own.read) > refreshAfter {
+		a.readOwn(now)
+		a.findPlaces(pol)
+		return a.resolveIn(&a.own, path, dev)
+	}
+	return "", false
+}
+
+// watched reports whether some watch is on device dev.
+func (a *Aliases) watched(dev uint64) bool {
+	for _, pl := range a.places {
+		if pl.dev == dev {
+			return true
+		}
+	}
+	return false
+}
+
+// resolveIn maps path, on dev as t's namespace shows it, to the watch
+// whose directory holds it on the filesystem, the deepest if several do.
+func (a *Aliases) resolveIn(t *table, path string, dev uint64) (string, bool) {
+	at, ok := mountinfo.Locate(t.mounts, path, dev)
+	if !ok {
+		return "", false
+	}
+	best := -1
+	for i, pl := range a.places {
+		if pl.dev == dev && mountinfo.Under(at, pl.fsPath) && (best < 0 || len(pl.fsPath) > len(a.places[best].fsPath)) {
+			best = i
+		}
+	}
+	if best < 0 {
+		return "", false
+	}
+	pl := a.places[best]
+	switch {
+	case at == pl.fsPath:
+		return pl.path, true
+	case pl.fsPath == "/":
+		return strings.TrimSuffix(pl.path, "/") + at, true
+	}
+	return strings.TrimSuffix(pl.path, "/") + at[len(pl.fsPath):], true
+}
+
+// findPlaces finds where pol's watches are on their filesystems, through
+// the mounts that hold their paths here.
+func (a *Aliases) findPlaces(pol *policy.Policy) {
+	a.pol, a.placed, a.places = pol, a.own.read, a.places[:0]
+	for _, w := range pol.Watches {
+		if m, ok := mountinfo.At(a.own.mounts, w.Path); ok {
+			a.places = append(a.places, place{dev: m.Dev(), fsPath: m.On(w.Path), path: w.Path})
+		}
+	}
+}
+
+// foreign returns the mount table of pid's namespace, when that is not
+// this process's; nil when it is, or cannot be told (pid gone).
+func (a *Aliases) foreign(pid int32, now time.Time) *table {
+	ns, err := os.Readlink("/proc/" + strconv.Itoa(int(pid)) + "/ns/mnt")
+	if err != nil || ns == a.selfNS {
+		return nil
+	}
+	if t := a.others[ns]; t != nil {
+		return t
+	}
+	t := &table{}
+	if !a.readFile(t, procMountinfo(pid), now) {
+		return nil
+	}
+	if len(a.others) >= maxNamespaces {
+		for k := range a.others { // any one: namespaces come and go
+			delete(a.others, k)
+			break
+		}
+	}
+	a.others[ns] = t
+	return t
+}
+
+func (a *Aliases) readOwn(now time.Time) {
+	a.readFile(&a.own, "/proc/self/mountinfo", now)
+}
+
+// readFile reads t from a mountinfo file, and reports whether it could.
+func (a *Aliases) readFile(t *table, name string, now time.Time) bool {
+	ms, err := mountinfo.ReadFile(name)
+	t.read = now // a failed read is not tried again at once either
+	if err != nil {
+		a.log.Debug("read mount table", "file", name, "error", err)
+		return false
+	}
+	t.mounts = ms
+	return true
+}
+
+func procMountinfo(pid int32) string {
+	return "/proc/" + strconv.Itoa(int(pid)) + "/mountinfo"
+}

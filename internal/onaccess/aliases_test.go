@@ -1,0 +1,55 @@
+package onaccess
+
+import (
+	"testing"
+	"time"
+
+	"github.com/vigilsec/vigil/internal/mountinfo"
+	"github.com/vigilsec/vigil/internal/policy"
+)
+
+func TestAliasesResolveIn(t *testing.T) {
+	root := mountinfo.Mount{ID: 1, Major: 8, Minor: 1, Root: "/", Point: "/"}
+	data := mountinfo.Mount{ID: 2, Major: 8, Minor: 2, Root: "/", Point: "/data"}
+	own := []mountinfo.Mount{
+		root, data,
+		{ID: 3, Major: 8, Minor: 1, Root: "/srv/www", Point: "/var/www"}, // a bind mount
+		{ID: 4, Major: 8, Minor: 2, Root: "/", Point: "/mnt/data2"},      // the same filesystem again
+	}
+	pol := &policy.Policy{Watches: []*policy.Watch{
+		{Path: "/srv"},
+		{Path: "/srv/www/uploads"},
+		{Path: "/data"},
+	}}
+	a := NewAliases(nil)
+	a.own = table{mounts: own, read: time.Now()}
+	a.findPlaces(pol)
+	// A container's namespace: its volume /app is the host's /srv/www.
+	ctr := table{mounts: []mountinfo.Mount{
+		{ID: 10, Major: 0, Minor: 50, Root: "/", Point: "/"},
+		{ID: 11, Major: 8, Minor: 1, Root: "/srv/www", Point: "/app"},
+	}}
+	tests := []struct {
+		name string
+		t    *table
+		path string
+		dev  uint64
+		want string
+		ok   bool
+	}{
+		{"bind mount", &a.own, "/var/www/index.html", root.Dev(), "/srv/www/index.html", true},
+		{"the deepest watch", &a.own, "/var/www/uploads/f", root.Dev(), "/srv/www/uploads/f", true},
+		{"a filesystem's root mounted twice", &a.own, "/mnt/data2/x/f", data.Dev(), "/data/x/f", true},
+		{"outside every watch", &a.own, "/etc/passwd", root.Dev(), "", false},
+		{"another namespace's volume", &ctr, "/app/uploads/f", root.Dev(), "/srv/www/uploads/f", true},
+		{"another namespace's own file", &ctr, "/etc/passwd", mountinfo.Mount{Major: 0, Minor: 50}.Dev(), "", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, ok := a.resolveIn(tt.t, tt.path, tt.dev)
+			if got != tt.want || ok != tt.ok {
+				t.Errorf("got %q, %v; want %q, %v", got, ok, tt.want, tt.ok)
+			}
+		})
+	}
+}
