@@ -349,6 +349,37 @@ func testDirMadeAgain(t *testing.T, hook string) {
 	}
 }
 
+// A watch's own directory deleted and made again at once (`rm -rf w &&
+// mkdir w`), whose parent nothing tracks, is marked again: inotify
+// reports it made where the deleted one stood, and the manager tells it
+// from the old one though it takes the inode number back.
+func TestWatchRootMadeAgain(t *testing.T) {
+	for _, hook := range []string{"", "none"} {
+		t.Run("hook="+hook, func(t *testing.T) {
+			root := filepath.Join(testutil.MountExt4(t), "w")
+			if err := os.MkdirAll(filepath.Join(root, "sub"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			var args []string
+			if hook != "" {
+				args = []string{"--hook", hook}
+			}
+			startDaemonWith(t, fmt.Sprintf("watch %q {}\n", root), "", "", args...)
+			for i := range 5 {
+				if err := os.RemoveAll(root); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Mkdir(root, 0o755); err != nil {
+					t.Fatal(err)
+				}
+				eicar := filepath.Join(root, "eicar")
+				writeFile(t, eicar, clamav.EICAR)
+				waitDenied(t, fmt.Sprintf("in the watch made again (%d)", i), eicar, 5*time.Second)
+			}
+		})
+	}
+}
+
 // With fs.inotify.max_user_watches below the tree's size, the start-up
 // marks still cover the whole tree, and the warning names the sysctl.
 func TestInotifyLimit(t *testing.T) {
