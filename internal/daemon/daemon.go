@@ -275,7 +275,8 @@ func (d *daemon) start(ctx context.Context, st *onaccess.State) (*instance, erro
 // sources starts the directory event sources: the eBPF tracer on the best
 // rung of its ladder that works here (or the forced one), and inotify
 // beside it as cross-check, or as the primary source without the tracer.
-// With neither, only the start-up walk and resyncs place marks.
+// With neither, only the start-up walk and resyncs place marks. Mounts
+// are followed beside them.
 func (d *daemon) sources() (watch.Sources, dirtrace.Hook, error) {
 	var srcs watch.Sources
 	hook := dirtrace.HookNone
@@ -297,6 +298,11 @@ func (d *daemon) sources() (watch.Sources, dirtrace.Hook, error) {
 		srcs.CrossCheck = append(srcs.CrossCheck, in)
 	default:
 		srcs.Primary = append(srcs.Primary, in)
+	}
+	if ms, err := watch.NewMountSource(d.log); err != nil {
+		d.log.Warn("filesystems mounted in a watch after start are not followed", "error", err)
+	} else {
+		srcs.Others = append(srcs.Others, ms)
 	}
 	return srcs, hook, nil
 }

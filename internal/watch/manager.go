@@ -69,10 +69,15 @@ type Sources struct {
 	// primary sources only; later directories they track at once. With
 	// no primary source, make them primary.
 	CrossCheck []Source
+	// Others report what no directory source sees, as a filesystem
+	// mounted in a watch (MountSource); they track nothing.
+	Others []Source
 }
 
 // All is every source, primary first.
-func (s Sources) All() []Source { return append(slices.Clip(s.Primary), s.CrossCheck...) }
+func (s Sources) All() []Source {
+	return slices.Concat(s.Primary, s.CrossCheck, s.Others)
+}
 
 // NewManager returns a manager that marks directories through mark,
 // removes marks from directories moved out through unmark (FAN_MARK_REMOVE),
