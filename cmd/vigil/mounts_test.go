@@ -133,3 +133,31 @@ func TestMountInsideWatch(t *testing.T) {
 		})
 	}
 }
+
+// A filesystem-mode watch covers the filesystems mounted below it too,
+// those there at start and those mounted later: a filesystem mark covers
+// its own filesystem only.
+func TestFilesystemModeSubmounts(t *testing.T) {
+	w := testutil.MountTmpfs(t)
+	atStart, later := filepath.Join(w, "at-start"), filepath.Join(w, "later")
+	for _, point := range []string{atStart, later} {
+		if err := os.Mkdir(point, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mount := func(point string) {
+		t.Helper()
+		if err := unix.Mount("vigil-test", point, "tmpfs", 0, "size=8m"); err != nil {
+			t.Fatalf("mount %s: %v", point, err)
+		}
+		t.Cleanup(func() { unix.Unmount(point, unix.MNT_DETACH) })
+	}
+	mount(atStart)
+	startDaemon(t, fmt.Sprintf("watch %q {\n  mode = \"filesystem\"\n}\n", w), "")
+	mount(later)
+	for _, point := range []string{atStart, later} {
+		eicar := filepath.Join(point, "eicar")
+		writeFile(t, eicar, clamav.EICAR)
+		waitDenied(t, "on a filesystem mounted in the watch", eicar, 5*time.Second)
+	}
+}

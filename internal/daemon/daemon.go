@@ -190,6 +190,7 @@ type instance struct {
 	hook    dirtrace.Hook
 	quar    *quarantiner // nil when no watch quarantines
 	outside *outside     // nil unless ignore_out_of_scope is in force
+	subs    *submounts   // nil without a filesystem-mode watch
 }
 
 // start creates a group, runs its loop and places every watch. The loop
@@ -244,6 +245,7 @@ func (d *daemon) start(ctx context.Context, st *onaccess.State) (*instance, erro
 		inst.stop()
 		return nil, err
 	}
+	inst.subs = markSubmounts(group, st.Policy, d.log)
 	inst.sources, inst.hook, err = d.sources()
 	if err != nil {
 		inst.stop()
@@ -311,6 +313,7 @@ func (d *daemon) sources() (watch.Sources, dirtrace.Hook, error) {
 // for the loop.
 func (i *instance) stop() {
 	i.stopWatches()
+	i.subs.close()
 	i.outside.close()
 	i.group.Close()
 	<-i.done
@@ -332,6 +335,7 @@ func (i *instance) stopWatches() {
 // once a replacement is fully marked, so later events reach that one too.
 func (i *instance) retire() {
 	i.stopWatches()
+	i.subs.close()
 	i.outside.close()
 	i.loop.Drain()
 	i.group.Wake()
@@ -449,7 +453,8 @@ func roots(p *policy.Policy) []watch.Root {
 // filesystem mode: every open on that filesystem reaches the loop, which
 // decides scope by path, so no directory can be used before it is
 // covered. A watch that does not exist yet marks the filesystem of its
-// nearest existing ancestor, where it will be made.
+// nearest existing ancestor, where it will be made. The filesystems
+// mounted below a watch are markSubmounts'.
 func markFilesystems(g *fanotify.Group, p *policy.Policy, log hclog.Logger) error {
 	for _, w := range p.Watches {
 		if w.Mode != policy.ModeFilesystem {
