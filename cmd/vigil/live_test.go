@@ -30,15 +30,24 @@ func waitDirs(t *testing.T, d *daemonProc, want int) {
 	t.Fatalf("watched_dirs: got %v, want %d after 5s", got, want)
 }
 
-// TestLiveWatchpoints runs with the best eBPF rung here (inotify its
-// cross-check) and with none (inotify the primary source).
-func TestLiveWatchpoints(t *testing.T) {
+// forEachHook runs test with the best eBPF rung here (inotify its
+// cross-check) and with none (inotify the primary source), giving it the
+// arguments of vigil run that choose the rung.
+func forEachHook(t *testing.T, test func(t *testing.T, hook string, args []string)) {
 	for _, hook := range []string{"", "none"} {
-		t.Run("hook="+hook, func(t *testing.T) { testLiveWatchpoints(t, hook) })
+		t.Run("hook="+hook, func(t *testing.T) {
+			var args []string
+			if hook != "" {
+				args = []string{"--hook", hook}
+			}
+			test(t, hook, args)
+		})
 	}
 }
 
-func testLiveWatchpoints(t *testing.T, hook string) {
+func TestLiveWatchpoints(t *testing.T) { forEachHook(t, testLiveWatchpoints) }
+
+func testLiveWatchpoints(t *testing.T, hook string, args []string) {
 	root := testutil.TempDir(t)
 	outside := testutil.TempDir(t)
 	flat := filepath.Join(root, "flat")
@@ -51,10 +60,6 @@ func testLiveWatchpoints(t *testing.T, hook string) {
 		if err := os.MkdirAll(filepath.Join(tree, leaf), 0o755); err != nil {
 			t.Fatal(err)
 		}
-	}
-	var args []string
-	if hook != "" {
-		args = []string{"--hook", hook}
 	}
 	d := startDaemonWith(t, fmt.Sprintf("watch %q {}\nwatch %q {\n  recursive = false\n}\n", tree, flat), "", "", args...)
 	dirs := 6
@@ -266,21 +271,15 @@ func TestWatchRootAppearsLater(t *testing.T) {
 // inodes, so the new ancestor must be tracked anew. With the best eBPF
 // rung and with inotify alone.
 func TestWatchRootAppearsAfterAncestorRemade(t *testing.T) {
-	for _, hook := range []string{"", "none"} {
-		t.Run("hook="+hook, func(t *testing.T) { testWatchRootAppearsAfterAncestorRemade(t, hook) })
-	}
+	forEachHook(t, testWatchRootAppearsAfterAncestorRemade)
 }
 
-func testWatchRootAppearsAfterAncestorRemade(t *testing.T, hook string) {
+func testWatchRootAppearsAfterAncestorRemade(t *testing.T, _ string, args []string) {
 	root := testutil.MountTmpfs(t) // no inode number comes back: the new ancestor is another key
 	anc := filepath.Join(root, "a")
 	later := filepath.Join(anc, "b")
 	if err := os.Mkdir(anc, 0o755); err != nil {
 		t.Fatal(err)
-	}
-	var args []string
-	if hook != "" {
-		args = []string{"--hook", hook}
 	}
 	d := startDaemonWith(t, fmt.Sprintf("watch %q {}\n", later), "", "", args...)
 	waitDirs(t, d, 0)
@@ -304,21 +303,13 @@ func testWatchRootAppearsAfterAncestorRemade(t *testing.T, hook string) {
 // A watched directory deleted and made again at once, as `rm -rf d &&
 // mkdir d` does, often takes its inode number back: the new one is marked
 // all the same. With the best eBPF rung and with inotify alone.
-func TestDirMadeAgain(t *testing.T) {
-	for _, hook := range []string{"", "none"} {
-		t.Run("hook="+hook, func(t *testing.T) { testDirMadeAgain(t, hook) })
-	}
-}
+func TestDirMadeAgain(t *testing.T) { forEachHook(t, testDirMadeAgain) }
 
-func testDirMadeAgain(t *testing.T, hook string) {
+func testDirMadeAgain(t *testing.T, _ string, args []string) {
 	root := testutil.MountExt4(t) // gives the number of a deleted inode to the next one
 	dir := filepath.Join(root, "d")
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatal(err)
-	}
-	var args []string
-	if hook != "" {
-		args = []string{"--hook", hook}
 	}
 	d := startDaemonWith(t, fmt.Sprintf("watch %q {}\n", root), "", "", args...)
 	waitDirs(t, d, 3) // with lost+found
@@ -354,30 +345,24 @@ func testDirMadeAgain(t *testing.T, hook string) {
 // reports it made where the deleted one stood, and the manager tells it
 // from the old one though it takes the inode number back.
 func TestWatchRootMadeAgain(t *testing.T) {
-	for _, hook := range []string{"", "none"} {
-		t.Run("hook="+hook, func(t *testing.T) {
-			root := filepath.Join(testutil.MountExt4(t), "w")
-			if err := os.MkdirAll(filepath.Join(root, "sub"), 0o755); err != nil {
+	forEachHook(t, func(t *testing.T, _ string, args []string) {
+		root := filepath.Join(testutil.MountExt4(t), "w")
+		if err := os.MkdirAll(filepath.Join(root, "sub"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		startDaemonWith(t, fmt.Sprintf("watch %q {}\n", root), "", "", args...)
+		for i := range 5 {
+			if err := os.RemoveAll(root); err != nil {
 				t.Fatal(err)
 			}
-			var args []string
-			if hook != "" {
-				args = []string{"--hook", hook}
+			if err := os.Mkdir(root, 0o755); err != nil {
+				t.Fatal(err)
 			}
-			startDaemonWith(t, fmt.Sprintf("watch %q {}\n", root), "", "", args...)
-			for i := range 5 {
-				if err := os.RemoveAll(root); err != nil {
-					t.Fatal(err)
-				}
-				if err := os.Mkdir(root, 0o755); err != nil {
-					t.Fatal(err)
-				}
-				eicar := filepath.Join(root, "eicar")
-				writeFile(t, eicar, clamav.EICAR)
-				waitDenied(t, fmt.Sprintf("in the watch made again (%d)", i), eicar, 5*time.Second)
-			}
-		})
-	}
+			eicar := filepath.Join(root, "eicar")
+			writeFile(t, eicar, clamav.EICAR)
+			waitDenied(t, fmt.Sprintf("in the watch made again (%d)", i), eicar, 5*time.Second)
+		}
+	})
 }
 
 // With fs.inotify.max_user_watches below the tree's size, the start-up

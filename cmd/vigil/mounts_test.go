@@ -87,51 +87,45 @@ func TestVolumeInOtherNamespace(t *testing.T) {
 // mount table tells. Unmounted, the directory under it is watched again.
 // With the best eBPF rung and with inotify alone.
 func TestMountInsideWatch(t *testing.T) {
-	for _, hook := range []string{"", "none"} {
-		t.Run("hook="+hook, func(t *testing.T) {
-			w := testutil.TempDir(t)
-			point := filepath.Join(w, "mnt")
-			if err := os.Mkdir(point, 0o755); err != nil {
-				t.Fatal(err)
+	forEachHook(t, func(t *testing.T, _ string, args []string) {
+		w := testutil.TempDir(t)
+		point := filepath.Join(w, "mnt")
+		if err := os.Mkdir(point, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		startDaemonWith(t, fmt.Sprintf("watch %q {}\n", w), "", "", args...)
+		if err := unix.Mount("vigil-test", point, "tmpfs", 0, "size=8m"); err != nil {
+			t.Fatalf("mount: %v", err)
+		}
+		mounted := true
+		t.Cleanup(func() {
+			if mounted {
+				unix.Unmount(point, unix.MNT_DETACH)
 			}
-			var args []string
-			if hook != "" {
-				args = []string{"--hook", hook}
-			}
-			startDaemonWith(t, fmt.Sprintf("watch %q {}\n", w), "", "", args...)
-			if err := unix.Mount("vigil-test", point, "tmpfs", 0, "size=8m"); err != nil {
-				t.Fatalf("mount: %v", err)
-			}
-			mounted := true
-			t.Cleanup(func() {
-				if mounted {
-					unix.Unmount(point, unix.MNT_DETACH)
-				}
-			})
-			// At its top first: no directory made, which the eBPF rung
-			// would have seen.
-			writeFile(t, filepath.Join(point, "eicar"), clamav.EICAR)
-			waitDenied(t, "on a filesystem mounted in the watch", filepath.Join(point, "eicar"), 5*time.Second)
-			if err := os.MkdirAll(filepath.Join(point, "deep"), 0o755); err != nil {
-				t.Fatal(err)
-			}
-			writeFile(t, filepath.Join(point, "deep", "eicar"), clamav.EICAR)
-			waitDenied(t, "below it", filepath.Join(point, "deep", "eicar"), 5*time.Second)
-			// The daemon holds the files it answers for a moment.
-			for end := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-				err := unix.Unmount(point, 0)
-				if err == nil {
-					break
-				}
-				if !errors.Is(err, unix.EBUSY) || time.Now().After(end) {
-					t.Fatalf("unmount: %v", err)
-				}
-			}
-			mounted = false
-			writeFile(t, filepath.Join(point, "eicar"), clamav.EICAR)
-			waitDenied(t, "in the directory unmounted", filepath.Join(point, "eicar"), 5*time.Second)
 		})
-	}
+		// At its top first: no directory made, which the eBPF rung
+		// would have seen.
+		writeFile(t, filepath.Join(point, "eicar"), clamav.EICAR)
+		waitDenied(t, "on a filesystem mounted in the watch", filepath.Join(point, "eicar"), 5*time.Second)
+		if err := os.MkdirAll(filepath.Join(point, "deep"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, filepath.Join(point, "deep", "eicar"), clamav.EICAR)
+		waitDenied(t, "below it", filepath.Join(point, "deep", "eicar"), 5*time.Second)
+		// The daemon holds the files it answers for a moment.
+		for end := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			err := unix.Unmount(point, 0)
+			if err == nil {
+				break
+			}
+			if !errors.Is(err, unix.EBUSY) || time.Now().After(end) {
+				t.Fatalf("unmount: %v", err)
+			}
+		}
+		mounted = false
+		writeFile(t, filepath.Join(point, "eicar"), clamav.EICAR)
+		waitDenied(t, "in the directory unmounted", filepath.Join(point, "eicar"), 5*time.Second)
+	})
 }
 
 // A filesystem-mode watch covers the filesystems mounted below it too,
