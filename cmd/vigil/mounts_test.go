@@ -93,7 +93,7 @@ func TestMountInsideWatch(t *testing.T) {
 		if err := os.Mkdir(point, 0o755); err != nil {
 			t.Fatal(err)
 		}
-		startDaemonWith(t, fmt.Sprintf("watch %q {}\n", w), "", "", args...)
+		d := startDaemonWith(t, fmt.Sprintf("watch %q {}\n", w), "", "", args...)
 		if err := unix.Mount("vigil-test", point, "tmpfs", 0, "size=8m"); err != nil {
 			t.Fatalf("mount: %v", err)
 		}
@@ -125,6 +125,10 @@ func TestMountInsideWatch(t *testing.T) {
 		mounted = false
 		writeFile(t, filepath.Join(point, "eicar"), clamav.EICAR)
 		waitDenied(t, "in the directory unmounted", filepath.Join(point, "eicar"), 5*time.Second)
+		// The unmount costs a walk of what was under it, not of every watch.
+		if got := counters(t, d)["resyncs"]; got != float64(0) {
+			t.Errorf("status counter resyncs: got %v, want 0", got)
+		}
 	})
 }
 

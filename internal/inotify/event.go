@@ -100,11 +100,16 @@ func (w *Watcher) handle(evs []rawEvent, now time.Time, out []watch.DirEvent) []
 			out = append(out, event(watch.Resync, ""))
 			continue
 		case e.mask&unix.IN_UNMOUNT != 0:
-			// Every watch on the filesystem reports it; the directories
-			// under the mount point are new to the manager: walk again.
+			// Every watch on the filesystem reports it. Each directory is
+			// gone from its path, and what stands there now, the
+			// directory under the mount point for the top one, is new to
+			// the manager: reported removed, it is forgotten and walked
+			// again where it stands, and nothing else is.
 			out = w.settle(out)
-			if len(out) == 0 || out[len(out)-1].Op != watch.Resync {
-				out = append(out, event(watch.Resync, ""))
+			if n := w.tree.byWd[e.wd]; n != nil {
+				if p, ok := w.tree.path(n); ok {
+					out = append(out, event(watch.Removed, p))
+				}
 			}
 			continue
 		case e.mask&unix.IN_IGNORED != 0:

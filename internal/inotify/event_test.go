@@ -101,12 +101,12 @@ func TestHandle(t *testing.T) {
 			wantPaths: []string{"/r", "/r/a", "/r/b"},
 		},
 		{
-			name: "unmount resyncs once",
+			name: "unmount reports each directory gone, not every watch to walk again",
 			reads: []batch{{evs: []rawEvent{
 				{wd: 2, mask: unix.IN_UNMOUNT}, {wd: 3, mask: unix.IN_UNMOUNT},
 				{wd: 2, mask: unix.IN_IGNORED}, {wd: 3, mask: unix.IN_IGNORED},
 			}}},
-			want:      []watch.DirEvent{resync},
+			want:      []watch.DirEvent{removed("/r/a"), removed("/r/b")},
 			wantPaths: []string{"/r"},
 		},
 		{
