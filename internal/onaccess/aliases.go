@@ -81,7 +81,16 @@ func (a *Aliases) Resolve(pol *policy.Policy, path string, dev uint64, pid int32
 		a.findPlaces(pol)
 	}
 	if !a.watched(dev) {
-		return "", false
+		// A watch's filesystem may have been mounted since the table
+		// was read.
+		if now.Sub(a.own.read) <= refreshAfter {
+			return "", false
+		}
+		a.readOwn(now)
+		a.findPlaces(pol)
+		if !a.watched(dev) {
+			return "", false
+		}
 	}
 	if p, ok := a.resolveIn(&a.own, path, dev); ok {
 		return p, true

@@ -1,11 +1,15 @@
 package onaccess
 
 import (
+	"os"
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/vigilsec/vigil/internal/mountinfo"
 	"github.com/vigilsec/vigil/internal/policy"
+	"github.com/vigilsec/vigil/internal/testutil"
 )
 
 func TestAliasesResolveIn(t *testing.T) {
@@ -51,5 +55,25 @@ func TestAliasesResolveIn(t *testing.T) {
 				t.Errorf("got %q, %v; want %q, %v", got, ok, tt.want, tt.ok)
 			}
 		})
+	}
+}
+
+// A watch's filesystem mounted after the mount table was read is found
+// once the table is old enough to be read again.
+func TestAliasesWatchMountedLater(t *testing.T) {
+	dir := testutil.MountTmpfs(t)
+	var st unix.Stat_t
+	if err := unix.Stat(dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	pol := &policy.Policy{Watches: []*policy.Watch{{Path: dir}}}
+	a := NewAliases(nil)
+	// Read before the mount: dir was then a directory of the filesystem
+	// above it.
+	a.own = table{mounts: []mountinfo.Mount{{ID: 1, Major: 8, Minor: 1, Root: "/", Point: "/"}}, read: time.Now().Add(-2 * refreshAfter)}
+	a.findPlaces(pol)
+	got, ok := a.Resolve(pol, dir+"/f", st.Dev, int32(os.Getpid()))
+	if !ok || got != dir+"/f" {
+		t.Errorf("got %q, %v; want %q, true", got, ok, dir+"/f")
 	}
 }
