@@ -104,14 +104,6 @@ func movedOut(top bool, dev uint32, chain, name string, ino uint64) string {
 	return p
 }
 
-// within reports whether p is dir or below it.
-func within(p, dir string) bool {
-	if !strings.HasPrefix(p, dir) {
-		return false
-	}
-	return len(p) == len(dir) || dir == "/" || p[len(dir)] == '/'
-}
-
 // convert turns a kernel record into directory events, keeping the
 // tracked paths current with the renames it reports.
 func (t *Tracer) convert(e event) []watch.DirEvent {

@@ -96,7 +96,7 @@ func topPath(dev uint32, rel string, ino uint64) (string, bool) {
 	}
 	var best *mount
 	for i, m := range ms {
-		if m.dev == dev && within(rel, m.root) && (best == nil || len(m.root) < len(best.root)) {
+		if m.dev == dev && mountinfo.Under(rel, m.root) && (best == nil || len(m.root) < len(best.root)) {
 			best = &ms[i]
 		}
 	}

@@ -89,24 +89,6 @@ func TestKernelDev(t *testing.T) {
 	}
 }
 
-func TestWithin(t *testing.T) {
-	tests := []struct {
-		p, dir string
-		want   bool
-	}{
-		{"/a", "/a", true},
-		{"/a/b", "/a", true},
-		{"/ab", "/a", false},
-		{"/a", "/a/b", false},
-		{"/x/y", "/", true},
-	}
-	for _, tt := range tests {
-		if got := within(tt.p, tt.dir); got != tt.want {
-			t.Errorf("within(%q, %q) = %v, want %v", tt.p, tt.dir, got, tt.want)
-		}
-	}
-}
-
 // record builds a ring-buffer record as the programs write it. The chains
 // are given as paths relative to the covering directory ("a/b").
 func record(t *testing.T, e dirwatchDwEvent, name, chain, newName, newChain string) []byte {

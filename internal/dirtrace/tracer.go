@@ -15,6 +15,7 @@ import (
 	"github.com/cilium/ebpf/ringbuf"
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/vigilsec/vigil/internal/mountinfo"
 	"github.com/vigilsec/vigil/internal/watch"
 )
 
@@ -343,7 +344,7 @@ func (t *Tracer) subtreeLocked(dir string) []string {
 		// directory that is not, which only a scan finds.
 		for _, kids := range t.children {
 			for p := range kids {
-				if within(p, dir) {
+				if mountinfo.Under(p, dir) {
 					out = append(out, p)
 				}
 			}

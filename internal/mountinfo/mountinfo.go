@@ -123,7 +123,11 @@ func holding(ms []Mount, p string, keep func(Mount) bool) (Mount, bool) {
 	return ms[best], true
 }
 
-// Under reports whether the clean absolute path p is dir or below it.
+// Under reports whether the clean path p is dir, a clean absolute path,
+// or below it.
 func Under(p, dir string) bool {
-	return p == dir || dir == "/" || strings.HasPrefix(p, dir) && p[len(dir)] == '/'
+	if dir == "/" {
+		return strings.HasPrefix(p, "/")
+	}
+	return p == dir || strings.HasPrefix(p, dir) && p[len(dir)] == '/'
 }

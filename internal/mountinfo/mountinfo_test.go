@@ -64,3 +64,23 @@ func TestLocate(t *testing.T) {
 		}
 	}
 }
+
+func TestUnder(t *testing.T) {
+	tests := []struct {
+		p, dir string
+		want   bool
+	}{
+		{"/a", "/a", true},
+		{"/a/b", "/a", true},
+		{"/ab", "/a", false},
+		{"/a", "/a/b", false},
+		{"/x/y", "/", true},
+		{"/", "/", true},
+		{"x/y", "/", false},
+	}
+	for _, tt := range tests {
+		if got := Under(tt.p, tt.dir); got != tt.want {
+			t.Errorf("Under(%q, %q) = %v, want %v", tt.p, tt.dir, got, tt.want)
+		}
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
 
+	"github.com/vigilsec/vigil/internal/mountinfo"
 	"github.com/vigilsec/vigil/internal/policy"
 )
 
@@ -456,7 +457,7 @@ func (m *Manager) unpend(dir string) bool {
 	defer m.mu.Unlock()
 	found := false
 	for p := range m.pending {
-		if under(p, dir) {
+		if mountinfo.Under(p, dir) {
 			delete(m.pending, p)
 			found = true
 		}
@@ -480,7 +481,7 @@ func (m *Manager) covered(dir string) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, r := range m.roots {
-		if under(dir, r.Path) && (r.Recursive || dir == r.Path) {
+		if mountinfo.Under(dir, r.Path) && (r.Recursive || dir == r.Path) {
 			return true
 		}
 	}
@@ -492,7 +493,7 @@ func (m *Manager) aboveRoot(dir string) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, r := range m.roots {
-		if r.Path != dir && under(r.Path, dir) {
+		if r.Path != dir && mountinfo.Under(r.Path, dir) {
 			return true
 		}
 	}

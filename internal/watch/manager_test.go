@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/vigilsec/vigil/internal/mountinfo"
 	"github.com/vigilsec/vigil/internal/policy"
 	"github.com/vigilsec/vigil/internal/testutil"
 )
@@ -59,7 +60,7 @@ func (s *fakeSource) Untrack(dir string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for p := range s.tracked {
-		if under(p, dir) {
+		if mountinfo.Under(p, dir) {
 			delete(s.tracked, p)
 		}
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
 
+	"github.com/vigilsec/vigil/internal/mountinfo"
 	"github.com/vigilsec/vigil/internal/policy"
 )
 
@@ -239,7 +240,7 @@ func (w *Walker) Subtree(ctx context.Context, dir string) (Stats, error) {
 		if r.stopped() {
 			break
 		}
-		if !under(p, dir) || r.visited(p) || w.avoids(ctx, p) {
+		if !mountinfo.Under(p, dir) || r.visited(p) || w.avoids(ctx, p) {
 			continue
 		}
 		at.set(p)
@@ -301,19 +302,11 @@ func canonical(roots []Root, at *slot) []Root {
 func (t *table) downAbove(p string) policy.Events {
 	var ev policy.Events
 	for _, rp := range t.paths {
-		if rp != p && under(p, rp) {
+		if rp != p && mountinfo.Under(p, rp) {
 			ev |= t.byPath[rp].down
 		}
 	}
 	return ev
-}
-
-// under reports whether p is dir or below it.
-func under(p, dir string) bool {
-	if dir == "/" {
-		return strings.HasPrefix(p, "/")
-	}
-	return p == dir || strings.HasPrefix(p, dir) && p[len(dir)] == '/'
 }
 
 func openDir(dirfd int, name string, flags int) (int, error) {

@@ -226,7 +226,7 @@ func (m *Manager) avoid(ctx context.Context, dir string) bool {
 // job other than self (nil: any) is stuck at.
 func (m *Manager) stuckLocked(dir string, self *jobTag) bool {
 	for p, owners := range m.stuck {
-		if under(dir, p) && slices.ContainsFunc(owners, func(o *jobTag) bool { return o != self }) {
+		if mountinfo.Under(dir, p) && slices.ContainsFunc(owners, func(o *jobTag) bool { return o != self }) {
 			return true
 		}
 	}
