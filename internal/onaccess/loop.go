@@ -557,7 +557,7 @@ func (l *Loop) ignore(fd int, key verdict.Key) {
 		return
 	}
 	var sb unix.Stat_t
-	if err := unix.Fstat(fd, &sb); err != nil || verdict.KeyOf(fd, &sb) != key {
+	if err := unix.Fstat(fd, &sb); err != nil || !key.Unchanged(&sb) {
 		if err := l.cfg.Ignorer.UnignoreFile(fd, ignoreMask); err != nil {
 			l.log.Error("remove ignore mark from changed file", "error", err)
 		}

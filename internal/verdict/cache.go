@@ -33,13 +33,7 @@ const fsIocGetVersion = 0x80007601 | uint(unsafe.Sizeof(uintptr(0)))<<16
 
 // KeyOf is the Key of the file open at fd, whose fstat is st.
 func KeyOf(fd int, st *unix.Stat_t) Key {
-	k := Key{
-		Dev:   uint64(st.Dev),
-		Ino:   uint64(st.Ino),
-		Mtime: st.Mtim.Nano(),
-		Ctime: st.Ctim.Nano(),
-		Size:  st.Size,
-	}
+	k := stateOf(st)
 	// Regular files only: a device's driver would take the ioctl for one
 	// of its own.
 	if st.Mode&unix.S_IFMT == unix.S_IFREG {
@@ -48,6 +42,26 @@ func KeyOf(fd int, st *unix.Stat_t) Key {
 		}
 	}
 	return k
+}
+
+// Unchanged reports whether st, a later fstat of the descriptor k was
+// taken from, shows the same state. The inode open is the same one, and
+// so is its generation, which is not asked for again.
+func (k Key) Unchanged(st *unix.Stat_t) bool {
+	now := stateOf(st)
+	now.Gen = k.Gen
+	return now == k
+}
+
+// stateOf is the Key of st but for the generation.
+func stateOf(st *unix.Stat_t) Key {
+	return Key{
+		Dev:   uint64(st.Dev),
+		Ino:   uint64(st.Ino),
+		Mtime: st.Mtim.Nano(),
+		Ctime: st.Ctim.Nano(),
+		Size:  st.Size,
+	}
 }
 
 // inode is the part of a Key that names the file rather than its state:

@@ -233,6 +233,9 @@ func TestKeyOf(t *testing.T) {
 	if k.Mtime < 1e18 {
 		t.Fatalf("got mtime %d want unix nanoseconds", k.Mtime)
 	}
+	if !k.Unchanged(&st) {
+		t.Error("Unchanged: got false for the same fstat")
+	}
 	if err := os.Chmod(p, 0o600); err != nil { // changes ctime only
 		t.Fatal(err)
 	}
@@ -241,6 +244,9 @@ func TestKeyOf(t *testing.T) {
 	}
 	if KeyOf(fd, &st) == k {
 		t.Fatal("got the same key after chmod want a new ctime")
+	}
+	if k.Unchanged(&st) {
+		t.Error("Unchanged: got true after chmod, want false (a new ctime)")
 	}
 }
 
