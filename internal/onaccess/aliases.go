@@ -75,22 +75,12 @@ func (a *Aliases) Resolve(pol *policy.Policy, path string, dev uint64, pid int32
 	defer a.mu.Unlock()
 	now := time.Now()
 	if a.own.read.IsZero() {
-		a.readOwn(now)
+		a.readFile(&a.own, ownMountinfo, now)
 	}
-	if pol != a.pol || !a.placed.Equal(a.own.read) {
-		a.findPlaces(pol)
-	}
-	if !a.watched(dev) {
-		// A watch's filesystem may have been mounted since the table
-		// was read.
-		if now.Sub(a.own.read) <= refreshAfter {
-			return "", false
-		}
-		a.readOwn(now)
-		a.findPlaces(pol)
-		if !a.watched(dev) {
-			return "", false
-		}
+	a.findPlaces(pol)
+	// A watch's filesystem may have been mounted since the table was read.
+	if !a.watched(dev) && (!a.rereadOwn(pol, now) || !a.watched(dev)) {
+		return "", false
 	}
 	if p, ok := a.resolveIn(&a.own, path, dev); ok {
 		return p, true
@@ -99,16 +89,12 @@ func (a *Aliases) Resolve(pol *policy.Policy, path string, dev uint64, pid int32
 		if p, ok := a.resolveIn(t, path, dev); ok {
 			return p, true
 		}
-		if now.Sub(t.read) > refreshAfter && a.readFile(t, procMountinfo(pid), now) {
-			if p, ok := a.resolveIn(t, path, dev); ok {
-				return p, true
-			}
+		if a.reread(t, procFile(pid, "mountinfo"), now) {
+			return a.resolveIn(t, path, dev)
 		}
 		return "", false
 	}
-	if now.Sub(a.own.read) > refreshAfter {
-		a.readOwn(now)
-		a.findPlaces(pol)
+	if a.rereadOwn(pol, now) {
 		return a.resolveIn(&a.own, path, dev)
 	}
 	return "", false
@@ -151,8 +137,12 @@ func (a *Aliases) resolveIn(t *table, path string, dev uint64) (string, bool) {
 }
 
 // findPlaces finds where pol's watches are on their filesystems, through
-// the mounts that hold their paths here.
+// the mounts that hold their paths here, unless it did for pol and this
+// reading of the table.
 func (a *Aliases) findPlaces(pol *policy.Policy) {
+	if pol == a.pol && a.placed.Equal(a.own.read) {
+		return
+	}
 	a.pol, a.placed, a.places = pol, a.own.read, a.places[:0]
 	for _, w := range pol.Watches {
 		if m, ok := mountinfo.At(a.own.mounts, w.Path); ok {
@@ -164,7 +154,7 @@ func (a *Aliases) findPlaces(pol *policy.Policy) {
 // foreign returns the mount table of pid's namespace, when that is not
 // this process's; nil when it is, or cannot be told (pid gone).
 func (a *Aliases) foreign(pid int32, now time.Time) *table {
-	ns, err := os.Readlink("/proc/" + strconv.Itoa(int(pid)) + "/ns/mnt")
+	ns, err := os.Readlink(procFile(pid, "ns/mnt"))
 	if err != nil || ns == a.selfNS {
 		return nil
 	}
@@ -172,7 +162,7 @@ func (a *Aliases) foreign(pid int32, now time.Time) *table {
 		return t
 	}
 	t := &table{}
-	if !a.readFile(t, procMountinfo(pid), now) {
+	if !a.readFile(t, procFile(pid, "mountinfo"), now) {
 		return nil
 	}
 	if len(a.others) >= maxNamespaces {
@@ -185,8 +175,22 @@ func (a *Aliases) foreign(pid int32, now time.Time) *table {
 	return t
 }
 
-func (a *Aliases) readOwn(now time.Time) {
-	a.readFile(&a.own, "/proc/self/mountinfo", now)
+const ownMountinfo = "/proc/self/mountinfo"
+
+// rereadOwn reads this process's table again if it is older than
+// refreshAfter, with the watches' places, and reports whether it did.
+func (a *Aliases) rereadOwn(pol *policy.Policy, now time.Time) bool {
+	if !a.reread(&a.own, ownMountinfo, now) {
+		return false
+	}
+	a.findPlaces(pol)
+	return true
+}
+
+// reread reads t again from name if it is older than refreshAfter, and
+// reports whether it did.
+func (a *Aliases) reread(t *table, name string, now time.Time) bool {
+	return now.Sub(t.read) > refreshAfter && a.readFile(t, name, now)
 }
 
 // readFile reads t from a mountinfo file, and reports whether it could.
@@ -201,6 +205,7 @@ func (a *Aliases) readFile(t *table, name string, now time.Time) bool {
 	return true
 }
 
-func procMountinfo(pid int32) string {
-	return "/proc/" + strconv.Itoa(int(pid)) + "/mountinfo"
+// procFile is the path of name in pid's /proc directory.
+func procFile(pid int32, name string) string {
+	return "/proc/" + strconv.Itoa(int(pid)) + "/" + name
 }
