@@ -29,14 +29,7 @@ func TestBindMountOfWatch(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			if err := unix.Mount(filepath.Join(root, "w"), b, "", unix.MS_BIND, ""); err != nil {
-				t.Fatalf("bind mount: %v", err)
-			}
-			t.Cleanup(func() {
-				if err := unix.Unmount(b, unix.MNT_DETACH); err != nil {
-					t.Errorf("unmount %s: %v", b, err)
-				}
-			})
+			testutil.BindMount(t, w, b)
 			startDaemon(t, fmt.Sprintf("watch %q {\n  mode = %q\n  exclude = [\"*.skip\"]\n}\n", w, mode), "")
 			writeFile(t, filepath.Join(w, "sub", "eicar"), clamav.EICAR)
 			writeFile(t, filepath.Join(w, "sub", "eicar.skip"), clamav.EICAR)

@@ -25,6 +25,17 @@ func MountTmpfs(t testing.TB) string {
 	return dir
 }
 
+// BindMount mounts src on dir, an existing directory of the test's, and
+// unmounts it at cleanup.
+func BindMount(t testing.TB, src, dir string) {
+	t.Helper()
+	SkipUnlessRoot(t)
+	if err := unix.Mount(src, dir, "", unix.MS_BIND, ""); err != nil {
+		t.Fatalf("bind mount %s on %s: %v", src, dir, err)
+	}
+	t.Cleanup(func() { unmount(t, dir) })
+}
+
 // MountExt4 makes a small ext4 image, loop-mounts it for the test and
 // unmounts it at cleanup. It skips, with the reason, where mkfs.ext4 is
 // missing (CI installs e2fsprogs).

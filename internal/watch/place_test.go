@@ -634,14 +634,7 @@ func TestPlaceBindMountListedAgain(t *testing.T) {
 	dir := testutil.MountTmpfs(t) // exact link counts: leaves are batched
 	mkdirs(t, dir, "real/sub/leaf1", "real/leaf2", "other")
 	other := filepath.Join(dir, "other")
-	if err := unix.Mount(filepath.Join(dir, "real"), other, "", unix.MS_BIND, ""); err != nil {
-		t.Fatalf("bind mount: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := unix.Unmount(other, unix.MNT_DETACH); err != nil {
-			t.Errorf("unmount %s: %v", other, err)
-		}
-	})
+	testutil.BindMount(t, filepath.Join(dir, "real"), other)
 	rec := newRecorder()
 	st, err := Place(context.Background(), rec, []Root{
 		{Path: other, Recursive: true, Events: exec}, // walked first: paths go in order
