@@ -89,7 +89,14 @@ type managerHarness struct {
 
 func newManagerHarness(t *testing.T, roots ...Root) *managerHarness {
 	t.Helper()
-	h := &managerHarness{dir: t.TempDir(), mark: newRecorder(), unmark: newRecorder(), src: newFakeSource()}
+	return newManagerHarnessIn(t, t.TempDir(), roots...)
+}
+
+// newManagerHarnessIn is newManagerHarness in dir, which may hold a tree
+// already.
+func newManagerHarnessIn(t *testing.T, dir string, roots ...Root) *managerHarness {
+	t.Helper()
+	h := &managerHarness{dir: dir, mark: newRecorder(), unmark: newRecorder(), src: newFakeSource()}
 	h.m = NewManager(h.mark, h.unmark, Sources{Primary: []Source{h.src}}, nil)
 	for i := range roots {
 		roots[i].Path = filepath.Join(h.dir, roots[i].Path)
@@ -160,12 +167,8 @@ func TestManagerCreated(t *testing.T) {
 
 func TestManagerMovedAndRemoved(t *testing.T) {
 	dir := t.TempDir()
-	h := &managerHarness{dir: dir, mark: newRecorder(), unmark: newRecorder(), src: newFakeSource()}
-	h.m = NewManager(h.mark, h.unmark, Sources{Primary: []Source{h.src}}, nil)
 	mkdirs(t, dir, "w/a/b", "w/c", "out")
-	if _, err := h.m.Place(context.Background(), []Root{{Path: h.path("w"), Recursive: true, Events: open}}); err != nil {
-		t.Fatal(err)
-	}
+	h := newManagerHarnessIn(t, dir, Root{Path: "w", Recursive: true, Events: open})
 	if n := h.m.Dirs(); n != 4 {
 		t.Fatalf("Dirs after Place: got %d, want 4", n)
 	}
@@ -209,11 +212,7 @@ func TestManagerMovedAndRemoved(t *testing.T) {
 func TestManagerPendingAncestorRemade(t *testing.T) {
 	dir := t.TempDir()
 	mkdirs(t, dir, "a")
-	h := &managerHarness{dir: dir, mark: newRecorder(), unmark: newRecorder(), src: newFakeSource()}
-	h.m = NewManager(h.mark, h.unmark, Sources{Primary: []Source{h.src}}, nil)
-	if _, err := h.m.Place(context.Background(), []Root{{Path: h.path("a/b"), Recursive: true, Events: open}}); err != nil {
-		t.Fatal(err)
-	}
+	h := newManagerHarnessIn(t, dir, Root{Path: "a/b", Recursive: true, Events: open})
 	wantKey := func(rel string) {
 		t.Helper()
 		var st unix.Stat_t
@@ -253,11 +252,7 @@ func TestManagerPendingAncestorRemade(t *testing.T) {
 func TestManagerDirMadeAgain(t *testing.T) {
 	dir := testutil.MountExt4(t) // gives the number of a deleted inode to the next one
 	mkdirs(t, dir, "w/leaf")
-	h := &managerHarness{dir: dir, mark: newRecorder(), unmark: newRecorder(), src: newFakeSource()}
-	h.m = NewManager(h.mark, h.unmark, Sources{Primary: []Source{h.src}}, nil)
-	if _, err := h.m.Place(context.Background(), []Root{{Path: h.path("w"), Recursive: true, Events: open}}); err != nil {
-		t.Fatal(err)
-	}
+	h := newManagerHarnessIn(t, dir, Root{Path: "w", Recursive: true, Events: open})
 	mkdirs(t, dir, "w/later/sub")
 	h.handle(Created, "w/later", "", "")
 	calls := func(rel string) int {
@@ -299,11 +294,7 @@ func TestManagerDirMadeAgain(t *testing.T) {
 func TestManagerResync(t *testing.T) {
 	dir := t.TempDir()
 	mkdirs(t, dir, "w/a")
-	h := &managerHarness{dir: dir, mark: newRecorder(), unmark: newRecorder(), src: newFakeSource()}
-	h.m = NewManager(h.mark, h.unmark, Sources{Primary: []Source{h.src}}, nil)
-	if _, err := h.m.Place(context.Background(), []Root{{Path: h.path("w"), Recursive: true, Events: open}}); err != nil {
-		t.Fatal(err)
-	}
+	h := newManagerHarnessIn(t, dir, Root{Path: "w", Recursive: true, Events: open})
 	// Made while events were lost: only a resync finds it.
 	mkdirs(t, dir, "w/a/lost/deeper")
 	h.m.Handle(context.Background(), DirEvent{Op: Resync, Source: "fake"})
