@@ -458,6 +458,45 @@ func TestWatchThroughSymlink(t *testing.T) {
 	wantDenied(t, filepath.Join(target, "sub", "eicar.com"))
 }
 
+// A deploy re-points the link a watch is written on: the watch moves to
+// the new target without a reload, and leaves the old one.
+func TestWatchFollowsRepointedLink(t *testing.T) {
+	root := testutil.TempDir(t)
+	v1, v2 := filepath.Join(root, "releases", "v1"), filepath.Join(root, "releases", "v2")
+	writeFile(t, filepath.Join(v1, "sub", "eicar"), clamav.EICAR)
+	writeFile(t, filepath.Join(v2, "sub", "eicar"), clamav.EICAR)
+	cur := filepath.Join(root, "current")
+	if err := os.Symlink("releases/v1", cur); err != nil {
+		t.Fatal(err)
+	}
+	d := startDaemon(t, fmt.Sprintf("watch %q {}\n", cur), "")
+	wantDenied(t, filepath.Join(v1, "sub", "eicar"))
+	wantContent(t, filepath.Join(v2, "sub", "eicar"), clamav.EICAR)
+
+	// As ln -sfn does it: a new link renamed over the old one.
+	tmp := filepath.Join(root, ".current.tmp")
+	if err := os.Symlink("releases/v2", tmp); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, cur); err != nil {
+		t.Fatal(err)
+	}
+	d.waitLogLine(t, "watches moved", v2)
+	wantDenied(t, filepath.Join(cur, "sub", "eicar"))
+	wantContent(t, filepath.Join(v1, "sub", "eicar"), clamav.EICAR)
+
+	// As a removal and a new link do it, back to the first release.
+	if err := os.Remove(cur); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("releases/v1", cur); err != nil {
+		t.Fatal(err)
+	}
+	d.waitLogLine(t, "watches moved", v1)
+	wantDenied(t, filepath.Join(v1, "sub", "eicar"))
+	wantContent(t, filepath.Join(v2, "sub", "eicar"), clamav.EICAR)
+}
+
 func TestReload(t *testing.T) {
 	root := testutil.TempDir(t)
 	a, b := filepath.Join(root, "a"), filepath.Join(root, "b")

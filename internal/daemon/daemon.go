@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -52,7 +53,7 @@ const cacheSize = 1 << 16
 // policy does not load, and any error that stops protection.
 func Run(ctx context.Context, opts Options) error {
 	log := opts.Log
-	pol, err := loadPolicy(opts.PolicyFile, opts.Diagnostics, log)
+	pol, err := loadPolicy(opts.PolicyFile, opts.Diagnostics)
 	if err != nil {
 		return err
 	}
@@ -74,7 +75,12 @@ func Run(ctx context.Context, opts Options) error {
 		cache:   verdict.NewCache(cacheSize),
 		aliases: onaccess.NewAliases(log.Named("aliases")),
 		started: time.Now(),
+		written: pol,
 	}
+	if d.links, err = newLinks(log); err != nil {
+		log.Warn("links on watches' paths are not followed: reload after re-pointing one", "error", err)
+	}
+	defer d.links.close()
 	d.metrics = d.newMetrics()
 	d.metrics.MustRegister(outsideMetrics{d})
 	ctl, err := listenControl(pol.Settings.ControlSocket)
@@ -96,7 +102,7 @@ func Run(ctx context.Context, opts Options) error {
 		log.Info("serving metrics", "addr", ln.Addr().String())
 	}
 
-	inst, err := d.start(ctx, &onaccess.State{Policy: pol, Engine: engine})
+	inst, err := d.start(ctx, &onaccess.State{Policy: d.resolve(pol), Engine: engine})
 	if err != nil {
 		return err
 	}
@@ -150,6 +156,10 @@ func Run(ctx context.Context, opts Options) error {
 			d.reloadLogged(ctx)
 		case res := <-d.reloads:
 			res <- d.reloadLogged(ctx)
+		case <-d.links.Changed():
+			if err := d.repoint(ctx); err != nil {
+				d.log.Error("moving the watches to where their links lead now failed: they stay where they were", "error", err)
+			}
 		case <-opts.Reopen:
 			if err := alerts.Reopen(); err != nil {
 				log.Error("alert log rotation", "error", err)
@@ -174,6 +184,10 @@ type daemon struct {
 	cur      atomic.Pointer[instance]
 	metrics  *prometheus.Registry
 	reloads  chan chan error // reload requests from the control socket
+	// written is the policy in force with its watches' paths as written,
+	// links unresolved; links follows those. Both belong to Run's loop.
+	written *policy.Policy
+	links   *links // nil when links cannot be followed
 }
 
 // instance is one fanotify group with its loop and marks. A reload builds
@@ -356,7 +370,7 @@ func (d *daemon) reloadLogged(ctx context.Context) error {
 // atomically. On any error the running instance is left untouched.
 func (d *daemon) reload(ctx context.Context) error {
 	d.log.Info("reloading", "policy", d.opts.PolicyFile)
-	pol, err := loadPolicy(d.opts.PolicyFile, d.opts.Diagnostics, d.log)
+	pol, err := loadPolicy(d.opts.PolicyFile, d.opts.Diagnostics)
 	if err != nil {
 		return err
 	}
@@ -368,18 +382,41 @@ func (d *daemon) reload(ctx context.Context) error {
 	if pol.Settings.ControlSocket != old.ControlSocket || pol.Settings.AlertLog != old.AlertLog {
 		d.log.Warn("control_socket and alert_log changes take effect at the next start")
 	}
-	inst, err := d.start(ctx, &onaccess.State{Policy: pol, Engine: engine})
+	inst, err := d.start(ctx, &onaccess.State{Policy: d.resolve(pol), Engine: engine})
 	if err != nil {
+		d.links.follow(watchPaths(d.written))
 		return err
 	}
 	d.cur.Swap(inst).retire()
+	d.written = pol
 	d.log.Info("reloaded", "policy", pol.Filename, "engine", engine.Name())
 	return nil
 }
 
-// loadPolicy loads and validates a policy and matches its watches by
-// their real paths, which is what the kernel reports.
-func loadPolicy(filename string, diag io.Writer, log hclog.Logger) (*policy.Policy, error) {
+// repoint resolves the watches' paths again after a name on one of them
+// changed (see links). When a watch leads elsewhere now, as after a
+// deploy re-pointed a link, it moves the watches there as a reload does,
+// with the policy and databases in force.
+func (d *daemon) repoint(ctx context.Context) error {
+	st := d.cur.Load().loop.State()
+	pol := d.resolve(d.written)
+	was, is := watchPaths(st.Policy), watchPaths(pol)
+	if slices.Equal(was, is) {
+		return nil
+	}
+	d.log.Info("a link on a watch's path changed: moving the watches", "from", was, "to", is)
+	inst, err := d.start(ctx, &onaccess.State{Policy: pol, Engine: st.Engine})
+	if err != nil {
+		return err
+	}
+	d.cur.Swap(inst).retire()
+	d.log.Info("watches moved", "watches", is)
+	return nil
+}
+
+// loadPolicy loads and validates a policy. Its watches' paths are as
+// written: see resolve.
+func loadPolicy(filename string, diag io.Writer) (*policy.Policy, error) {
 	pol, diags := policy.Load(filename)
 	if len(diags) > 0 && diag != nil {
 		policy.WriteDiagnostics(diag, diags)
@@ -387,11 +424,19 @@ func loadPolicy(filename string, diag io.Writer, log hclog.Logger) (*policy.Poli
 	if diags.HasErrors() {
 		return nil, fmt.Errorf("load %s: %w", filename, ErrPolicy)
 	}
-	pol, errs := pol.Resolved(realPaths(pol, log))
-	for _, err := range errs {
-		log.Warn("watch", "error", err)
-	}
 	return pol, nil
+}
+
+// resolve follows the links on the paths of written's watches (see links)
+// and matches the watches by their real paths, which is what the kernel
+// reports.
+func (d *daemon) resolve(written *policy.Policy) *policy.Policy {
+	d.links.follow(watchPaths(written))
+	pol, errs := written.Resolved(realPaths(written, d.log))
+	for _, err := range errs {
+		d.log.Warn("watch", "error", err)
+	}
+	return pol
 }
 
 // resolveTimeout bounds the resolving of the watches' paths: a watch on a
@@ -405,28 +450,13 @@ var errNoAnswer = errors.New("no answer")
 // and returns the answers for policy.Resolved.
 func realPaths(p *policy.Policy, log hclog.Logger) func(string) (string, error) {
 	type answer struct {
-		path, real string
-		err        error
+		real string
+		err  error
 	}
-	answers := make(chan answer, len(p.Watches)) // a late answer is dropped in the buffer
-	for _, w := range p.Watches {
-		go func() {
-			real, err := filepath.EvalSymlinks(w.Path)
-			answers <- answer{w.Path, real, err}
-		}()
-	}
-	got := make(map[string]answer, len(p.Watches))
-	deadline := time.NewTimer(resolveTimeout)
-	defer deadline.Stop()
-wait:
-	for range p.Watches {
-		select {
-		case a := <-answers:
-			got[a.path] = a
-		case <-deadline.C:
-			break wait
-		}
-	}
+	got := answers(watchPaths(p), func(path string) answer {
+		real, err := filepath.EvalSymlinks(path)
+		return answer{real, err}
+	})
 	return func(path string) (string, error) {
 		a, ok := got[path]
 		if !ok {
@@ -435,6 +465,15 @@ wait:
 		}
 		return a.real, a.err
 	}
+}
+
+// watchPaths are the paths of p's watches, in p's order.
+func watchPaths(p *policy.Policy) []string {
+	paths := make([]string, len(p.Watches))
+	for i, w := range p.Watches {
+		paths[i] = w.Path
+	}
+	return paths
 }
 
 // roots are the trees whose directories are marked one by one: the

@@ -53,6 +53,24 @@ func parse(b []byte, dst []rawEvent) ([]rawEvent, error) {
 	return dst, nil
 }
 
+// Event is one struct inotify_event, for a descriptor of the caller's
+// own (the daemon's watch on the links of its watches' paths).
+type Event struct {
+	Wd   int32
+	Mask uint32
+	Name string
+}
+
+// Parse decodes a buffer read from an inotify descriptor.
+func Parse(b []byte) ([]Event, error) {
+	raw, err := parse(b, nil)
+	evs := make([]Event, len(raw))
+	for i, r := range raw {
+		evs[i] = Event{Wd: r.wd, Mask: r.mask, Name: r.name}
+	}
+	return evs, err
+}
+
 // move is an IN_MOVED_FROM waiting for its IN_MOVED_TO.
 type move struct {
 	cookie   uint32

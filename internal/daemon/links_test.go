@@ -1,0 +1,159 @@
+package daemon
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+)
+
+// realTempDir is t.TempDir with the links on its path resolved, so that
+// the points a test expects are the only ones.
+func realTempDir(t *testing.T) string {
+	t.Helper()
+	dir, err := filepath.EvalSymlinks(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func symlink(t *testing.T, target, link string) {
+	t.Helper()
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestPathPoints(t *testing.T) {
+	root := realTempDir(t)
+	rel := filepath.Join(root, "releases")
+	if err := os.MkdirAll(filepath.Join(rel, "v1", "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	symlink(t, "releases/v1", filepath.Join(root, "current"))              // relative
+	symlink(t, filepath.Join(root, "current"), filepath.Join(root, "www")) // absolute, to a link
+	symlink(t, "../releases/v1", filepath.Join(rel, "up"))                 // through ".."
+
+	tests := []struct {
+		name, path string
+		want       []point
+	}{
+		{"no link", filepath.Join(rel, "v1", "sub"), nil},
+		{"a link", filepath.Join(root, "current", "sub"), []point{{root, "current"}}},
+		{"a link to a link", filepath.Join(root, "www"), []point{{root, "www"}, {root, "current"}}},
+		{"dot dot in a target", filepath.Join(rel, "up", "sub"), []point{{rel, "up"}}},
+		{"missing", filepath.Join(root, "none", "deeper"), []point{{root, "none"}}},
+		{"missing behind a link", filepath.Join(root, "current", "none"), []point{{root, "current"}, {filepath.Join(rel, "v1"), "none"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := pathPoints(tt.path); !slices.Equal(got, tt.want) {
+				t.Errorf("pathPoints(%s) = %v, want %v", tt.path, got, tt.want)
+			}
+		})
+	}
+
+	loop := filepath.Join(root, "loop")
+	symlink(t, "loop", loop)
+	if got := pathPoints(loop); len(got) != maxLinks+1 {
+		t.Errorf("a link to itself: %d points, want %d, the kernel's bound and one", len(got), maxLinks+1)
+	}
+}
+
+// waitChanged waits for a change from l, for up to within.
+func waitChanged(l *links, within time.Duration) bool {
+	select {
+	case <-l.Changed():
+		return true
+	case <-time.After(within):
+		return false
+	}
+}
+
+func TestLinksChanged(t *testing.T) {
+	root := realTempDir(t)
+	for _, v := range []string{"v1", "v2"} {
+		if err := os.Mkdir(filepath.Join(root, v), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cur := filepath.Join(root, "current")
+	symlink(t, "v1", cur)
+	l, err := newLinks(hclog.NewNullLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.close()
+	l.follow([]string{cur, filepath.Join(root, "v1")})
+	if waitChanged(l, 0) {
+		t.Fatal("a change reported before any")
+	}
+
+	// Names beside the link do not matter.
+	if err := os.WriteFile(filepath.Join(root, "other"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(root, "v3"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if waitChanged(l, 200*time.Millisecond) {
+		t.Error("a change reported for names the path does not go through")
+	}
+
+	// As ln -sfn re-points it: a new link renamed over the old.
+	tmp := filepath.Join(root, ".current.tmp")
+	symlink(t, "v2", tmp)
+	if err := os.Rename(tmp, cur); err != nil {
+		t.Fatal(err)
+	}
+	if !waitChanged(l, 5*time.Second) {
+		t.Fatal("re-pointing the link by a rename: no change reported")
+	}
+
+	// Removed, then made again.
+	if err := os.Remove(cur); err != nil {
+		t.Fatal(err)
+	}
+	if !waitChanged(l, 5*time.Second) {
+		t.Fatal("removing the link: no change reported")
+	}
+	symlink(t, "v3", cur)
+	if !waitChanged(l, 5*time.Second) {
+		t.Fatal("making the link again: no change reported")
+	}
+
+	// Followed no more once follow is given other paths.
+	l.follow([]string{filepath.Join(root, "v1")})
+	if err := os.Remove(cur); err != nil {
+		t.Fatal(err)
+	}
+	if waitChanged(l, 200*time.Millisecond) {
+		t.Error("a change reported for a link no longer followed")
+	}
+}
+
+// A path that does not exist yet is followed at its first missing name:
+// a link made there later moves the watch.
+func TestLinksMissingPath(t *testing.T) {
+	root := realTempDir(t)
+	l, err := newLinks(hclog.NewNullLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.close()
+	l.follow([]string{filepath.Join(root, "current", "sub")})
+	if err := os.Mkdir(filepath.Join(root, "v1"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if waitChanged(l, 200*time.Millisecond) {
+		t.Error("a change reported for a name the path does not go through")
+	}
+	symlink(t, "v1", filepath.Join(root, "current"))
+	if !waitChanged(l, 5*time.Second) {
+		t.Fatal("the missing name made as a link: no change reported")
+	}
+}
