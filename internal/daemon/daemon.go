@@ -431,8 +431,15 @@ func loadPolicy(filename string, diag io.Writer) (*policy.Policy, error) {
 // and matches the watches by their real paths, which is what the kernel
 // reports.
 func (d *daemon) resolve(written *policy.Policy) *policy.Policy {
-	d.links.follow(watchPaths(written))
-	pol, errs := written.Resolved(realPaths(written, d.log))
+	looks := d.links.follow(watchPaths(written))
+	pol, errs := written.Resolved(func(path string) (string, error) {
+		l, ok := looks[path]
+		if !ok {
+			d.log.Warn("watch path kept as written: its filesystem does not answer", "path", path, "waited", resolveTimeout)
+			return "", errNoAnswer
+		}
+		return l.real, l.err
+	})
 	for _, err := range errs {
 		d.log.Warn("watch", "error", err)
 	}
@@ -445,27 +452,6 @@ func (d *daemon) resolve(written *policy.Policy) *policy.Policy {
 const resolveTimeout = 5 * time.Second
 
 var errNoAnswer = errors.New("no answer")
-
-// realPaths resolves the watches' paths (filepath.EvalSymlinks) at once,
-// and returns the answers for policy.Resolved.
-func realPaths(p *policy.Policy, log hclog.Logger) func(string) (string, error) {
-	type answer struct {
-		real string
-		err  error
-	}
-	got := answers(watchPaths(p), func(path string) answer {
-		real, err := filepath.EvalSymlinks(path)
-		return answer{real, err}
-	})
-	return func(path string) (string, error) {
-		a, ok := got[path]
-		if !ok {
-			log.Warn("watch path kept as written: its filesystem does not answer", "path", path, "waited", resolveTimeout)
-			return "", errNoAnswer
-		}
-		return a.real, a.err
-	}
-}
 
 // watchPaths are the paths of p's watches, in p's order.
 func watchPaths(p *policy.Policy) []string {

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -82,25 +83,30 @@ func (l *links) Changed() <-chan struct{} {
 	return l.changed
 }
 
-// follow watches the points of paths in place of those it watched
-// before. It looks at them again once they are watched, until they stand
-// still: a change made meanwhile is then either seen by the caller's
-// next resolving of the paths or reported.
-func (l *links) follow(paths []string) {
+// follow looks at paths (see lookAt) and watches the points they go
+// through in place of those it watched before, and returns its looks. It
+// looks again once the points are watched, until they stand still: a
+// change made meanwhile is then either in the looks it returns or
+// reported on Changed. A path whose filesystem does not answer within
+// resolveTimeout has no look, and is not looked at again. A nil links
+// only looks.
+func (l *links) follow(paths []string) map[string]look {
+	looks := answers(paths, lookAt)
 	if l == nil {
-		return
+		return looks
 	}
-	pts := points(paths, l.log)
 	for range maxFollowLooks {
+		pts := pointsOf(looks)
 		l.watch(pts)
-		again := points(paths, l.log)
-		if slices.Equal(again, pts) {
-			return
+		again := answers(slices.Collect(maps.Keys(looks)), lookAt)
+		if slices.Equal(pointsOf(again), pts) {
+			return again
 		}
-		pts = again
+		looks = again
 	}
-	l.watch(pts)
+	l.watch(pointsOf(looks))
 	l.signal()
+	return looks
 }
 
 func (l *links) watch(pts []point) {
@@ -182,29 +188,29 @@ func (l *links) matters(evs []inotify.Event) bool {
 	return false
 }
 
-// points returns the points of paths, sorted, each once. A path whose
-// filesystem does not answer within resolveTimeout has none.
-func points(paths []string, log hclog.Logger) []point {
-	got := answers(paths, pathPoints)
+// look is what resolving one path found: its real path (err when it does
+// not resolve) and the points it goes through.
+type look struct {
+	real   string
+	err    error
+	points []point
+}
+
+// pointsOf returns the points of looks, sorted, each once.
+func pointsOf(looks map[string]look) []point {
 	var all []point
-	for _, p := range paths {
-		pts, ok := got[p]
-		if !ok {
-			log.Warn("links on a watch's path are not followed: its filesystem does not answer",
-				"path", p, "waited", resolveTimeout)
-			continue
-		}
-		all = append(all, pts...)
+	for _, l := range looks {
+		all = append(all, l.points...)
 	}
 	slices.SortFunc(all, comparePoints)
 	return slices.Compact(all)
 }
 
-// pathPoints resolves the absolute path name by name, as the kernel
-// does, and returns the links it goes through and the name where it
-// first fails to resolve, if it does.
-func pathPoints(path string) []point {
-	var pts []point
+// lookAt resolves the absolute path name by name, as the kernel does,
+// and notes the links it goes through and the first name that does not
+// exist, if one does not: the real path is filepath.EvalSymlinks's.
+func lookAt(path string) look {
+	var l look
 	todo := strings.Split(path, "/")
 	dir := "/"
 	for seen := 0; len(todo) > 0; {
@@ -220,26 +226,31 @@ func pathPoints(path string) []point {
 		next := filepath.Join(dir, name)
 		fi, err := os.Lstat(next)
 		if err != nil {
-			return append(pts, point{dir, name})
+			l.points = append(l.points, point{dir, name})
+			l.err = err
+			return l
 		}
 		if fi.Mode()&os.ModeSymlink == 0 {
 			dir = next
 			continue
 		}
-		pts = append(pts, point{dir, name})
+		l.points = append(l.points, point{dir, name})
 		if seen++; seen > maxLinks {
-			return pts
+			l.err = &os.PathError{Op: "resolve", Path: path, Err: unix.ELOOP}
+			return l
 		}
 		target, err := os.Readlink(next)
 		if err != nil {
-			return pts
+			l.err = err
+			return l
 		}
 		if filepath.IsAbs(target) {
 			dir = "/"
 		}
 		todo = append(strings.Split(target, "/"), todo...)
 	}
-	return pts
+	l.real = dir
+	return l
 }
 
 // answers runs fn on each path at once and returns the answers that came

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"golang.org/x/sys/unix"
 )
 
 // realTempDir is t.TempDir with the links on its path resolved, so that
@@ -28,10 +30,11 @@ func symlink(t *testing.T, target, link string) {
 	}
 }
 
-func TestPathPoints(t *testing.T) {
+func TestLookAt(t *testing.T) {
 	root := realTempDir(t)
 	rel := filepath.Join(root, "releases")
-	if err := os.MkdirAll(filepath.Join(rel, "v1", "sub"), 0o755); err != nil {
+	v1 := filepath.Join(rel, "v1")
+	if err := os.MkdirAll(filepath.Join(v1, "sub"), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	symlink(t, "releases/v1", filepath.Join(root, "current"))              // relative
@@ -40,27 +43,36 @@ func TestPathPoints(t *testing.T) {
 
 	tests := []struct {
 		name, path string
-		want       []point
+		real       string // "" when it does not resolve
+		points     []point
 	}{
-		{"no link", filepath.Join(rel, "v1", "sub"), nil},
-		{"a link", filepath.Join(root, "current", "sub"), []point{{root, "current"}}},
-		{"a link to a link", filepath.Join(root, "www"), []point{{root, "www"}, {root, "current"}}},
-		{"dot dot in a target", filepath.Join(rel, "up", "sub"), []point{{rel, "up"}}},
-		{"missing", filepath.Join(root, "none", "deeper"), []point{{root, "none"}}},
-		{"missing behind a link", filepath.Join(root, "current", "none"), []point{{root, "current"}, {filepath.Join(rel, "v1"), "none"}}},
+		{"no link", filepath.Join(v1, "sub"), filepath.Join(v1, "sub"), nil},
+		{"a link", filepath.Join(root, "current", "sub"), filepath.Join(v1, "sub"), []point{{root, "current"}}},
+		{"a link to a link", filepath.Join(root, "www"), v1, []point{{root, "www"}, {root, "current"}}},
+		{"dot dot in a target", filepath.Join(rel, "up", "sub"), filepath.Join(v1, "sub"), []point{{rel, "up"}}},
+		{"dot dot after a link", root + "/current/../v1", v1, []point{{root, "current"}}},
+		{"missing", filepath.Join(root, "none", "deeper"), "", []point{{root, "none"}}},
+		{"missing behind a link", filepath.Join(root, "current", "none"), "", []point{{root, "current"}, {v1, "none"}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := pathPoints(tt.path); !slices.Equal(got, tt.want) {
-				t.Errorf("pathPoints(%s) = %v, want %v", tt.path, got, tt.want)
+			l := lookAt(tt.path)
+			if !slices.Equal(l.points, tt.points) {
+				t.Errorf("points: got %v, want %v", l.points, tt.points)
+			}
+			if l.real != tt.real || (l.err == nil) != (tt.real != "") {
+				t.Errorf("real path: got %q (error %v), want %q", l.real, l.err, tt.real)
+			}
+			if want, err := filepath.EvalSymlinks(tt.path); err == nil && l.real != want {
+				t.Errorf("real path %q, filepath.EvalSymlinks says %q", l.real, want)
 			}
 		})
 	}
 
 	loop := filepath.Join(root, "loop")
 	symlink(t, "loop", loop)
-	if got := pathPoints(loop); len(got) != maxLinks+1 {
-		t.Errorf("a link to itself: %d points, want %d, the kernel's bound and one", len(got), maxLinks+1)
+	if l := lookAt(loop); !errors.Is(l.err, unix.ELOOP) || len(l.points) != maxLinks+1 {
+		t.Errorf("a link to itself: error %v and %d points, want ELOOP after %d, the kernel's bound", l.err, len(l.points), maxLinks)
 	}
 }
 
