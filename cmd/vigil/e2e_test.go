@@ -708,6 +708,26 @@ func TestHungFilesystemAtStart(t *testing.T) {
 	d.waitLog(t, "stalled directory walk ended")
 }
 
+// A filesystem-mode watch on a hung filesystem at start: vigil becomes
+// ready with the other watches in force, and marks that filesystem once
+// it answers. The mark checks that vigil may read the filesystem's root,
+// which on NFS, and here, asks the server.
+func TestHungFilesystemAtStartFilesystemMode(t *testing.T) {
+	other := testutil.MountTmpfs(t)
+	writeFile(t, filepath.Join(other, "eicar.com"), clamav.EICAR)
+	fs := testutil.MountFUSEChecking(t)
+	fs.AddFile(t, "eicar.com", []byte(clamav.EICAR))
+	fs.HangOthers(t)
+	d := startDaemon(t, fmt.Sprintf("watch %q {\n  mode = \"filesystem\"\n}\nwatch %q {\n  mode = \"filesystem\"\n}\n",
+		other, fs.Dir), "")
+	d.waitLogLine(t, "filesystem marks wait on filesystems that do not answer", fs.Dir)
+	wantDenied(t, filepath.Join(other, "eicar.com"))
+
+	fs.Release(t)
+	d.waitLogLine(t, "filesystem marked once it answered", fs.Dir)
+	wantDenied(t, filepath.Join(fs.Dir, "eicar.com"))
+}
+
 // waitDenied reads path until it gets EPERM, for up to within: a
 // directory being marked.
 func waitDenied(t *testing.T, what, path string, within time.Duration) {

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"runtime/debug"
 	"slices"
 	"sync/atomic"
@@ -472,33 +470,6 @@ func roots(p *policy.Policy) []watch.Root {
 		}
 	}
 	return rs
-}
-
-// markFilesystems places one filesystem mark for each watch in
-// filesystem mode: every open on that filesystem reaches the loop, which
-// decides scope by path, so no directory can be used before it is
-// covered. A watch that does not exist yet marks the filesystem of its
-// nearest existing ancestor, where it will be made. The filesystems
-// mounted below a watch are markSubmounts'.
-func markFilesystems(g *fanotify.Group, p *policy.Policy, log hclog.Logger) error {
-	for _, w := range p.Watches {
-		if w.Mode != policy.ModeFilesystem {
-			continue
-		}
-		at := w.Path
-		for {
-			if _, err := os.Stat(at); err == nil || at == "/" {
-				break
-			}
-			at = filepath.Dir(at)
-		}
-		mask := permMask(w.On) &^ unix.FAN_EVENT_ON_CHILD
-		if err := g.Mark(unix.FAN_MARK_ADD|unix.FAN_MARK_FILESYSTEM, mask, unix.AT_FDCWD, at); err != nil {
-			return fmt.Errorf("watch %s: mark the filesystem of %s: %w", w.Path, at, err)
-		}
-		log.Info("filesystem marked", "path", w.Path, "dir", at)
-	}
-	return nil
 }
 
 // unmarker removes the permission marks of a directory.

@@ -78,12 +78,24 @@ func Init(flags, eventFlags uint) (*Group, error) {
 func (g *Group) Mark(flags uint, mask uint64, dirfd int, path string) error {
 	var err error
 	cerr := g.rc.Control(func(fd uintptr) {
-		err = unix.FanotifyMark(int(fd), flags, mask, dirfd, path)
+		err = mark(int(fd), flags, mask, dirfd, path)
 	})
 	if cerr != nil {
 		return cerr
 	}
 	return err
+}
+
+// mark is fanotify_mark(2), made again when a signal interrupted its
+// lookup of path: FUSE fails an interrupted request with EINTR, and the
+// Go runtime signals its threads to preempt them.
+func mark(fd int, flags uint, mask uint64, dirfd int, path string) error {
+	for {
+		err := unix.FanotifyMark(fd, flags, mask, dirfd, path)
+		if err != unix.EINTR {
+			return err
+		}
+	}
 }
 
 // MarkEach calls fanotify_mark(2) for n objects, at each dirfd and path
@@ -93,7 +105,7 @@ func (g *Group) MarkEach(flags uint, mask uint64, n int, at func(i int) (dirfd i
 	cerr := g.rc.Control(func(fd uintptr) {
 		for i := range n {
 			dirfd, path := at(i)
-			errs[i] = unix.FanotifyMark(int(fd), flags, mask, dirfd, path)
+			errs[i] = mark(int(fd), flags, mask, dirfd, path)
 		}
 	})
 	if cerr != nil {

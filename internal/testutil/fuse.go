@@ -66,17 +66,35 @@ func MountFUSE(t testing.TB) *FUSE {
 	return MountFUSEAt(t, TempDir(t))
 }
 
+// MountFUSEChecking is MountFUSE with default_permissions: the kernel
+// checks permissions itself, from attributes it asks the server for
+// first (they are never cached), as an NFS client asks its server. Each
+// permission check there then waits on a hung server, even one on the
+// filesystem's root, which a path lookup otherwise crosses without a
+// request.
+func MountFUSEChecking(t testing.TB) *FUSE {
+	t.Helper()
+	SkipUnlessRoot(t)
+	return mountFUSE(t, TempDir(t), ",default_permissions")
+}
+
 // MountFUSEAt is MountFUSE on dir, an empty directory of the test's.
 func MountFUSEAt(t testing.TB, dir string) *FUSE {
 	t.Helper()
 	SkipUnlessRoot(t)
+	return mountFUSE(t, dir, "")
+}
+
+// mountFUSE mounts on dir with the options more added to the required.
+func mountFUSE(t testing.TB, dir, more string) *FUSE {
+	t.Helper()
 	dev, err := os.OpenFile("/dev/fuse", os.O_RDWR, 0)
 	if err != nil {
 		skip(t, fmt.Sprintf("FUSE unavailable: %v", err))
 		return nil
 	}
 	defer dev.Close() // the server's copy keeps the connection
-	opts := fmt.Sprintf("fd=%d,rootmode=40000,user_id=0,group_id=0", dev.Fd())
+	opts := fmt.Sprintf("fd=%d,rootmode=40000,user_id=0,group_id=0%s", dev.Fd(), more)
 	if err := unix.Mount("vigiltest", dir, "fuse", unix.MS_NOSUID|unix.MS_NODEV, opts); err != nil {
 		skip(t, fmt.Sprintf("mount FUSE on %s: %v", dir, err))
 		return nil

@@ -1,0 +1,202 @@
+package daemon
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"golang.org/x/sys/unix"
+
+	"github.com/vigilsec/vigil/internal/fanotify"
+	"github.com/vigilsec/vigil/internal/mountinfo"
+	"github.com/vigilsec/vigil/internal/policy"
+	"github.com/vigilsec/vigil/internal/watch"
+)
+
+// markFilesystems places one filesystem mark for each watch in
+// filesystem mode: every open on that filesystem reaches the loop, which
+// decides scope by path, so no directory can be used before it is
+// covered. A watch that does not exist yet marks the filesystem of its
+// nearest existing ancestor, where it will be made. The filesystems
+// mounted below a watch are markSubmounts'. A filesystem that does not
+// answer holds start-up for resolveTimeout at most (see placeMarks).
+func markFilesystems(g *fanotify.Group, p *policy.Policy, log hclog.Logger) error {
+	var marks []fsMark
+	for _, w := range p.Watches {
+		if w.Mode == policy.ModeFilesystem {
+			marks = append(marks, fsMark{path: w.Path, dir: w.Path, mask: fsMask(w)})
+		}
+	}
+	return errors.Join(placeMarks(g, marks, log)...)
+}
+
+func fsMask(w *policy.Watch) uint64 { return permMask(w.On) &^ unix.FAN_EVENT_ON_CHILD }
+
+// fsMark is a filesystem mark for a filesystem-mode watch: on the
+// filesystem of dir, or of its nearest existing ancestor when dir does
+// not exist yet.
+type fsMark struct {
+	path, dir string // the watch's path; where to mark
+	mask      uint64
+}
+
+// place marks m's filesystem and returns the directory it marked at.
+func (m fsMark) place(g *fanotify.Group) (string, error) {
+	for at := m.dir; ; at = filepath.Dir(at) {
+		err := g.Mark(unix.FAN_MARK_ADD|unix.FAN_MARK_FILESYSTEM, m.mask, unix.AT_FDCWD, at)
+		if err == nil || at == "/" || !(errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR)) {
+			if err != nil {
+				err = fmt.Errorf("watch %s: mark the filesystem of %s: %w", m.path, at, err)
+			}
+			return at, err
+		}
+	}
+}
+
+// placeMarks places marks at once, each on a goroutine of its own, and
+// returns the errors of those placed within resolveTimeout. A filesystem
+// that does not answer, as a hung NFS or FUSE server, holds start-up no
+// longer: its mark is placed when it answers, and the log says so then.
+func placeMarks(g *fanotify.Group, marks []fsMark, log hclog.Logger) []error {
+	type placed struct {
+		m   fsMark
+		at  string
+		err error
+	}
+	done := make(chan placed, len(marks))
+	waiting := make(map[fsMark]bool, len(marks))
+	for _, m := range marks {
+		waiting[m] = true
+		go func() {
+			at, err := m.place(g)
+			done <- placed{m, at, err}
+		}()
+	}
+	var errs []error
+	deadline := time.NewTimer(resolveTimeout)
+	defer deadline.Stop()
+	for len(waiting) > 0 {
+		select {
+		case p := <-done:
+			delete(waiting, p.m)
+			if p.err != nil {
+				errs = append(errs, p.err)
+				continue
+			}
+			log.Info("filesystem marked", "path", p.m.path, "dir", p.at)
+		case <-deadline.C:
+			var dirs []string
+			for m := range waiting {
+				dirs = append(dirs, m.dir)
+			}
+			log.Warn("filesystem marks wait on filesystems that do not answer: each is placed when its filesystem answers",
+				"dirs", dirs, "waited", resolveTimeout)
+			go func(left int) {
+				for range left {
+					p := <-done
+					if p.err != nil {
+						log.Error("a filesystem that did not answer was not marked", "error", p.err)
+						continue
+					}
+					log.Info("filesystem marked once it answered", "path", p.m.path, "dir", p.at)
+				}
+			}(len(waiting))
+			return errs
+		}
+	}
+	return errs
+}
+
+// submounts keeps the filesystems mounted in filesystem-mode watches
+// marked: a filesystem mark covers its own filesystem only, so each one
+// mounted at or below such a watch needs its own, at start and whenever
+// one is mounted later.
+type submounts struct {
+	src  *watch.MountSource
+	done chan struct{}
+}
+
+// markSubmounts marks the filesystems mounted below p's filesystem-mode
+// watches now, and follows the mounts made later; nil without such a
+// watch, or when mounts cannot be followed (said in the log).
+func markSubmounts(g *fanotify.Group, p *policy.Policy, log hclog.Logger) *submounts {
+	if !hasFilesystemWatch(p) {
+		return nil
+	}
+	src, err := watch.NewMountSource(log)
+	if err != nil {
+		log.Warn("filesystems mounted in a filesystem-mode watch after start are not marked", "error", err)
+	}
+	if ms, err := mountinfo.Read(); err != nil {
+		log.Warn("filesystems mounted in a filesystem-mode watch are not marked", "error", err)
+	} else {
+		var marks []fsMark
+		for _, mt := range ms {
+			for _, m := range submountMarks(p, mt.Point) {
+				if m.dir != m.path { // the watch's own filesystem is markFilesystems'
+					marks = append(marks, m)
+				}
+			}
+		}
+		for _, err := range placeMarks(g, marks, log) {
+			log.Warn("mark a filesystem mounted in a watch", "error", err)
+		}
+	}
+	if src == nil {
+		return nil
+	}
+	s := &submounts{src: src, done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		for ev := range src.Events() {
+			// Mounted, or unmounted: then this marks what is under it,
+			// already marked or another submount.
+			markSubmount(g, p, ev.Path, log)
+		}
+	}()
+	return s
+}
+
+// markSubmount marks the filesystem at point, a mount point, if it lies
+// in a filesystem-mode watch of p.
+func markSubmount(g *fanotify.Group, p *policy.Policy, point string, log hclog.Logger) {
+	for _, m := range submountMarks(p, point) {
+		if at, err := m.place(g); err != nil {
+			log.Warn("mark a filesystem mounted in a watch", "error", err)
+		} else {
+			log.Debug("filesystem marked", "path", m.path, "dir", at)
+		}
+	}
+}
+
+// submountMarks are the marks the filesystem mounted at point needs: one
+// for each filesystem-mode watch of p it lies in.
+func submountMarks(p *policy.Policy, point string) []fsMark {
+	var marks []fsMark
+	for _, w := range p.Watches {
+		if w.Mode == policy.ModeFilesystem && mountinfo.Under(point, w.Path) {
+			marks = append(marks, fsMark{path: w.Path, dir: point, mask: fsMask(w)})
+		}
+	}
+	return marks
+}
+
+func hasFilesystemWatch(p *policy.Policy) bool {
+	for _, w := range p.Watches {
+		if w.Mode == policy.ModeFilesystem {
+			return true
+		}
+	}
+	return false
+}
+
+// close stops following mounts; the marks go with the group.
+func (s *submounts) close() {
+	if s == nil {
+		return
+	}
+	s.src.Close()
+	<-s.done
+}
