@@ -96,7 +96,8 @@ func startDaemon(t *testing.T, watches, engine string) *daemonProc {
 }
 
 // startDaemonWith is startDaemon with lines added to the settings block
-// (a setting given twice is an error: scan_timeout and workers are fixed)
+// (a setting given twice is an error: workers is fixed; scan_timeout and
+// quarantine_dir given there replace the harness's)
 // and arguments added to vigil run's.
 func startDaemonWith(t *testing.T, watches, engine, settings string, args ...string) *daemonProc {
 	t.Helper()
@@ -120,6 +121,9 @@ settings {
 `, d.socket, d.alertLog, filepath.Join(state, "quarantine"), settings)
 	polFile := filepath.Join(state, "policy.hcl")
 	d.policy = polFile
+	if strings.Contains(settings, "quarantine_dir") {
+		d.settings = strings.Replace(d.settings, fmt.Sprintf("  quarantine_dir = %q\n", filepath.Join(state, "quarantine")), "", 1)
+	}
 	if !strings.Contains(settings, "scan_timeout") {
 		d.settings = strings.Replace(d.settings, "settings {", "settings {\n  scan_timeout   = \"5s\"", 1)
 	}

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/vigilsec/vigil/internal/scan/clamav"
 	"github.com/vigilsec/vigil/internal/testutil"
 )
@@ -51,4 +53,44 @@ func TestQuarantineRoundTrip(t *testing.T) {
 		t.Fatalf("restore: exit %d\n%s%s", code, stdout, stderr)
 	}
 	wantDenied(t, evil) // still infected: quarantined again
+}
+
+// A file the quarantine has no room for (the store leaves 5% of its
+// filesystem free) stays in place, blocked, and its alert says why.
+func TestQuarantineFull(t *testing.T) {
+	store := filepath.Join(testutil.TempDir(t), "store")
+	if err := os.Mkdir(store, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("vigil-test", store, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "size=1m"); err != nil {
+		t.Fatalf("mount tmpfs: %v", err)
+	}
+	t.Cleanup(func() { unix.Unmount(store, unix.MNT_DETACH) })
+
+	root, db := testutil.TempDir(t), testutil.TempDir(t)
+	big := make([]byte, 1000<<10) // fits in 1 MiB, but not with 5% left free
+	copy(big, "not EICAR, but listed by hash")
+	bigPath, small := filepath.Join(root, "big.bin"), filepath.Join(root, "small.com")
+	writeFile(t, bigPath, string(big))
+	writeFile(t, small, clamav.EICAR)
+	writeFile(t, filepath.Join(db, "test.hdb"), fmt.Sprintf("%x:%d:Test.Big\n", md5sum(big), len(big)))
+	d := startDaemonWith(t, fmt.Sprintf("watch %q {\n  action = \"quarantine\"\n}\n", root),
+		fmt.Sprintf("engine \"builtin\" {\n  databases = [%q]\n}\n", db),
+		fmt.Sprintf("  quarantine_dir = %q", filepath.Join(store, "q")))
+
+	wantDenied(t, bigPath)
+	recs := d.alerts(t, 1)
+	if len(recs) != 1 || recs[0].Action != "blocked" || !strings.Contains(recs[0].Error, "quarantine store full") {
+		t.Fatalf("alerts: got %+v, want one blocked record saying the store is full", recs)
+	}
+	if _, err := os.Lstat(bigPath); err != nil {
+		t.Errorf("the file the store had no room for: %v, want it in place", err)
+	}
+
+	// A file that fits is still taken.
+	wantDenied(t, small)
+	recs = d.alerts(t, 2)
+	if len(recs) != 2 || recs[1].Action != "quarantined" || recs[1].Path != small {
+		t.Fatalf("alerts: got %+v, want the small file quarantined", recs)
+	}
 }

@@ -26,6 +26,16 @@ const (
 	tmpPrefix = "tmp-"
 )
 
+// minFreePercent is the share of its filesystem's space, and of its
+// inodes, that the store leaves free: a flood of large infected files
+// must not fill the filesystem the system runs on (the default store is
+// under /var).
+const minFreePercent = 5
+
+// ErrFull means the store's filesystem has no room for a file above what
+// the store leaves free (minFreePercent).
+var ErrFull = errors.New("quarantine store full")
+
 // Store is a quarantine directory. Every operation works relative to the
 // directory's fd, opened once without following symlinks, so the path
 // cannot be swapped under it. A Store is safe for concurrent use.
@@ -166,7 +176,15 @@ func (s *Store) Add(f *os.File, path string, info Info) (Entry, error) {
 	}
 	e.Time = e.Time.UTC()
 
-	size, sum, err := s.copyIn(id, f)
+	room, err := s.room()
+	if err != nil {
+		return Entry{}, fmt.Errorf("quarantine %s: %w", path, err)
+	}
+	if st.Size > room {
+		return Entry{}, fmt.Errorf("quarantine %s: %w: the file has %d bytes, %d can be taken with %d%% of the filesystem left free",
+			path, ErrFull, st.Size, room, minFreePercent)
+	}
+	size, sum, err := s.copyIn(id, f, room)
 	if err != nil {
 		return Entry{}, fmt.Errorf("quarantine %s: %w", path, err)
 	}
@@ -205,9 +223,33 @@ func (s *Store) Add(f *os.File, path string, info Info) (Entry, error) {
 	return e, nil
 }
 
+// room returns how many bytes the store may take now, leaving
+// minFreePercent of its filesystem free; 0 when an entry's two inodes
+// would take the inodes left free. A filesystem that reports no size
+// (tmpfs without one) has no bound.
+func (s *Store) room() (int64, error) {
+	var fs unix.Statfs_t
+	if err := unix.Fstatfs(s.fd(), &fs); err != nil {
+		return 0, fmt.Errorf("statfs: %w", err)
+	}
+	if fs.Files > 0 && fs.Ffree < 2+fs.Files*minFreePercent/100 {
+		return 0, nil
+	}
+	if fs.Blocks == 0 {
+		return math.MaxInt64, nil
+	}
+	bsize := fs.Frsize
+	if bsize == 0 {
+		bsize = fs.Bsize
+	}
+	free, keep := int64(fs.Bavail)*bsize, int64(fs.Blocks)*bsize*minFreePercent/100
+	return max(free-keep, 0), nil
+}
+
 // copyIn copies f into <id>.data, fsynced, and returns the bytes copied
-// and their SHA-256.
-func (s *Store) copyIn(id string, f *os.File) (int64, string, error) {
+// and their SHA-256. It copies limit bytes at most: a file that grew
+// beyond that meanwhile is not taken (ErrFull).
+func (s *Store) copyIn(id string, f *os.File, limit int64) (int64, string, error) {
 	name := id + dataExt
 	fd, err := unix.Openat(s.fd(), name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 	if err != nil {
@@ -216,7 +258,10 @@ func (s *Store) copyIn(id string, f *os.File) (int64, string, error) {
 	out := os.NewFile(uintptr(fd), name)
 	h := sha256.New()
 	// The size may change under us: copy what is there, and record it.
-	n, err := io.Copy(io.MultiWriter(out, h), io.NewSectionReader(f, 0, math.MaxInt64))
+	n, err := io.Copy(io.MultiWriter(out, h), io.NewSectionReader(f, 0, min(limit, math.MaxInt64-1)+1))
+	if err == nil && n > limit {
+		err = fmt.Errorf("%w: the file grew past the %d bytes that can be taken", ErrFull, limit)
+	}
 	if err == nil {
 		err = unix.Fchmod(fd, 0o600) // whatever the umask
 	}

@@ -657,3 +657,81 @@ func TestPerm(t *testing.T) {
 		}
 	}
 }
+
+// The store leaves minFreePercent of its filesystem free: a file that
+// would take that is refused, and stays where it is.
+func TestStoreFull(t *testing.T) {
+	mnt := testutil.MountTmpfs(t) // 64 MiB: 3.2 MiB left free
+	s, err := Open(filepath.Join(mnt, "quarantine"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	// Leaves 4 MiB free.
+	if err := os.WriteFile(filepath.Join(mnt, "filler"), make([]byte, 60<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	add := func(name string, size int) (Entry, error) {
+		path := filepath.Join(t.TempDir(), name)
+		content := append(bytes.Clone(eicar), make([]byte, size-len(eicar))...)
+		if err := os.WriteFile(path, content, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		f, err := os.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		return s.Add(f, path, info(filepath.Dir(path)))
+	}
+
+	if e, err := add("big", 1<<20); !errors.Is(err, ErrFull) || e.ID != "" {
+		t.Errorf("1 MiB with 4 MiB free: got %+v, %v, want ErrFull and no entry", e, err)
+	}
+	if es, err := s.List(); err != nil || len(es) != 0 {
+		t.Errorf("store after a refused file: %d entries, %v; want none", len(es), err)
+	}
+	if e, err := add("small", 64<<10); err != nil || e.State != StateQuarantined {
+		t.Errorf("64 KiB with 4 MiB free: got %+v, %v, want quarantined", e, err)
+	}
+}
+
+// A filesystem that reports no size (tmpfs without one) does not bound
+// the store.
+func TestStoreUnbounded(t *testing.T) {
+	testutil.SkipUnlessRoot(t)
+	dir := filepath.Join(testutil.TempDir(t), "tmpfs")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("vigil-test", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "size=0,nr_inodes=0"); err != nil {
+		t.Fatalf("mount tmpfs: %v", err)
+	}
+	t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
+	s, err := Open(filepath.Join(dir, "quarantine"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	path := filepath.Join(t.TempDir(), "evil")
+	f := infected(t, path, 0o600)
+	if e, err := s.Add(f, path, info(filepath.Dir(path))); err != nil || e.State != StateQuarantined {
+		t.Errorf("Add: got %+v, %v, want quarantined", e, err)
+	}
+}
+
+// A file that grew past the room the store had when Add looked is not
+// taken: no data is left behind.
+func TestCopyInBounded(t *testing.T) {
+	s := newStore(t)
+	f := infected(t, filepath.Join(t.TempDir(), "evil"), 0o600)
+	if _, _, err := s.copyIn("grown", f, int64(len(eicar)-1)); !errors.Is(err, ErrFull) {
+		t.Errorf("copy of %d bytes with room for one less: got %v, want ErrFull", len(eicar), err)
+	}
+	if exists(filepath.Join(s.Dir(), "grown"+dataExt)) {
+		t.Error("data of a file not taken left in the store")
+	}
+	if n, _, err := s.copyIn("fits", f, int64(len(eicar))); err != nil || n != int64(len(eicar)) {
+		t.Errorf("copy of %d bytes with room for them: got %d, %v", len(eicar), n, err)
+	}
+}
