@@ -118,17 +118,19 @@ func pruneSpec(spec *ebpf.CollectionSpec, h Hook) {
 }
 
 // loadRung loads and attaches hook's programs. Errors that mean the
-// kernel lacks the hook wrap features.ErrNotSupported.
-func loadRung(h Hook, log hclog.Logger) (*rung, error) {
+// kernel lacks the hook wrap features.ErrNotSupported. kernel holds the
+// kernel's BTF once decoded: the rungs of one climb down the ladder share
+// it, for decoding it costs tens of milliseconds each time.
+func loadRung(h Hook, kernel *btf.Cache, log hclog.Logger) (*rung, error) {
 	spec, err := loadDirwatch()
 	if err != nil {
 		return nil, err
 	}
-	if err := prepare(spec, h, log); err != nil {
+	if err := prepare(spec, h, kernel, log); err != nil {
 		return nil, err
 	}
 	pruneSpec(spec, h)
-	coll, err := ebpf.NewCollection(spec)
+	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{Cache: kernel})
 	if err != nil {
 		return nil, fmt.Errorf("load %s programs: %w", h, notSupported(err))
 	}
@@ -150,14 +152,14 @@ func loadRung(h Hook, log hclog.Logger) (*rung, error) {
 
 // prepare does what a rung needs before loading: kernel facts for the
 // fentry and kprobe rungs, tracefs for the probe and tracepoint ones.
-func prepare(spec *ebpf.CollectionSpec, h Hook, log hclog.Logger) error {
+func prepare(spec *ebpf.CollectionSpec, h Hook, kernel *btf.Cache, log hclog.Logger) error {
 	switch h {
 	case HookFentry, HookKprobe:
 		if h == HookKprobe && runtime.GOARCH != "amd64" {
 			// bpf_tracing.h reads kprobe arguments from x86 registers.
 			return fmt.Errorf("kprobe programs are built for amd64, not %s: %w", runtime.GOARCH, features.ErrNotSupported)
 		}
-		ptr, err := mkdirReturnsDentry()
+		ptr, err := mkdirReturnsDentry(kernel)
 		if err != nil {
 			return err
 		}
@@ -182,8 +184,8 @@ func prepare(spec *ebpf.CollectionSpec, h Hook, log hclog.Logger) error {
 // mkdirReturnsDentry reads vfs_mkdir's return type from kernel BTF: int
 // up to 6.14, struct dentry * from 6.15 on. It also checks that
 // vfs_rename takes a struct renamedata (5.12 on), as the programs expect.
-func mkdirReturnsDentry() (bool, error) {
-	spec, err := btf.LoadKernelSpec()
+func mkdirReturnsDentry(kernel *btf.Cache) (bool, error) {
+	spec, err := kernel.Kernel()
 	if err != nil {
 		return false, fmt.Errorf("load kernel BTF: %w", notSupported(err))
 	}

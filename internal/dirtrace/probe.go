@@ -1,6 +1,7 @@
 package dirtrace
 
 import (
+	"github.com/cilium/ebpf/btf"
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/vigilsec/vigil/internal/features"
@@ -11,12 +12,13 @@ import (
 // mounts tracefs when a rung needs it.
 func Probe() []features.Probe {
 	var out []features.Probe
+	kernel := btf.NewCache()
 	for _, h := range Ladder {
 		if h == HookNone {
 			continue
 		}
 		p := features.Probe{Name: "eBPF directory events, hook " + string(h)}
-		r, err := loadRung(h, hclog.NewNullLogger())
+		r, err := loadRung(h, kernel, hclog.NewNullLogger())
 		if err != nil {
 			p.Err = err
 		} else {
