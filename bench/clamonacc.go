@@ -50,6 +50,8 @@ type peer struct {
 
 	// At peerDirs; zero when not measured.
 	rss, peak, clamdRSS int64
+	// startup is clamonacc's start on an empty tree, its clamd running.
+	startup time.Duration
 }
 
 type peerWatch struct {
@@ -102,6 +104,7 @@ func clamonaccWatch(e *env, m *mounts) ([]row, error) {
 		return nil, err
 	}
 	startup := o.ready
+	e.peer.startup = startup
 	o.stop()
 
 	watches, err := readInt("/proc/sys/fs/inotify/max_user_watches")

@@ -26,6 +26,7 @@ type daemonProc struct {
 	socket string
 	exited chan struct{}
 	timer  *time.Timer
+	ready  time.Duration // from exec until READY=1
 }
 
 // startDaemon runs vigil with a policy watching trees (recursively, open

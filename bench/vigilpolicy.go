@@ -73,6 +73,7 @@ settings {
 		e.mu.Unlock()
 		return nil, errors.New("start vigil: bench is stopping")
 	}
+	start := time.Now()
 	if err := d.cmd.Start(); err != nil {
 		e.mu.Unlock()
 		return nil, fmt.Errorf("start vigil: %w", err)
@@ -104,6 +105,7 @@ settings {
 			d.stop()
 			return nil, fmt.Errorf("vigil not ready: %w\n%s", err, d.logTail(2000))
 		}
+		d.ready = time.Since(start)
 	case <-d.exited:
 		d.stop()
 		return nil, fmt.Errorf("vigil exited before ready: %v\n%s", d.cmd.ProcessState, d.logTail(2000))

@@ -91,7 +91,52 @@ func runWatch(e *env) ([]row, error) {
 	}
 	rows = append(rows, e.watchRatios("watch.Place", placeRates)...)
 	rows = append(rows, e.watchRatios("`vigil run`", runRates)...)
+	if reason := e.unmet([]need{needVigil}); reason == "" {
+		r, err := e.startupRow(reps)
+		if err != nil {
+			return rows, err
+		}
+		rows = append(rows, r)
+	}
 	return rows, nil
+}
+
+// startupRow times `vigil run` on an empty tree from exec until READY=1:
+// what a start or restart costs besides the walk (the policy and the
+// bench's database loaded, the eBPF hook chosen down its ladder, the
+// sources started).
+func (e *env) startupRow(reps int) (row, error) {
+	root, err := e.dir("empty")
+	if err != nil {
+		return row{}, err
+	}
+	var times []time.Duration
+	for i := range reps {
+		if err := e.stopped(); err != nil {
+			return row{}, err
+		}
+		d, err := e.startDaemon(fmt.Sprintf("empty-%d", i), root)
+		if err != nil {
+			return row{}, err
+		}
+		d.stop()
+		times = append(times, d.ready)
+	}
+	slices.Sort(times)
+	measured := millis(times[0])
+	if len(times) > 1 {
+		measured += fmt.Sprintf(" (median %s)", millis(times[len(times)/2]))
+	}
+	ref := "–"
+	if e.peer != nil && e.peer.startup > 0 {
+		ref = fmt.Sprintf("clamonacc alone, its clamd started before: %s", millis(e.peer.startup))
+	}
+	return row{
+		figure:   fmt.Sprintf("`vigil run` start-up on an empty tree, exec to READY=1 (1,000-signature database), best of %d", reps),
+		aim:      "report",
+		measured: measured,
+		ref:      ref,
+	}, nil
 }
 
 // watchAimDirs is the smallest tree the set-up aim is for: on a smaller
