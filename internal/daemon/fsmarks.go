@@ -29,7 +29,7 @@ func markFilesystems(g *fanotify.Group, p *policy.Policy, log hclog.Logger) erro
 			marks = append(marks, fsMark{path: w.Path, dir: w.Path, mask: fsMask(w)})
 		}
 	}
-	return errors.Join(placeMarks(g, marks, log)...)
+	return errors.Join(placeMarks(g, marks, hclog.Info, log)...)
 }
 
 func fsMask(w *policy.Watch) uint64 { return permMask(w.On) &^ unix.FAN_EVENT_ON_CHILD }
@@ -56,10 +56,11 @@ func (m fsMark) place(g *fanotify.Group) (string, error) {
 }
 
 // placeMarks places marks at once, each on a goroutine of its own, and
-// returns the errors of those placed within resolveTimeout. A filesystem
-// that does not answer, as a hung NFS or FUSE server, holds start-up no
-// longer: its mark is placed when it answers, and the log says so then.
-func placeMarks(g *fanotify.Group, marks []fsMark, log hclog.Logger) []error {
+// returns the errors of those placed within resolveTimeout; each mark
+// placed is logged at level. A filesystem that does not answer, as a hung
+// NFS or FUSE server, holds start-up no longer: its mark is placed when
+// it answers, and the log says so then.
+func placeMarks(g *fanotify.Group, marks []fsMark, level hclog.Level, log hclog.Logger) []error {
 	type placed struct {
 		m   fsMark
 		at  string
@@ -85,7 +86,7 @@ func placeMarks(g *fanotify.Group, marks []fsMark, log hclog.Logger) []error {
 				errs = append(errs, p.err)
 				continue
 			}
-			log.Info("filesystem marked", "path", p.m.path, "dir", p.at)
+			log.Log(level, "filesystem marked", "path", p.m.path, "dir", p.at)
 		case <-deadline.C:
 			var dirs []string
 			for m := range waiting {
@@ -140,7 +141,8 @@ func markSubmounts(g *fanotify.Group, p *policy.Policy, log hclog.Logger) *submo
 				}
 			}
 		}
-		for _, err := range placeMarks(g, marks, log) {
+		// As many as the mounts below the watches: a line each is for debugging.
+		for _, err := range placeMarks(g, marks, hclog.Debug, log) {
 			log.Warn("mark a filesystem mounted in a watch", "error", err)
 		}
 	}
