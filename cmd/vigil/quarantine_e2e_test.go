@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/vigilsec/vigil/internal/scan/clamav"
 	"github.com/vigilsec/vigil/internal/testutil"
 )
@@ -58,15 +56,7 @@ func TestQuarantineRoundTrip(t *testing.T) {
 // A file the quarantine has no room for (the store leaves 5% of its
 // filesystem free) stays in place, blocked, and its alert says why.
 func TestQuarantineFull(t *testing.T) {
-	store := filepath.Join(testutil.TempDir(t), "store")
-	if err := os.Mkdir(store, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := unix.Mount("vigil-test", store, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "size=1m"); err != nil {
-		t.Fatalf("mount tmpfs: %v", err)
-	}
-	t.Cleanup(func() { unix.Unmount(store, unix.MNT_DETACH) })
-
+	store := testutil.MountTmpfsSized(t, "size=1m")
 	root, db := testutil.TempDir(t), testutil.TempDir(t)
 	big := make([]byte, 1000<<10) // fits in 1 MiB, but not with 5% left free
 	copy(big, "not EICAR, but listed by hash")

@@ -10,18 +10,9 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
-)
 
-// realTempDir is t.TempDir with the links on its path resolved, so that
-// the points a test expects are the only ones.
-func realTempDir(t *testing.T) string {
-	t.Helper()
-	dir, err := filepath.EvalSymlinks(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return dir
-}
+	"github.com/vigilsec/vigil/internal/testutil"
+)
 
 func symlink(t *testing.T, target, link string) {
 	t.Helper()
@@ -31,7 +22,7 @@ func symlink(t *testing.T, target, link string) {
 }
 
 func TestLookAt(t *testing.T) {
-	root := realTempDir(t)
+	root := testutil.TempDir(t)
 	rel := filepath.Join(root, "releases")
 	v1 := filepath.Join(rel, "v1")
 	if err := os.MkdirAll(filepath.Join(v1, "sub"), 0o755); err != nil {
@@ -87,7 +78,7 @@ func waitChanged(l *links, within time.Duration) bool {
 }
 
 func TestLinksChanged(t *testing.T) {
-	root := realTempDir(t)
+	root := testutil.TempDir(t)
 	for _, v := range []string{"v1", "v2"} {
 		if err := os.Mkdir(filepath.Join(root, v), 0o755); err != nil {
 			t.Fatal(err)
@@ -151,7 +142,7 @@ func TestLinksChanged(t *testing.T) {
 // A path that does not exist yet is followed at its first missing name:
 // a link made there later moves the watch.
 func TestLinksMissingPath(t *testing.T) {
-	root := realTempDir(t)
+	root := testutil.TempDir(t)
 	l, err := newLinks(hclog.NewNullLogger())
 	if err != nil {
 		t.Fatal(err)

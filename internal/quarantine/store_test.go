@@ -699,15 +699,7 @@ func TestStoreFull(t *testing.T) {
 // A filesystem that reports no size (tmpfs without one) does not bound
 // the store.
 func TestStoreUnbounded(t *testing.T) {
-	testutil.SkipUnlessRoot(t)
-	dir := filepath.Join(testutil.TempDir(t), "tmpfs")
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := unix.Mount("vigil-test", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "size=0,nr_inodes=0"); err != nil {
-		t.Fatalf("mount tmpfs: %v", err)
-	}
-	t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
+	dir := testutil.MountTmpfsSized(t, "size=0,nr_inodes=0")
 	s, err := Open(filepath.Join(dir, "quarantine"))
 	if err != nil {
 		t.Fatal(err)

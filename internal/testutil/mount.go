@@ -13,12 +13,19 @@ import (
 // filesystem-wide marks are tested only on filesystems a test mounted.
 func MountTmpfs(t testing.TB) string {
 	t.Helper()
+	return MountTmpfsSized(t, "size=64m")
+}
+
+// MountTmpfsSized is MountTmpfs with the size options given (tmpfs's
+// size= and nr_inodes=; 0 for no bound).
+func MountTmpfsSized(t testing.TB, opts string) string {
+	t.Helper()
 	SkipUnlessRoot(t)
 	dir := filepath.Join(TempDir(t), "tmpfs")
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := unix.Mount("vigil-test", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "size=64m"); err != nil {
+	if err := unix.Mount("vigil-test", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, opts); err != nil {
 		t.Fatalf("mount tmpfs on %s: %v", dir, err)
 	}
 	t.Cleanup(func() { unmount(t, dir) })
