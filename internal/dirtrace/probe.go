@@ -1,6 +1,8 @@
 package dirtrace
 
 import (
+	"fmt"
+
 	"github.com/cilium/ebpf/btf"
 	"github.com/hashicorp/go-hclog"
 
@@ -21,8 +23,8 @@ func Probe() []features.Probe {
 		r, err := loadRung(h, kernel, hclog.NewNullLogger())
 		if err != nil {
 			p.Err = err
-		} else {
-			r.close()
+		} else if err := r.close(); err != nil {
+			p.Err = fmt.Errorf("loaded and attached, then: %w", err)
 		}
 		out = append(out, p)
 	}

@@ -36,6 +36,8 @@ type Tracer struct {
 	rd     *ringbuf.Reader
 	lost   atomic.Uint64
 	once   sync.Once
+	// closeErr is what Close met, for every call.
+	closeErr error
 
 	// The watched map holds the anchors: the directories that cover the
 	// tracked ones (see Track).
@@ -119,8 +121,7 @@ func Open(want Hook, log hclog.Logger) (*Tracer, error) {
 		t := newTracer(h, r, log)
 		rd, err := ringbuf.NewReader(r.coll.Maps[dirwatchMapEvents])
 		if err != nil {
-			r.close()
-			return nil, fmt.Errorf("open ring buffer: %w", err)
+			return nil, errors.Join(fmt.Errorf("open ring buffer: %w", err), r.close())
 		}
 		t.rd = rd
 		t.wg.Add(1)
@@ -469,15 +470,15 @@ func (t *Tracer) Close() error {
 	t.once.Do(func() {
 		close(t.done)
 		if t.rd != nil {
-			t.rd.Close()
+			t.closeErr = t.rd.Close()
 		}
 		t.wg.Wait()
 		if t.rung != nil {
-			t.rung.close()
+			t.closeErr = errors.Join(t.closeErr, t.rung.close())
 		}
 		close(t.events)
 	})
-	return nil
+	return t.closeErr
 }
 
 // read turns ring-buffer records into DirEvents until Close.
