@@ -108,9 +108,10 @@ func Run(ctx context.Context, opts Options) error {
 	defer func() { d.cur.Load().stop() }()
 	// The walk's buffers are garbage now, and the cross-check's once it
 	// has caught up: give them back rather than keep the start-up peak as
-	// the daemon's resident size.
-	debug.FreeOSMemory()
+	// the daemon's resident size. Off the way to ready: collecting the
+	// start-up heap takes tens of milliseconds.
 	go func() {
+		debug.FreeOSMemory()
 		select {
 		case <-inst.watches.Settled():
 			debug.FreeOSMemory()
