@@ -190,14 +190,27 @@ func (t trackingMarker) MarkDirs(ds []Dir, ev policy.Events, errs []error) {
 	m.track(m.srcs.Primary, marked...)
 	m.mu.Lock()
 	placing := m.placing
+	var roots []Dir
 	if placing && len(m.srcs.CrossCheck) > 0 {
 		for _, d := range marked {
+			if m.walker.isRoot(d.Path) {
+				roots = append(roots, d)
+				continue
+			}
 			m.backlog.push(placed{d.Path, d.key()})
 		}
 	}
 	m.mu.Unlock()
-	if !placing {
+	switch {
+	case !placing:
 		m.track(m.srcs.CrossCheck, marked...)
+	case len(roots) > 0:
+		// At once, not from the backlog: a root removed and made again
+		// is reported by the cross-check alone when the eBPF tracer is
+		// the primary source (it tracks the roots' insides, not the
+		// directories above them), and the backlog's last directories
+		// are tracked a second after start-up at 100,000 directories.
+		m.track(m.srcs.CrossCheck, roots...)
 	}
 }
 

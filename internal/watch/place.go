@@ -254,6 +254,17 @@ func (w *Walker) Subtree(ctx context.Context, dir string) (Stats, error) {
 	return r.finish(start)
 }
 
+// isRoot reports whether path is one of the last Place's roots, by its
+// canonical path.
+func (w *Walker) isRoot(path string) bool {
+	tab := w.tab.Load()
+	if tab == nil {
+		return false
+	}
+	_, ok := tab.byPath[path]
+	return ok
+}
+
 // cover is what roots ask of one directory: self for the files directly in
 // it, down for every directory below it.
 type cover struct{ self, down policy.Events }
