@@ -715,17 +715,42 @@ func TestHungFilesystemAtStart(t *testing.T) {
 // A filesystem-mode watch on a hung filesystem at start: vigil becomes
 // ready with the other watches in force, and marks that filesystem once
 // it answers. The mark checks that vigil may read the filesystem's root,
-// which on NFS, and here, asks the server.
+// which on NFS, and here, asks the server. A reload meanwhile closes the
+// old group at once: a mark waiting inside it would keep it open, its
+// events unanswered, and opens under its other marks waiting with them.
 func TestHungFilesystemAtStartFilesystemMode(t *testing.T) {
 	other := testutil.MountTmpfs(t)
-	writeFile(t, filepath.Join(other, "eicar.com"), clamav.EICAR)
+	eicar := filepath.Join(other, "eicar.com")
+	writeFile(t, eicar, clamav.EICAR)
 	fs := testutil.MountFUSEChecking(t)
 	fs.AddFile(t, "eicar.com", []byte(clamav.EICAR))
 	fs.HangOthers(t)
-	d := startDaemon(t, fmt.Sprintf("watch %q {\n  mode = \"filesystem\"\n}\nwatch %q {\n  mode = \"filesystem\"\n}\n",
-		other, fs.Dir), "")
-	d.waitLogLine(t, "filesystem marks wait on filesystems that do not answer", fs.Dir)
-	wantDenied(t, filepath.Join(other, "eicar.com"))
+	watches := fmt.Sprintf("watch %q {\n  mode = \"filesystem\"\n}\nwatch %q {\n  mode = \"filesystem\"\n}\n", other, fs.Dir)
+	d := startDaemon(t, watches, "")
+	const waiting = "filesystem marks wait on filesystems that do not answer"
+	d.waitLogLine(t, waiting, fs.Dir)
+	wantDenied(t, eicar)
+
+	d.reload(t, watches)
+	for end := time.Now().Add(30 * time.Second); strings.Count(d.log(), waiting) < 2; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatalf("the reload's marks did not wait on the hung filesystem within 30s:\n%s", d.log())
+		}
+	}
+	d.waitLog(t, "reloaded")
+	read := make(chan error, 1)
+	go func() {
+		_, err := os.ReadFile(eicar)
+		read <- err
+	}()
+	select {
+	case err := <-read:
+		if !errors.Is(err, unix.EPERM) {
+			t.Errorf("read %s after the reload: %v, want EPERM", eicar, err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("an open waited 5s on the group the reload retired") // released with FUSE at cleanup
+	}
 
 	fs.Release(t)
 	d.waitLogLine(t, "filesystem marked once it answered", fs.Dir)

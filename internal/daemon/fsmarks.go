@@ -3,6 +3,7 @@ package daemon
 import (
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -43,14 +44,34 @@ type fsMark struct {
 }
 
 // place marks m's filesystem and returns the directory it marked at.
+//
+// The mark looks the directory up and checks that vigil may read it, which
+// a hung filesystem may never answer: access(2) asks the same first,
+// outside the group. A mark waiting inside the group would hold the
+// group's Close, and so its permission events, unanswered once its loop
+// has stopped, for as long as the filesystem hangs.
 func (m fsMark) place(g *fanotify.Group) (string, error) {
 	for at := m.dir; ; at = filepath.Dir(at) {
-		err := g.Mark(unix.FAN_MARK_ADD|unix.FAN_MARK_FILESYSTEM, m.mask, unix.AT_FDCWD, at)
+		err := mayRead(at)
+		if err == nil {
+			err = g.Mark(unix.FAN_MARK_ADD|unix.FAN_MARK_FILESYSTEM, m.mask, unix.AT_FDCWD, at)
+		}
 		if err == nil || at == "/" || !(errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR)) {
 			if err != nil {
 				err = fmt.Errorf("watch %s: mark the filesystem of %s: %w", m.path, at, err)
 			}
 			return at, err
+		}
+	}
+}
+
+// mayRead is access(2) for reading by vigil's own credentials, again when
+// a signal interrupted it (FUSE fails an interrupted request with EINTR).
+func mayRead(path string) error {
+	for {
+		err := unix.Faccessat(unix.AT_FDCWD, path, unix.R_OK, unix.AT_EACCESS)
+		if err != unix.EINTR {
+			return err
 		}
 	}
 }
@@ -97,7 +118,12 @@ func placeMarks(g *fanotify.Group, marks []fsMark, level hclog.Level, log hclog.
 			go func(left int) {
 				for range left {
 					p := <-done
-					if p.err != nil {
+					switch {
+					case errors.Is(p.err, os.ErrClosed):
+						// A reload or stop closed the group meanwhile.
+						log.Debug("a filesystem answered after its group was closed", "path", p.m.path, "dir", p.at)
+						continue
+					case p.err != nil:
 						log.Error("a filesystem that did not answer was not marked", "error", p.err)
 						continue
 					}

@@ -44,6 +44,7 @@ type Group struct {
 	woken   atomic.Bool
 
 	noEvictable atomic.Bool // kernel refused FAN_MARK_EVICTABLE
+	closed      atomic.Bool // Close was called: see controlErr
 }
 
 // eventBufSize holds 170 events: several per read(2) under load.
@@ -81,7 +82,17 @@ func (g *Group) Mark(flags uint, mask uint64, dirfd int, path string) error {
 		err = mark(int(fd), flags, mask, dirfd, path)
 	})
 	if cerr != nil {
-		return cerr
+		return g.controlErr(cerr)
+	}
+	return err
+}
+
+// controlErr is err, from holding the group's descriptor, as
+// os.ErrClosed once the group is closed: the runtime's own error for it
+// cannot be told apart.
+func (g *Group) controlErr(err error) error {
+	if g.closed.Load() {
+		return fmt.Errorf("fanotify: %w", os.ErrClosed)
 	}
 	return err
 }
@@ -109,6 +120,7 @@ func (g *Group) MarkEach(flags uint, mask uint64, n int, at func(i int) (dirfd i
 		}
 	})
 	if cerr != nil {
+		cerr = g.controlErr(cerr)
 		for i := range n {
 			errs[i] = cerr
 		}
@@ -274,7 +286,10 @@ func (g *Group) readBeside(buf []byte, wait bool) (n int, again bool, err error)
 
 // Close closes the group. The kernel allows every event still waiting for
 // a response and removes every mark.
-func (g *Group) Close() error { return g.f.Close() }
+func (g *Group) Close() error {
+	g.closed.Store(true)
+	return g.f.Close()
+}
 
 // Parse decodes a buffer of fanotify_event_metadata records.
 func Parse(b []byte, dst []Event) ([]Event, error) {

@@ -229,6 +229,28 @@ func TestMarkEach(t *testing.T) {
 	}
 }
 
+// A mark on a closed group says so, as os.ErrClosed: a mark that waited
+// on a hung filesystem meanwhile is told from a failed one.
+func TestMarkClosed(t *testing.T) {
+	testutil.SkipUnlessFanotify(t)
+	dir := testutil.TempDir(t)
+	g, err := Init(unix.FAN_CLASS_NOTIF, unix.O_RDONLY|unix.O_CLOEXEC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Mark(unix.FAN_MARK_ADD, unix.FAN_OPEN, unix.AT_FDCWD, dir); !errors.Is(err, os.ErrClosed) {
+		t.Errorf("Mark after Close: got %v, want os.ErrClosed", err)
+	}
+	errs := make([]error, 1)
+	g.MarkEach(unix.FAN_MARK_ADD, unix.FAN_OPEN, 1, func(int) (int, string) { return unix.AT_FDCWD, dir }, errs)
+	if !errors.Is(errs[0], os.ErrClosed) {
+		t.Errorf("MarkEach after Close: got %v, want os.ErrClosed", errs[0])
+	}
+}
+
 // The kernel opens each event's file inside read(2), on the file's
 // filesystem: on a hung one the read blocks. InRead tells it, and another
 // ReadEvents reads the events behind it meanwhile.
