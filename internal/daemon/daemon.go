@@ -204,6 +204,7 @@ type instance struct {
 	quar    *quarantiner // nil when no watch quarantines
 	outside *outside     // nil unless ignore_out_of_scope is in force
 	subs    *submounts   // nil without a filesystem-mode watch
+	log     hclog.Logger
 }
 
 // start creates a group, runs its loop and places every watch. The loop
@@ -246,6 +247,7 @@ func (d *daemon) start(ctx context.Context, st *onaccess.State) (*instance, erro
 		done:    make(chan struct{}),
 		failed:  make(chan error, 1),
 		cancel:  func() {},
+		log:     d.log,
 	}
 	go func() {
 		defer close(inst.done)
@@ -328,7 +330,8 @@ func (i *instance) stop() {
 	i.stopWatches()
 	i.subs.close()
 	i.outside.close()
-	i.group.Close()
+	i.flush()
+	i.close()
 	<-i.done
 	i.quar.close()
 }
@@ -350,11 +353,27 @@ func (i *instance) retire() {
 	i.stopWatches()
 	i.subs.close()
 	i.outside.close()
+	i.flush()
 	i.loop.Drain()
 	i.group.Wake()
 	<-i.done
-	i.group.Close()
+	i.close()
 	i.quar.close()
+}
+
+// flush removes the group's marks before the group is closed: a mark
+// waiting on a filesystem that does not answer would hold the close, and
+// the group with it (see fanotify.Group.Flush).
+func (i *instance) flush() {
+	if err := i.group.Flush(); err != nil {
+		i.log.Warn("remove the group's marks before closing it", "error", err)
+	}
+}
+
+func (i *instance) close() {
+	if err := i.group.Close(); err != nil {
+		i.log.Warn("close the fanotify group", "error", err)
+	}
 }
 
 func (d *daemon) reloadLogged(ctx context.Context) error {

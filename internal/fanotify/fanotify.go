@@ -284,6 +284,22 @@ func (g *Group) readBeside(buf []byte, wait bool) (n int, again bool, err error)
 	return n, again, nil
 }
 
+// Flush removes every mark of the group, on inodes, mounts and
+// filesystems: no event comes for it afterwards. Close releases the group
+// only once the calls holding it have returned, and a mark waiting on a
+// filesystem that does not answer holds it; flushed first, the group
+// keeps no open waiting for an answer meanwhile. Flushing looks up no
+// path, so it cannot wait so itself.
+func (g *Group) Flush() error {
+	var errs []error
+	for _, obj := range []uint{0, unix.FAN_MARK_MOUNT, unix.FAN_MARK_FILESYSTEM} {
+		if err := g.Mark(unix.FAN_MARK_FLUSH|obj, 0, unix.AT_FDCWD, ""); err != nil {
+			errs = append(errs, fmt.Errorf("flush marks: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // Close closes the group. The kernel allows every event still waiting for
 // a response and removes every mark.
 func (g *Group) Close() error {

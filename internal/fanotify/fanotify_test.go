@@ -229,6 +229,48 @@ func TestMarkEach(t *testing.T) {
 	}
 }
 
+// Flush removes the group's marks of every kind: no event comes after it.
+func TestFlush(t *testing.T) {
+	testutil.SkipUnlessFanotify(t)
+	dir, fs := testutil.TempDir(t), testutil.MountTmpfs(t)
+	files := []string{filepath.Join(dir, "f"), filepath.Join(fs, "f")}
+	for _, f := range files {
+		if err := os.WriteFile(f, []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	g, err := Init(unix.FAN_CLASS_NOTIF, unix.O_RDONLY|unix.O_CLOEXEC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	open := func() {
+		for _, f := range files {
+			if _, err := os.ReadFile(f); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := g.Mark(unix.FAN_MARK_ADD|unix.FAN_MARK_ONLYDIR, unix.FAN_OPEN|unix.FAN_EVENT_ON_CHILD, unix.AT_FDCWD, dir); err != nil {
+		t.Fatal(err)
+	}
+	// A filesystem mark only on the filesystem the test mounted.
+	if err := g.Mark(unix.FAN_MARK_ADD|unix.FAN_MARK_FILESYSTEM, unix.FAN_OPEN, unix.AT_FDCWD, fs); err != nil {
+		t.Fatal(err)
+	}
+	open()
+	if n := drain(t, g); n != 2 {
+		t.Fatalf("before Flush: got %d events, want 2", n)
+	}
+	if err := g.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	open()
+	if n := drain(t, g); n != 0 {
+		t.Errorf("after Flush: got %d events, want none", n)
+	}
+}
+
 // A mark on a closed group says so, as os.ErrClosed: a mark that waited
 // on a hung filesystem meanwhile is told from a failed one.
 func TestMarkClosed(t *testing.T) {
