@@ -642,11 +642,7 @@ func TestHungFilesystemDoesNotStallOthers(t *testing.T) {
 func heldOpen(t *testing.T, d *daemonProc, fs *testutil.FUSE, name string) <-chan error {
 	t.Helper()
 	fs.Hang(t, d.cmd.Process.Pid, testutil.FUSEOpen)
-	read := make(chan error, 1)
-	go func() {
-		_, err := os.ReadFile(filepath.Join(fs.Dir, name))
-		read <- err
-	}()
+	read := readAsync(filepath.Join(fs.Dir, name))
 	select {
 	case <-fs.Held():
 	case <-time.After(10 * time.Second):
@@ -738,11 +734,7 @@ func TestHungFilesystemAtStartFilesystemMode(t *testing.T) {
 		}
 	}
 	d.waitLog(t, "reloaded")
-	read := make(chan error, 1)
-	go func() {
-		_, err := os.ReadFile(eicar)
-		read <- err
-	}()
+	read := readAsync(eicar)
 	select {
 	case err := <-read:
 		if !errors.Is(err, unix.EPERM) {
@@ -818,16 +810,23 @@ func TestKillReleasesBlockedOpens(t *testing.T) {
 	wantContent(t, p, clean)
 }
 
+// readAsync reads path on a goroutine of its own, for a read that may
+// wait on the daemon or on a hung filesystem, and sends its error.
+func readAsync(path string) <-chan error {
+	read := make(chan error, 1)
+	go func() {
+		_, err := os.ReadFile(path)
+		read <- err
+	}()
+	return read
+}
+
 // killReleases opens path, which must block (the daemon cannot answer),
 // then SIGKILLs the daemon: the open must return, successfully, within a
 // second, since the kernel allows what a closed group left pending.
 func killReleases(t *testing.T, d *daemonProc, path string) {
 	t.Helper()
-	opened := make(chan error, 1)
-	go func() {
-		_, err := os.ReadFile(path)
-		opened <- err
-	}()
+	opened := readAsync(path)
 	select {
 	case err := <-opened:
 		t.Fatalf("open of %s returned while the daemon could not answer (%v)", path, err)

@@ -118,11 +118,7 @@ func TestDirEventsLive(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	g, err := Init(unix.FAN_CLASS_NOTIF|unix.FAN_REPORT_DFID_NAME, unix.O_RDONLY|unix.O_CLOEXEC)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer g.Close()
+	g := notifGroup(t, unix.FAN_REPORT_DFID_NAME)
 	if err := g.Mark(unix.FAN_MARK_ADD|unix.FAN_MARK_FILESYSTEM, unix.FAN_MOVED_TO|unix.FAN_ONDIR, unix.AT_FDCWD, mnt); err != nil {
 		t.Fatal(err)
 	}
@@ -177,11 +173,7 @@ func TestIgnoreDir(t *testing.T) {
 	if err := os.WriteFile(path, []byte("x"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	g, err := Init(unix.FAN_CLASS_NOTIF, unix.O_RDONLY|unix.O_CLOEXEC)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer g.Close()
+	g := notifGroup(t, 0)
 	if err := g.Mark(unix.FAN_MARK_ADD|unix.FAN_MARK_FILESYSTEM, unix.FAN_OPEN, unix.AT_FDCWD, mnt); err != nil {
 		t.Fatal(err)
 	}

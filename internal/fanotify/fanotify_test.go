@@ -126,12 +126,7 @@ func TestIgnoreFile(t *testing.T) {
 	if err := os.WriteFile(path, []byte("x"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	// A notification group: nothing here can block.
-	g, err := Init(unix.FAN_CLASS_NOTIF, unix.O_RDONLY|unix.O_CLOEXEC)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer g.Close()
+	g := notifGroup(t, 0)
 	if err := g.Mark(unix.FAN_MARK_ADD|unix.FAN_MARK_ONLYDIR, unix.FAN_OPEN|unix.FAN_EVENT_ON_CHILD, unix.AT_FDCWD, dir); err != nil {
 		t.Fatal(err)
 	}
@@ -160,6 +155,18 @@ func TestIgnoreFile(t *testing.T) {
 }
 
 // drain counts the events readable within 100ms.
+// notifGroup is a notification group (nothing it marks can block) with
+// the init flags more, closed when t ends.
+func notifGroup(t *testing.T, more uint) *Group {
+	t.Helper()
+	g, err := Init(unix.FAN_CLASS_NOTIF|more, unix.O_RDONLY|unix.O_CLOEXEC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { g.Close() })
+	return g
+}
+
 func drain(t *testing.T, g *Group) int {
 	t.Helper()
 	n := 0
@@ -202,11 +209,7 @@ func TestMarkEach(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer unix.Close(dirfd)
-	g, err := Init(unix.FAN_CLASS_NOTIF, unix.O_RDONLY|unix.O_CLOEXEC)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer g.Close()
+	g := notifGroup(t, 0)
 
 	names := []string{"a", "missing", "file", "b"}
 	want := []error{nil, unix.ENOENT, unix.ENOTDIR, nil}
@@ -239,11 +242,7 @@ func TestFlush(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	g, err := Init(unix.FAN_CLASS_NOTIF, unix.O_RDONLY|unix.O_CLOEXEC)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer g.Close()
+	g := notifGroup(t, 0)
 	open := func() {
 		for _, f := range files {
 			if _, err := os.ReadFile(f); err != nil {
