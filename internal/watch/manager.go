@@ -166,6 +166,23 @@ func (t trackingMarker) MarkDir(d Dir, ev policy.Events) error {
 }
 
 func (t trackingMarker) MarkDirs(ds []Dir, ev policy.Events, errs []error) {
+	m := t.m
+	// The roots are tracked before they are marked, by the cross-check
+	// too: nothing above a root is tracked, so a root removed and made
+	// again is reported from its own tracking only (by inotify: the eBPF
+	// tracer covers a root's insides, not the directories above it). A
+	// root removed once its mark could be seen and before it was tracked
+	// was reported by no source; and the cross-check's backlog tracks its
+	// last directories a second after start-up at 100,000 directories.
+	var roots []Dir
+	for _, d := range ds {
+		if m.walker.isRoot(d.Path) {
+			roots = append(roots, d)
+		}
+	}
+	m.track(m.srcs.Primary, roots...)
+	m.track(m.srcs.CrossCheck, roots...)
+
 	if bm, ok := t.mark.(BatchMarker); ok {
 		bm.MarkDirs(ds, ev, errs)
 	} else {
@@ -174,7 +191,7 @@ func (t trackingMarker) MarkDirs(ds []Dir, ev policy.Events, errs []error) {
 		}
 	}
 	marked := ds
-	if slices.ContainsFunc(errs[:len(ds)], func(err error) bool { return err != nil }) {
+	if len(roots) > 0 || slices.ContainsFunc(errs[:len(ds)], func(err error) bool { return err != nil }) {
 		marked = make([]Dir, 0, len(ds))
 		for i, d := range ds {
 			if errs[i] == nil {
@@ -185,36 +202,28 @@ func (t trackingMarker) MarkDirs(ds []Dir, ev policy.Events, errs []error) {
 	if len(marked) == 0 {
 		return
 	}
-	m := t.m
 	m.marked.setAll(marked)
+	if len(roots) > 0 {
+		marked = slices.DeleteFunc(marked, func(d Dir) bool { return m.walker.isRoot(d.Path) })
+	}
 	m.track(m.srcs.Primary, marked...)
 	m.mu.Lock()
 	placing := m.placing
-	var roots []Dir
 	if placing && len(m.srcs.CrossCheck) > 0 {
 		for _, d := range marked {
-			if m.walker.isRoot(d.Path) {
-				roots = append(roots, d)
-				continue
-			}
 			m.backlog.push(placed{d.Path, d.key()})
 		}
 	}
 	m.mu.Unlock()
-	switch {
-	case !placing:
+	if !placing {
 		m.track(m.srcs.CrossCheck, marked...)
-	case len(roots) > 0:
-		// At once, not from the backlog: a root removed and made again
-		// is reported by the cross-check alone when the eBPF tracer is
-		// the primary source (it tracks the roots' insides, not the
-		// directories above them), and the backlog's last directories
-		// are tracked a second after start-up at 100,000 directories.
-		m.track(m.srcs.CrossCheck, roots...)
 	}
 }
 
 func (m *Manager) track(srcs []Source, ds ...Dir) {
+	if len(ds) == 0 {
+		return
+	}
 	for _, s := range srcs {
 		if err := s.Track(ds...); err != nil {
 			// Sources log their own limits once; this only counts.
@@ -536,8 +545,10 @@ const maxPendLooks = 16
 // pendRoot has the sources track the deepest existing ancestor of root. A
 // directory made below that ancestor before the tracking took is reported
 // by no source: so after tracking a directory anew it looks again, and
-// places root if it is there by then. A root that is there at the first
-// look was walked already, by the event that made it or by Place.
+// places root if it is there by then. A root there at the first look is
+// placed too, unless it is marked already (see created): it may have
+// been made after the event that removed the one before had looked, and
+// nothing above it reported that.
 func (m *Manager) pendRoot(ctx context.Context, root string) {
 	at := m.walker.enter()
 	defer m.walker.leave(at)
@@ -547,9 +558,7 @@ func (m *Manager) pendRoot(ctx context.Context, root string) {
 		err := unix.Lstat(root, &st)
 		at.set("")
 		if err == nil {
-			if look > 0 {
-				m.created(ctx, root)
-			}
+			m.created(ctx, root)
 			return
 		}
 		anew := false
