@@ -708,6 +708,26 @@ func TestHungFilesystemAtStart(t *testing.T) {
 	d.waitLog(t, "stalled directory walk ended")
 }
 
+// A watch written on a link into a filesystem that does not answer at
+// start keeps its path as written, which the kernel never reports: once
+// the filesystem answers, the watch moves to the link's target, as it
+// does when a link is re-pointed, and its files are scanned.
+func TestHungFilesystemAtStartThroughLink(t *testing.T) {
+	fs := testutil.MountFUSE(t)
+	fs.AddFile(t, "eicar.com", []byte(clamav.EICAR))
+	link := filepath.Join(testutil.TempDir(t), "current")
+	if err := os.Symlink(fs.Dir, link); err != nil {
+		t.Fatal(err)
+	}
+	fs.HangOthers(t)
+	d := startDaemon(t, fmt.Sprintf("watch %q {}\n", link), "")
+	d.waitLogLine(t, "watch path kept as written", link)
+
+	fs.Release(t)
+	d.waitLogLine(t, "watches moved", fs.Dir)
+	wantDenied(t, filepath.Join(link, "eicar.com"))
+}
+
 // A filesystem-mode watch on a hung filesystem at start: vigil becomes
 // ready with the other watches in force, and marks that filesystem once
 // it answers. The mark checks that vigil may read the filesystem's root,

@@ -88,17 +88,18 @@ func (l *links) Changed() <-chan struct{} {
 // looks again once the points are watched, until they stand still: a
 // change made meanwhile is then either in the looks it returns or
 // reported on Changed. A path whose filesystem does not answer within
-// resolveTimeout has no look, and is not looked at again. A nil links
-// only looks.
+// resolveTimeout has no look; Changed reports its answer when it comes,
+// for the daemon to resolve the watches again. A nil links only looks.
 func (l *links) follow(paths []string) map[string]look {
-	looks := answers(paths, lookAt)
 	if l == nil {
-		return looks
+		return answers(paths, lookAt, nil)
 	}
+	late := func(string, look) { l.signal() }
+	looks := answers(paths, lookAt, late)
 	for range maxFollowLooks {
 		pts := pointsOf(looks)
 		l.watch(pts)
-		again := answers(slices.Collect(maps.Keys(looks)), lookAt)
+		again := answers(slices.Collect(maps.Keys(looks)), lookAt, late)
 		if slices.Equal(pointsOf(again), pts) {
 			return again
 		}
@@ -109,23 +110,43 @@ func (l *links) follow(paths []string) map[string]look {
 	return looks
 }
 
+// added is what adding an inotify watch gave.
+type added struct {
+	wd  int32
+	err error
+}
+
+// watch watches the directories of pts for their names, in place of what
+// it watched before. A directory on a filesystem that does not answer
+// within resolveTimeout is watched once it does, and Changed then says
+// so: a name there may have changed meanwhile.
 func (l *links) watch(pts []point) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
+	dirs := make([]string, 0, len(pts))
+	for _, p := range pts {
+		dirs = append(dirs, p.dir)
+	}
+	slices.Sort(dirs)
+	wds := answers(slices.Compact(dirs), l.add, l.addedLate)
 	names := make(map[int32]map[string]bool)
 	for _, p := range pts {
-		wd, err := unix.InotifyAddWatch(l.fd, p.dir, linkMask)
-		if err != nil {
+		a, ok := wds[p.dir]
+		switch {
+		case !ok:
+			l.log.Warn("a link on a watch's path is followed once its filesystem answers",
+				"path", filepath.Join(p.dir, p.name), "waited", resolveTimeout)
+			continue
+		case a.err != nil:
 			l.log.Warn("a link on a watch's path is not followed: re-pointing it needs a reload",
-				"path", filepath.Join(p.dir, p.name), "error", err)
+				"path", filepath.Join(p.dir, p.name), "error", a.err)
 			continue
 		}
-		w := int32(wd)
-		if names[w] == nil {
-			names[w] = make(map[string]bool)
+		if names[a.wd] == nil {
+			names[a.wd] = make(map[string]bool)
 		}
-		names[w][p.name] = true
+		names[a.wd][p.name] = true
 	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	for w := range l.names {
 		if names[w] == nil {
 			// The kernel may have removed it with its directory.
@@ -133,6 +154,33 @@ func (l *links) watch(pts []point) {
 		}
 	}
 	l.names = names
+}
+
+// add watches dir. It takes the descriptor as a number, not through l.f:
+// a call that waits on a filesystem must not hold close back.
+func (l *links) add(dir string) added {
+	wd, err := unix.InotifyAddWatch(l.fd, dir, linkMask)
+	if err != nil {
+		return added{err: fmt.Errorf("inotify watch %s: %w", dir, err)}
+	}
+	return added{wd: int32(wd)}
+}
+
+// addedLate takes a watch added after watch stopped waiting for it: it is
+// kept until the next watch, which Changed asks for, finds it needed or
+// removes it.
+func (l *links) addedLate(dir string, a added) {
+	if a.err != nil {
+		l.log.Warn("a link on a watch's path is not followed: re-pointing it needs a reload",
+			"dir", dir, "error", a.err)
+		return
+	}
+	l.mu.Lock()
+	if l.names[a.wd] == nil {
+		l.names[a.wd] = make(map[string]bool)
+	}
+	l.mu.Unlock()
+	l.signal()
 }
 
 func (l *links) signal() {
@@ -254,25 +302,34 @@ func lookAt(path string) look {
 }
 
 // answers runs fn on each path at once and returns the answers that came
-// within resolveTimeout: a path on a filesystem that does not answer has
-// none, and its call is left to end on its own.
-func answers[T any](paths []string, fn func(string) T) map[string]T {
+// within resolveTimeout. A path on a filesystem that does not answer has
+// none: its call is left to end on its own, and late, unless nil, is
+// given its answer then.
+func answers[T any](paths []string, fn func(string) T, late func(string, T)) map[string]T {
 	type answer struct {
 		path string
 		v    T
 	}
-	ch := make(chan answer, len(paths)) // a late answer is dropped in the buffer
+	ch := make(chan answer, len(paths)) // a late answer is dropped in the buffer when late is nil
 	for _, p := range paths {
 		go func() { ch <- answer{p, fn(p)} }()
 	}
 	got := make(map[string]T, len(paths))
 	deadline := time.NewTimer(resolveTimeout)
 	defer deadline.Stop()
-	for range paths {
+	for n := range len(paths) {
 		select {
 		case a := <-ch:
 			got[a.path] = a.v
 		case <-deadline.C:
+			if late != nil {
+				go func() {
+					for range len(paths) - n {
+						a := <-ch
+						late(a.path, a.v)
+					}
+				}()
+			}
 			return got
 		}
 	}

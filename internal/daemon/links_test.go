@@ -160,3 +160,51 @@ func TestLinksMissingPath(t *testing.T) {
 		t.Fatal("the missing name made as a link: no change reported")
 	}
 }
+
+// A path on a filesystem that does not answer is followed once it does:
+// a look and a watch that answer late are each reported as a change, for
+// the daemon to resolve the watches again, and the late watch is kept
+// only until the next follow.
+func TestLinksLateAnswers(t *testing.T) {
+	fs := testutil.MountFUSE(t)
+	sub := filepath.Join(fs.Dir, "sub")
+	if err := os.Mkdir(sub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(testutil.TempDir(t), "current")
+	symlink(t, sub, link)
+	l, err := newLinks(hclog.NewNullLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.close()
+
+	fs.Hang(t, os.Getpid())
+	if looks := l.follow([]string{link}); len(looks) != 0 {
+		t.Fatalf("looks on a filesystem that does not answer: %+v", looks)
+	}
+	fs.Release(t)
+	if !waitChanged(l, 5*time.Second) {
+		t.Fatal("a look that answered late: no change reported")
+	}
+
+	fs.Hang(t, os.Getpid())
+	l.watch([]point{{sub, "next"}})
+	if len(l.names) != 0 {
+		t.Fatalf("watches on a filesystem that does not answer: %v", l.names)
+	}
+	fs.Release(t)
+	if !waitChanged(l, 5*time.Second) {
+		t.Fatal("a watch added late: no change reported")
+	}
+	l.mu.Lock()
+	n := len(l.names)
+	l.mu.Unlock()
+	if n != 1 {
+		t.Fatalf("watches after the late one was added: %d, want 1", n)
+	}
+	l.follow(nil)
+	if len(l.names) != 0 {
+		t.Errorf("a late watch no follow needs is kept: %v", l.names)
+	}
+}
