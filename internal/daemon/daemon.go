@@ -349,6 +349,9 @@ func (i *instance) stopWatches() {
 
 // retire answers every event the group has queued, then closes it. Called
 // once a replacement is fully marked, so later events reach that one too.
+// The close is left to end on its own: a mark still waiting on a
+// filesystem that does not answer holds it, and it holds nothing else
+// now that the group has no marks and no loop.
 func (i *instance) retire() {
 	i.stopWatches()
 	i.subs.close()
@@ -357,8 +360,10 @@ func (i *instance) retire() {
 	i.loop.Drain()
 	i.group.Wake()
 	<-i.done
-	i.close()
-	i.quar.close()
+	go func() {
+		i.close()
+		i.quar.close()
+	}()
 }
 
 // flush removes the group's marks before the group is closed: a mark
