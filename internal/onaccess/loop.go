@@ -569,6 +569,7 @@ func (l *Loop) ignore(fd int, key verdict.Key) {
 
 func (l *Loop) infected(r *request, signature string) {
 	block := r.watch.Action != policy.ActionAlert
+	who := openerOf(r.pid)
 	if !r.respond(l, !block) {
 		return // the deadline answered first
 	}
@@ -579,14 +580,14 @@ func (l *Loop) infected(r *request, signature string) {
 	} else {
 		l.counters.Alerted.Add(1)
 	}
-	rec := l.record(r, action)
+	rec := l.record(r, action, who)
 	rec.Signature = signature
 	if r.watch.Action == policy.ActionQuarantine && l.quarantine(r, rec) {
 		return // the quarantine reports the alert once the file is moved
 	}
 	l.cfg.Alerts.Emit(rec)
 	l.log.Warn("infected file "+action, "path", r.path, "signature", signature, "pid", r.pid,
-		"exe", rec.Exe, "engine", r.state.Engine.Name(), "elapsed", time.Since(r.start))
+		"uid", rec.UID, "exe", rec.Exe, "engine", r.state.Engine.Name(), "elapsed", time.Since(r.start))
 }
 
 // quarantine hands a descriptor of its own for the denied file to the
@@ -607,14 +608,16 @@ func (l *Loop) quarantine(r *request, rec alert.Record) bool {
 
 // fail answers with the watch's on_error verdict.
 func (l *Loop) fail(r *request, cause error) {
+	who := openerOf(r.pid)
 	if r.respond(l, r.watch.OnError == policy.OnErrorAllow) {
 		l.countFailure(cause)
-		l.reportFailure(r, cause)
+		l.reportFailure(r, cause, who)
 	}
 }
 
 // expire answers requests past their deadline, all of them before the
-// alerts and logs, which may be slow.
+// alerts and logs, which may be slow. Their openers are asked for after
+// the answers: one that is gone by then is named by its pid alone.
 func (l *Loop) expire(rs []*request) {
 	n := 0
 	for _, r := range rs {
@@ -626,7 +629,7 @@ func (l *Loop) expire(rs []*request) {
 		}
 	}
 	for _, r := range rs[:n] {
-		l.reportFailure(r, errTimeout)
+		l.reportFailure(r, errTimeout, openerOf(r.pid))
 	}
 }
 
@@ -641,34 +644,35 @@ func (l *Loop) countFailure(cause error) {
 }
 
 // reportFailure alerts and logs an event that on_error decided.
-func (l *Loop) reportFailure(r *request, cause error) {
+func (l *Loop) reportFailure(r *request, cause error, who opener) {
 	allow := r.watch.OnError == policy.OnErrorAllow
-	rec := l.record(r, "error")
+	rec := l.record(r, "error", who)
 	rec.Error = cause.Error()
 	l.cfg.Alerts.Emit(rec)
 	l.log.Error("scan failed, on_error decides", "path", r.path, "verdict", verdictName(allow),
 		"pid", r.pid, "engine", r.state.Engine.Name(), "error", cause)
 }
 
-func (l *Loop) record(r *request, action string) alert.Record {
-	rec := alert.Record{
+// record is the alert for r's verdict, opened by who.
+func (l *Loop) record(r *request, action string, who opener) alert.Record {
+	return alert.Record{
 		Time:   time.Now(),
 		Action: action,
 		Path:   r.path,
 		PID:    r.pid,
+		UID:    who.uid,
+		Exe:    who.exe,
 		Watch:  r.watch.Path,
 		Engine: r.state.Engine.Name(),
 	}
-	rec.UID, rec.Exe = processInfo(r.pid)
-	return rec
 }
 
 func (l *Loop) excludedProcess(p *policy.Policy, pid int32) bool {
 	if !p.HasProcessExcludes() {
 		return false
 	}
-	uid, exe := processInfo(pid)
-	return p.ExcludedProcess(uid, exe)
+	who := openerOf(pid)
+	return p.ExcludedProcess(who.uid, who.exe)
 }
 
 // Counters returns a snapshot of the loop's counters.
@@ -702,19 +706,25 @@ func (l *Loop) fdPath(fd int, buf []byte, deleted bool) (string, error) {
 	return p, nil
 }
 
-// processInfo returns the owner and executable of a process; the owner of
-// /proc/PID is the process's effective uid. Either may be unknown (zero
-// value) when the process has exited.
-func processInfo(pid int32) (uid uint32, exe string) {
+// opener is the process that opened an event's file.
+type opener struct {
+	uid uint32 // ^0 when unknown
+	exe string // "" when unknown
+}
+
+// openerOf looks pid up in /proc; the owner of /proc/PID is the process's
+// effective uid. Ask before answering the event when the process must be
+// named: it waits for the answer until then, and is often gone right
+// after it (a denied open ends most programs).
+func openerOf(pid int32) opener {
 	dir := "/proc/" + strconv.Itoa(int(pid))
+	o := opener{uid: ^uint32(0)}
 	var sb unix.Stat_t
 	if unix.Stat(dir, &sb) == nil {
-		uid = sb.Uid
-	} else {
-		uid = ^uint32(0)
+		o.uid = sb.Uid
 	}
-	exe, _ = os.Readlink(dir + "/exe")
-	return uid, exe
+	o.exe, _ = os.Readlink(dir + "/exe")
+	return o
 }
 
 // request is an event waiting for a scan. Exactly one of the worker and

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -62,12 +63,16 @@ type response struct {
 
 // fakeResponder records each response with the path its fd named.
 type fakeResponder struct {
-	mu   sync.Mutex
-	got  []response
-	done chan struct{} // one send per response
+	mu     sync.Mutex
+	got    []response
+	done   chan struct{} // one send per response
+	answer func()        // if set, called as each response is given
 }
 
 func (r *fakeResponder) Respond(fd int, allow bool) error {
+	if r.answer != nil {
+		r.answer()
+	}
 	p, _ := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", fd))
 	r.mu.Lock()
 	r.got = append(r.got, response{fd, allow, p})
@@ -314,6 +319,46 @@ func TestDecisions(t *testing.T) {
 			}
 			if got := h.alerts.actions(); fmt.Sprint(got) != fmt.Sprint(want) {
 				t.Errorf("alerts: got %v, want %v", got, want)
+			}
+		})
+	}
+}
+
+// An alert names the process that opened the file, even one gone as soon
+// as it has its answer, as most programs are after a denied open.
+func TestAlertNamesOpenerGoneAfterAnswer(t *testing.T) {
+	for _, tt := range []struct{ file, content, action string }{
+		{"a/evil", "INFECTED", "blocked"},
+		{"logs/evil", "INFECTED", "alerted"},
+		{"a/broken", "FAIL", "error"},
+	} {
+		t.Run(tt.action, func(t *testing.T) {
+			h := newHarness(t, 16, basePolicy)
+			opener := exec.Command("sleep", "60")
+			if err := opener.Start(); err != nil {
+				t.Fatal(err)
+			}
+			exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", opener.Process.Pid))
+			if err != nil {
+				t.Fatal(err)
+			}
+			h.resp.answer = func() {
+				opener.Process.Kill()
+				opener.Wait()
+			}
+			ev := h.event(tt.file, tt.content, unix.FAN_OPEN_PERM)
+			ev.Pid = int32(opener.Process.Pid)
+			h.send(1, ev)
+			h.stop()
+			h.alerts.mu.Lock()
+			defer h.alerts.mu.Unlock()
+			if len(h.alerts.recs) != 1 {
+				t.Fatalf("alerts: got %d, want 1", len(h.alerts.recs))
+			}
+			rec := h.alerts.recs[0]
+			if rec.Action != tt.action || rec.Exe != exe || rec.UID != uint32(os.Geteuid()) {
+				t.Errorf("alert: got action %q exe %q uid %d, want %q %q %d",
+					rec.Action, rec.Exe, rec.UID, tt.action, exe, os.Geteuid())
 			}
 		})
 	}
