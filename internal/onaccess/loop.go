@@ -39,7 +39,8 @@ type Responder interface {
 	Respond(fd int, allow bool) error
 }
 
-// Ignorer keeps the kernel quiet about clean, unmodified files (a
+// Ignorer keeps the kernel quiet about files that need no scan until they
+// are modified: clean ones, and ones over max_file_size (a
 // *fanotify.Group). Optional.
 type Ignorer interface {
 	IgnoreFile(fd int, mask uint64) error
@@ -453,13 +454,17 @@ func (l *Loop) handle(ev fanotify.Event, linkBuf []byte) *request {
 		l.counters.Excluded.Add(1)
 		return nil
 	}
+	key := verdict.KeyOf(ev.Fd, &sb)
 	if sb.Size > w.MaxFileSize {
+		// Logged once for each version of the file: the ignore mark keeps
+		// the kernel quiet about it until it is written again.
+		l.log.Info("file over max_file_size not scanned", "path", path, "size", sb.Size,
+			"max_file_size", w.MaxFileSize, "pid", ev.Pid)
+		l.ignore(ev.Fd, key)
 		l.settle(ev.Fd, true)
 		l.counters.Skipped.Add(1)
-		l.log.Debug("file over max_file_size not scanned", "path", path, "size", sb.Size)
 		return nil
 	}
-	key := verdict.KeyOf(ev.Fd, &sb)
 	if l.cfg.Cache != nil && l.cfg.Cache.Clean(key, st.Engine.Version()) {
 		// The kernel's ignore mark was evicted or never placed: renew it.
 		l.ignore(ev.Fd, key)

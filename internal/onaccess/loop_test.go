@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
 
 	"github.com/vigilsec/vigil/internal/alert"
@@ -169,6 +170,13 @@ type harness struct {
 
 func newHarness(t *testing.T, queue int, policyFmt string) *harness {
 	t.Helper()
+	return newHarnessWith(t, queue, policyFmt, func(*Config) {})
+}
+
+// newHarnessWith is newHarness with the loop's configuration changed by
+// tweak.
+func newHarnessWith(t *testing.T, queue int, policyFmt string, tweak func(*Config)) *harness {
+	t.Helper()
 	dir := t.TempDir()
 	src := fmt.Sprintf(policyFmt, dir, dir, dir)
 	pol, diags := policy.Parse([]byte(src), "test.hcl")
@@ -184,14 +192,16 @@ func newHarness(t *testing.T, queue int, policyFmt string) *harness {
 		alerts: &fakeAlerts{},
 		done:   make(chan error, 1),
 	}
-	h.loop = New(Config{
+	cfg := Config{
 		Source:    h.src,
 		Responder: h.resp,
 		Alerts:    h.alerts,
 		Cache:     verdict.NewCache(128),
 		Workers:   2,
 		QueueSize: queue,
-	}, &State{Policy: pol, Engine: h.engine})
+	}
+	tweak(&cfg)
+	h.loop = New(cfg, &State{Policy: pol, Engine: h.engine})
 	go func() { h.done <- h.loop.Run(context.Background()) }()
 	t.Cleanup(h.stop)
 	t.Cleanup(func() { close(h.engine.stuck) }) // runs first
@@ -361,6 +371,48 @@ func TestAlertNamesOpenerGoneAfterAnswer(t *testing.T) {
 					rec.Action, rec.Exe, rec.UID, tt.action, exe, os.Geteuid())
 			}
 		})
+	}
+}
+
+// fileIgnorer counts the ignore marks placed on files.
+type fileIgnorer struct{ marks atomic.Int32 }
+
+func (f *fileIgnorer) IgnoreFile(fd int, mask uint64) error {
+	f.marks.Add(1)
+	return nil
+}
+
+func (f *fileIgnorer) UnignoreFile(fd int, mask uint64) error {
+	f.marks.Add(-1)
+	return nil
+}
+
+// A file over max_file_size is allowed unscanned and logged, and an
+// ignore mark keeps the kernel quiet about it until it is modified: each
+// of its versions is logged once, not each open.
+func TestOversizeLoggedAndIgnored(t *testing.T) {
+	var logs strings.Builder
+	var mu sync.Mutex
+	ign := &fileIgnorer{}
+	h := newHarnessWith(t, 16, basePolicy, func(c *Config) {
+		c.Ignorer = ign
+		c.Log = hclog.New(&hclog.LoggerOptions{Output: &logs, Mutex: &mu, Level: hclog.Info})
+	})
+	big := h.event("a/big", "INFECTED"+strings.Repeat("x", 2000), unix.FAN_OPEN_PERM)
+	if got := h.send(1, big); !got[0].allow {
+		t.Error("a file over max_file_size denied")
+	}
+	h.stop()
+	if n := h.engine.count(); n != 0 {
+		t.Errorf("a file over max_file_size scanned %d times", n)
+	}
+	if n := ign.marks.Load(); n != 1 {
+		t.Errorf("ignore marks on a file over max_file_size: got %d, want 1", n)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !strings.Contains(logs.String(), "[INFO]  file over max_file_size not scanned: path="+filepath.Join(h.dir, "a/big")) {
+		t.Errorf("no INFO line for the file over max_file_size in the log:\n%s", logs.String())
 	}
 }
 
