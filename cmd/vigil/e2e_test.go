@@ -1,6 +1,7 @@
 package main
 
 import (
+	"archive/zip"
 	"bufio"
 	"bytes"
 	"encoding/json"
@@ -445,6 +446,36 @@ func testSwappedFileNotTakenForClean(t *testing.T, root string) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// An archive that holds EICAR is denied as EICAR is, nested too; a clean
+// one is read.
+func TestArchiveDenied(t *testing.T) {
+	zipOf := func(name string, data []byte) []byte {
+		var b bytes.Buffer
+		zw := zip.NewWriter(&b)
+		w, err := zw.Create(name)
+		if err == nil {
+			_, err = w.Write(data)
+		}
+		if err == nil {
+			err = zw.Close()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b.Bytes()
+	}
+	root := testutil.TempDir(t)
+	once := zipOf("eicar.com", []byte(clamav.EICAR))
+	writeFile(t, filepath.Join(root, "eicar_com.zip"), string(once))
+	writeFile(t, filepath.Join(root, "eicarcom2.zip"), string(zipOf("eicar_com.zip", once)))
+	cleanZip := string(zipOf("readme.txt", []byte(clean)))
+	writeFile(t, filepath.Join(root, "clean.zip"), cleanZip)
+	startDaemon(t, fmt.Sprintf("watch %q {}\n", root), "")
+	wantDenied(t, filepath.Join(root, "eicar_com.zip"))
+	wantDenied(t, filepath.Join(root, "eicarcom2.zip"))
+	wantContent(t, filepath.Join(root, "clean.zip"), cleanZip)
 }
 
 // A watch on a symbolic link protects its target, which is the path the

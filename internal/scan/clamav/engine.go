@@ -53,7 +53,8 @@ func (e *Engine) Version() string { return e.version }
 //
 // An allow list entry clears any detection. Otherwise the name reported is
 // EICAR's, else a file hash's, else a PE section hash's, else the first
-// body signature found in file order.
+// body signature found in file order, else what a member of the file
+// finds when it is an archive (see scanArchive).
 func (e *Engine) Scan(ctx context.Context, f *os.File) (scan.Result, error) {
 	if err := ctx.Err(); err != nil {
 		return scan.Result{}, fmt.Errorf("scan %s: %w", f.Name(), err)
@@ -65,14 +66,36 @@ func (e *Engine) Scan(ctx context.Context, f *os.File) (scan.Result, error) {
 	if !fi.Mode().IsRegular() {
 		return scan.Result{}, nil
 	}
-	return e.scan(ctx, f, fi.Size(), f.Name())
+	return e.scanFile(ctx, f, fi.Size(), f.Name(), newUnpacking(), 0)
 }
 
-// scan reads r's first size bytes; name is for errors.
-func (e *Engine) scan(ctx context.Context, f io.ReaderAt, size int64, name string) (scan.Result, error) {
+// scanFile scans f's first size bytes, then, when they are an archive,
+// what it holds; depth is how many archives f is in. name is for errors.
+func (e *Engine) scanFile(ctx context.Context, f io.ReaderAt, size int64, name string, u *unpacking, depth int) (scan.Result, error) {
+	res, kind, err := e.scan(ctx, f, size, name)
+	if err != nil || res.Infected || kind == notArchive || depth == maxArchiveDepth {
+		return res, err
+	}
+	return e.scanArchive(ctx, f, size, name, kind, u, depth+1)
+}
+
+// scan reads f's first size bytes, and says which archive they are, if
+// one (notArchive when an allow list entry clears the file, members and
+// all); name is for errors.
+func (e *Engine) scan(ctx context.Context, f io.ReaderAt, size int64, name string) (scan.Result, archiveKind, error) {
 	need := e.block.kinds(size)
 	if need == 0 && e.body == nil && e.sections.empty() && size > eicarMax {
-		return scan.Result{}, nil
+		// Nothing to match but what an archive may hold: its head says.
+		var head [archiveHead]byte
+		n, err := f.ReadAt(head[:min(size, archiveHead)], 0)
+		if err != nil && !errors.Is(err, io.EOF) {
+			return scan.Result{}, notArchive, fmt.Errorf("scan: %w", err)
+		}
+		kind := archiveOf(head[:n])
+		if kind == notArchive || e.allow.kinds(size) == 0 {
+			return scan.Result{}, kind, nil
+		}
+		// An allow list entry for the archive would clear its members.
 	}
 
 	pool, back, fwd := &bufPool, 0, 0
@@ -87,6 +110,7 @@ func (e *Engine) scan(ctx context.Context, f io.ReaderAt, size int64, name strin
 		hs      [numKinds]hash.Hash
 		eicar   bool
 		class   fileClass
+		kind    archiveKind
 		bs      *bodyScan
 		bodyHit = -1
 		// buf[:n] holds the file's bytes from base; off is base+n.
@@ -104,7 +128,7 @@ func (e *Engine) scan(ctx context.Context, f io.ReaderAt, size int64, name strin
 	for off < size {
 		if off > 0 {
 			if err := ctx.Err(); err != nil {
-				return scan.Result{}, fmt.Errorf("scan %s: %w", name, err)
+				return scan.Result{}, notArchive, fmt.Errorf("scan %s: %w", name, err)
 			}
 		}
 		rn, err := f.ReadAt(buf[n:n+int(min(int64(len(buf)-n), size-off))], off)
@@ -112,14 +136,18 @@ func (e *Engine) scan(ctx context.Context, f io.ReaderAt, size int64, name strin
 		if off == 0 {
 			eicar = isEICAR(fresh)
 			class = classOf(fresh)
+			kind = archiveOf(fresh)
 			if size > tooSmall {
 				bs = e.body.start(class, size, f)
 			}
-			if !eicar && need == 0 && bs == nil && (class != classPE || e.sections.empty()) {
-				return scan.Result{}, nil
+			// An allow list entry can clear any detection, EICAR's and an
+			// archive's members' too.
+			allow := e.allow.kinds(size)
+			if !eicar && need == 0 && bs == nil && (class != classPE || e.sections.empty()) &&
+				(kind == notArchive || allow == 0) {
+				return scan.Result{}, kind, nil
 			}
-			// An allow list entry can clear any detection, EICAR's too.
-			need |= e.allow.kinds(size)
+			need |= allow
 			for k := range numKinds {
 				if need.has(k) {
 					hs[k] = newHash(k)
@@ -134,7 +162,7 @@ func (e *Engine) scan(ctx context.Context, f io.ReaderAt, size int64, name strin
 		n += rn
 		off += int64(rn)
 		if err != nil && !errors.Is(err, io.EOF) {
-			return scan.Result{}, fmt.Errorf("scan: %w", err)
+			return scan.Result{}, notArchive, fmt.Errorf("scan: %w", err)
 		}
 		eof := off >= size || err != nil || rn == 0 // EOF or rn == 0: the file shrank
 
@@ -167,7 +195,7 @@ func (e *Engine) scan(ctx context.Context, f io.ReaderAt, size int64, name strin
 		}
 	}
 	if off == 0 {
-		return scan.Result{}, nil
+		return scan.Result{}, notArchive, nil
 	}
 
 	var (
@@ -180,27 +208,27 @@ func (e *Engine) scan(ctx context.Context, f io.ReaderAt, size int64, name strin
 		}
 	}
 	if _, ok := e.allow.lookup(&sums, off); ok {
-		return scan.Result{}, nil
+		return scan.Result{}, notArchive, nil
 	}
 	if eicar {
-		return scan.Result{Infected: true, Signature: EICARSignature}, nil
+		return scan.Result{Infected: true, Signature: EICARSignature}, kind, nil
 	}
 	if name, ok := e.block.lookup(&sums, off); ok {
-		return scan.Result{Infected: true, Signature: name}, nil
+		return scan.Result{Infected: true, Signature: name}, kind, nil
 	}
 	if class == classPE && !e.sections.empty() {
 		sig, err := e.scanSections(ctx, f, off, name)
 		if err != nil {
-			return scan.Result{}, err
+			return scan.Result{}, notArchive, err
 		}
 		if sig != "" {
-			return scan.Result{Infected: true, Signature: sig}, nil
+			return scan.Result{Infected: true, Signature: sig}, kind, nil
 		}
 	}
 	if bodyHit >= 0 {
-		return scan.Result{Infected: true, Signature: e.body.sigs[bodyHit].name}, nil
+		return scan.Result{Infected: true, Signature: e.body.sigs[bodyHit].name}, kind, nil
 	}
-	return scan.Result{}, nil
+	return scan.Result{}, kind, nil
 }
 
 // scanSections checks a PE file's sections against the .mdb/.msb hashes,

@@ -25,7 +25,7 @@ func loadNDB(t testing.TB, lines ...string) (*Engine, string) {
 
 func scanData(t testing.TB, e *Engine, data []byte) scan.Result {
 	t.Helper()
-	res, err := e.scan(context.Background(), bytes.NewReader(data), int64(len(data)), "mem")
+	res, _, err := e.scan(context.Background(), bytes.NewReader(data), int64(len(data)), "mem")
 	if err != nil {
 		t.Fatalf("scan: %v", err)
 	}
@@ -480,7 +480,7 @@ func TestNDBConcurrentScan(t *testing.T) {
 			defer wg.Done()
 			for range 50 {
 				for want, data := range inputs {
-					res, err := e.scan(context.Background(), bytes.NewReader(data), int64(len(data)), "mem")
+					res, _, err := e.scan(context.Background(), bytes.NewReader(data), int64(len(data)), "mem")
 					if err != nil || res.Signature != strings.TrimSpace(want) {
 						errs <- fmt.Sprintf("got %+v, %v want %q", res, err, want)
 						return
