@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -79,9 +80,9 @@ func New(cfg Config, log hclog.Logger) (*Engine, error) {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	network, addr, err := parseAddress(cfg.Address)
+	network, addr, err := ParseAddress(cfg.Address)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("clamd address %q: %w; want unix:///path or tcp://host:port", cfg.Address, err)
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = DefaultTimeout
@@ -108,18 +109,37 @@ func New(cfg Config, log hclog.Logger) (*Engine, error) {
 	return e, nil
 }
 
-func parseAddress(a string) (network, addr string, err error) {
-	switch {
-	case strings.HasPrefix(a, "unix://") && len(a) > len("unix://"):
-		return "unix", strings.TrimPrefix(a, "unix://"), nil
-	case strings.HasPrefix(a, "tcp://") && len(a) > len("tcp://"):
-		addr = strings.TrimPrefix(a, "tcp://")
-		if _, _, err := net.SplitHostPort(addr); err != nil {
-			return "", "", fmt.Errorf("clamd address %q: %w", a, err)
+// ParseAddress splits a clamd address, unix:///absolute/path or
+// tcp://host:port, into the network and address net.Dial takes. The
+// policy checks engine "clamd" addresses with it too, so an address that
+// passes `vigil policy check` is one New accepts. The error says what is
+// wrong; callers name the address and the forms wanted.
+func ParseAddress(a string) (network, addr string, err error) {
+	if p, ok := strings.CutPrefix(a, "unix://"); ok {
+		// unix://run/clamd.ctl would dial run/clamd.ctl, relative to
+		// whatever directory vigil runs in.
+		if !filepath.IsAbs(p) {
+			return "", "", errors.New("the socket path is not absolute")
 		}
-		return "tcp", addr, nil
+		return "unix", p, nil
 	}
-	return "", "", fmt.Errorf("clamd address %q: want unix:///path or tcp://host:port", a)
+	if hp, ok := strings.CutPrefix(a, "tcp://"); ok {
+		host, port, err := net.SplitHostPort(hp)
+		if ae := (*net.AddrError)(nil); errors.As(err, &ae) {
+			return "", "", errors.New(ae.Err)
+		}
+		if err != nil {
+			return "", "", err
+		}
+		if host == "" {
+			return "", "", errors.New("the host is missing")
+		}
+		if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
+			return "", "", fmt.Errorf("port %q is not a number from 1 to 65535", port)
+		}
+		return "tcp", hp, nil
+	}
+	return "", "", errors.New("the scheme is neither unix:// nor tcp://")
 }
 
 // Name implements scan.Engine.

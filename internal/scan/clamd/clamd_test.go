@@ -467,6 +467,41 @@ func TestNew(t *testing.T) {
 	}
 }
 
+func TestParseAddress(t *testing.T) {
+	tests := []struct {
+		addr, wantNet, wantAddr string
+		wantErr                 string
+	}{
+		{addr: "unix:///run/clamav/clamd.ctl", wantNet: "unix", wantAddr: "/run/clamav/clamd.ctl"},
+		{addr: "tcp://127.0.0.1:3310", wantNet: "tcp", wantAddr: "127.0.0.1:3310"},
+		{addr: "tcp://[::1]:3310", wantNet: "tcp", wantAddr: "[::1]:3310"},
+		{addr: "tcp://clamd.example:3310", wantNet: "tcp", wantAddr: "clamd.example:3310"},
+		{addr: "unix://run/clamd.ctl", wantErr: "not absolute"},
+		{addr: "unix://", wantErr: "not absolute"},
+		{addr: "tcp://127.0.0.1", wantErr: "missing port"},
+		{addr: "tcp://", wantErr: "missing port"},
+		{addr: "tcp://:3310", wantErr: "host is missing"},
+		{addr: "tcp://127.0.0.1:", wantErr: "from 1 to 65535"},
+		{addr: "tcp://127.0.0.1:0", wantErr: "from 1 to 65535"},
+		{addr: "tcp://127.0.0.1:70000", wantErr: "from 1 to 65535"},
+		{addr: "tcp://127.0.0.1:clamd", wantErr: "from 1 to 65535"},
+		{addr: "localhost:3310", wantErr: "scheme"},
+		{addr: "", wantErr: "scheme"},
+	}
+	for _, tt := range tests {
+		network, addr, err := ParseAddress(tt.addr)
+		if tt.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("ParseAddress(%q): got %q %q, error %v want error %q", tt.addr, network, addr, err, tt.wantErr)
+			}
+			continue
+		}
+		if err != nil || network != tt.wantNet || addr != tt.wantAddr {
+			t.Errorf("ParseAddress(%q): got %q %q, error %v want %q %q", tt.addr, network, addr, err, tt.wantNet, tt.wantAddr)
+		}
+	}
+}
+
 // A clamd that goes away makes scans fail at once, not hang.
 func TestClamdDown(t *testing.T) {
 	fk := startFake(t, "unix", func(name string, data []byte) string { return name + ": OK" })
