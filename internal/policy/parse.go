@@ -16,6 +16,8 @@ import (
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/zclconf/go-cty/cty"
+
+	"github.com/vigilsec/vigil/internal/scan/clamd"
 )
 
 // Defaults from DESIGN.md; DefaultSettings returns them as a value.
@@ -295,12 +297,12 @@ func (ps *parser) engine(b *hcl.Block, e *Engine) {
 		ps.diags = append(ps.diags, diags...)
 		if a := content.Attributes["address"]; a != nil {
 			if s, ok := ps.str(a); ok {
-				if strings.HasPrefix(s, "unix://") && len(s) > len("unix://") ||
-					strings.HasPrefix(s, "tcp://") && len(s) > len("tcp://") {
-					e.Address = s
-				} else {
+				// The engine's own parser: what passes here dials at run time.
+				if _, _, err := clamd.ParseAddress(s); err != nil {
 					ps.errorf(a.Expr.Range(), "Invalid address",
-						"Got %q; the address must be unix:///path/to/socket or tcp://host:port.", s)
+						"Got %q: %v; the address must be unix:///path/to/socket or tcp://host:port.", s, err)
+				} else {
+					e.Address = s
 				}
 			}
 		}
