@@ -206,7 +206,7 @@ func (ps *parser) policy(body hcl.Body) *Policy {
 			ps.exclude(b, &pol.Exclude)
 		}
 	}
-	if nwatch == 0 {
+	if nwatch == 0 && !hasWatch(body) {
 		start := hcl.InitialPos
 		ps.errorf(hcl.Range{Filename: ps.filename, Start: start, End: start}, "No watch block",
 			"A policy needs at least one watch block, e.g. watch \"/srv/uploads\" {}.")
@@ -215,6 +215,22 @@ func (ps *parser) policy(body hcl.Body) *Policy {
 	ps.checkQuiet(pol)
 	pol.index()
 	return pol
+}
+
+// hasWatch says whether body has a watch block, even one that Content
+// dropped for a missing or extra label: that error is the one to report,
+// not "No watch block".
+func hasWatch(body hcl.Body) bool {
+	sb, ok := body.(*hclsyntax.Body)
+	if !ok {
+		return false
+	}
+	for _, b := range sb.Blocks {
+		if b.Type == "watch" {
+			return true
+		}
+	}
+	return false
 }
 
 // checkQuarantine refuses a quarantine_dir that a watch covers when some
