@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
@@ -98,7 +100,7 @@ func Load(filename string) (*Policy, hcl.Diagnostics) {
 		return nil, hcl.Diagnostics{{
 			Severity: hcl.DiagError,
 			Summary:  "Cannot read policy file",
-			Detail:   err.Error(),
+			Detail:   sentence(err),
 			Subject:  &hcl.Range{Filename: filename, Start: hcl.InitialPos, End: hcl.InitialPos},
 		}}
 	}
@@ -381,7 +383,7 @@ func (ps *parser) settings(b *hcl.Block, s *Settings) {
 	if a := attrs["metrics_listen"]; a != nil {
 		if v, ok := ps.str(a); ok {
 			if err := loopbackAddr(v); err != nil {
-				ps.errorf(a.Expr.Range(), "Invalid metrics_listen", "%v.", err)
+				ps.errorf(a.Expr.Range(), "Invalid metrics_listen", "%s", sentence(err))
 			} else {
 				s.MetricsListen = v
 			}
@@ -566,10 +568,18 @@ func (ps *parser) size(a *hcl.Attribute) (int64, bool) {
 	}
 	n, err := ParseSize(s)
 	if err != nil {
-		ps.errorf(a.Expr.Range(), "Invalid "+a.Name, "%v.", err)
+		ps.errorf(a.Expr.Range(), "Invalid "+a.Name, "%s", sentence(err))
 		return 0, false
 	}
 	return n, true
+}
+
+// sentence makes an error a diagnostic's Detail: errors start in lower
+// case, details are sentences.
+func sentence(err error) string {
+	s := err.Error()
+	r, n := utf8.DecodeRuneInString(s)
+	return string(unicode.ToUpper(r)) + s[n:] + "."
 }
 
 func (ps *parser) absPath(rng hcl.Range, name, p string) (string, bool) {

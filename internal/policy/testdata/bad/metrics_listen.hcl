@@ -1,4 +1,4 @@
-# want: 7:20 Invalid metrics_listen | loopback address only
+# want: 7:20 Invalid metrics_listen | Got host "0.0.0.0"; metrics listen on a loopback address only
 settings {
   # Anything but loopback would expose vigil's metrics to the network.
   # 0.0.0.0 is refused, and so is a public address.

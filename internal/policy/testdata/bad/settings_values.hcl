@@ -1,6 +1,6 @@
 # want: 8:20 Invalid workers | from 1 to 256
 # want: 9:20 Invalid scan_timeout | positive duration
-# want: 10:20 Invalid max_file_size | units
+# want: 10:20 Invalid max_file_size | Got "10 parsecs"; a size such as
 # want: 11:20 Invalid on_error | "allow", "deny"
 # want: 12:20 Invalid control_socket | absolute path
 # want: 13:20 Invalid alert_log | string is required, got number

@@ -3,7 +3,7 @@
 # want: 10:22 Invalid on | "open", "exec", "access"
 # want: 11:14 Invalid exclude | malformed
 # want: 11:26 Invalid exclude | ".."
-# want: 12:19 Invalid max_file_size | positive
+# want: 12:19 Invalid max_file_size | Got "0"; the size must be positive.
 watch "/srv" {
   action  = "kill"
   mode    = "fast"
