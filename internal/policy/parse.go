@@ -561,17 +561,40 @@ func (ps *parser) duration(a *hcl.Attribute) (time.Duration, bool) {
 	return d, true
 }
 
+// size takes a byte count: a whole number (1048576) or a string that
+// ParseSize reads ("100MiB").
 func (ps *parser) size(a *hcl.Attribute) (int64, bool) {
-	s, ok := ps.str(a)
-	if !ok {
+	v, diags := a.Expr.Value(nil)
+	ps.diags = append(ps.diags, diags...)
+	if diags.HasErrors() {
 		return 0, false
 	}
-	n, err := ParseSize(s)
-	if err != nil {
-		ps.errorf(a.Expr.Range(), "Invalid "+a.Name, "%s", sentence(err))
-		return 0, false
+	rng := a.Expr.Range()
+	switch {
+	case v.IsNull() || !v.IsWhollyKnown():
+	case v.Type().Equals(cty.String):
+		n, err := ParseSize(v.AsString())
+		if err != nil {
+			ps.errorf(rng, "Invalid "+a.Name, "%s", sentence(err))
+			return 0, false
+		}
+		return n, true
+	case v.Type().Equals(cty.Number):
+		bf := v.AsBigFloat()
+		n, acc := bf.Int64()
+		switch {
+		case !bf.IsInt() || bf.Sign() <= 0:
+			ps.errorf(rng, "Invalid "+a.Name,
+				"Got %s; a size in bytes must be a positive whole number, or a string such as \"100MiB\".", bf.Text('g', 10))
+			return 0, false
+		case acc != big.Exact:
+			ps.errorf(rng, "Invalid "+a.Name, "Got %s; the size is too large.", bf.Text('g', 10))
+			return 0, false
+		}
+		return n, true
 	}
-	return n, true
+	ps.errorf(rng, "Invalid "+a.Name, "A number or string is required, got %s.", typeName(v))
+	return 0, false
 }
 
 // sentence makes an error a diagnostic's Detail: errors start in lower

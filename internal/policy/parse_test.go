@@ -144,6 +144,20 @@ watch "/srv" {}
 			},
 		},
 		{
+			name:       "sizes in bytes as numbers",
+			src:        "settings {\n  max_file_size = 1048576\n}\nwatch \"/srv\" {\n  max_file_size = 4096\n}\nwatch \"/home\" {}\n",
+			wantEngine: Engine{Kind: EngineBuiltin, VerifySignatures: true},
+			wantSettings: func() Settings {
+				s := defaults
+				s.MaxFileSize = 1 << 20
+				return s
+			}(),
+			wantWatches: []Watch{
+				{Path: "/srv", Action: ActionBlock, Recursive: true, Mode: ModeTree, On: DefaultEvents, OnError: OnErrorAllow, MaxFileSize: 4096},
+				{Path: "/home", Action: ActionBlock, Recursive: true, Mode: ModeTree, On: DefaultEvents, OnError: OnErrorAllow, MaxFileSize: 1 << 20},
+			},
+		},
+		{
 			name: "sizes and order",
 			src: `
 settings { max_file_size = "2 GiB" }
