@@ -37,7 +37,8 @@ settings {
 }
 
 # Each watch covers a directory and everything below it. Defaults:
-#   action    = "block"           # block: deny access | alert: log only
+#   action    = "block"           # block: deny access | alert: log only |
+#                                 # quarantine: deny, then move to quarantine_dir
 #   recursive = true
 #   on        = ["open", "exec"]  # open | exec | access (access is costly)
 # Excludes are globs relative to the watch root, gitignore-style: a name
