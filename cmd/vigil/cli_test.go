@@ -68,6 +68,8 @@ func TestPolicyCheck(t *testing.T) {
 	bad := filepath.Join(dir, "bad.hcl")
 	os.WriteFile(good, []byte("watch \"/srv\" {}\n"), 0o644)
 	os.WriteFile(bad, []byte("watch \"/srv\" {\n  action = \"block\"\n  colour = \"red\"\n}\nwatch \"relative\" {}\n"), 0o644)
+	missing := filepath.Join(dir, "missing.hcl")
+	os.WriteFile(missing, []byte("watch \""+filepath.Join(dir, "nope")+"\" {}\n"), 0o644)
 	noPort := filepath.Join(dir, "noport.hcl")
 	os.WriteFile(noPort, []byte("engine \"clamd\" {\n  address = \"tcp://127.0.0.1\"\n}\nwatch \"/srv\" {}\n"), 0o644)
 
@@ -75,6 +77,9 @@ func TestPolicyCheck(t *testing.T) {
 		{name: "valid", args: []string{"policy", "check", good}},
 		{name: "unknown attribute and relative path", args: []string{"policy", "check", bad}, wantCode: 1,
 			wantStderr: []string{bad + ":3,3", "colour", bad + ":5,7", "^"}},
+		{name: "watch path missing is a warning", args: []string{"policy", "check", missing},
+			wantStdout: []string{missing + ": valid"},
+			wantStderr: []string{missing + ":1,7: Warning: Watch path does not exist", "placed when the directory appears"}},
 		{name: "clamd address without a port", args: []string{"policy", "check", noPort}, wantCode: 1,
 			wantStderr: []string{noPort + ":2,13: Error: Invalid address", "missing port"}},
 		{name: "one bad of two", args: []string{"policy", "check", good, bad}, wantCode: 1, wantStderr: []string{bad + ":3,3"}},

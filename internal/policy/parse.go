@@ -92,7 +92,9 @@ var (
 	}}
 )
 
-// Load reads and parses a policy file. See Parse.
+// Load reads and parses a policy file (see Parse), then looks at the
+// paths it names: a watch path or database that does not exist, and a
+// watch path that is not a directory, are warnings (see checkPaths).
 func Load(filename string) (*Policy, hcl.Diagnostics) {
 	src, err := os.ReadFile(filename)
 	if err != nil {
@@ -104,7 +106,11 @@ func Load(filename string) (*Policy, hcl.Diagnostics) {
 			Subject:  &hcl.Range{Filename: filename, Start: hcl.InitialPos, End: hcl.InitialPos},
 		}}
 	}
-	return Parse(src, filename)
+	pol, diags, refs := parse(src, filename)
+	if warns := checkPaths(refs); len(warns) > 0 {
+		diags = sortDiags(append(diags, warns...))
+	}
+	return pol, diags
 }
 
 // Parse parses and validates a policy. It never touches the filesystem.
@@ -112,18 +118,24 @@ func Load(filename string) (*Policy, hcl.Diagnostics) {
 // whenever the diagnostics contain an error, so a half-valid policy can
 // never be put in force. The source is remembered for WriteDiagnostics.
 func Parse(src []byte, filename string) (*Policy, hcl.Diagnostics) {
+	pol, diags, _ := parse(src, filename)
+	return pol, diags
+}
+
+// parse is Parse, and also returns the paths for Load to look at.
+func parse(src []byte, filename string) (*Policy, hcl.Diagnostics, []pathRef) {
 	file, diags := hclsyntax.ParseConfig(src, filename, hcl.InitialPos)
 	remember(filename, src, file)
 	if diags.HasErrors() {
-		return nil, sortDiags(diags)
+		return nil, sortDiags(diags), nil
 	}
 	ps := &parser{filename: filename, diags: diags}
 	pol := ps.policy(file.Body)
 	diags = sortDiags(ps.diags)
 	if diags.HasErrors() {
-		return nil, diags
+		return nil, diags, ps.paths
 	}
-	return pol, diags
+	return pol, diags, ps.paths
 }
 
 func sortDiags(diags hcl.Diagnostics) hcl.Diagnostics {
@@ -146,6 +158,7 @@ type parser struct {
 	diags    hcl.Diagnostics
 	qdir     *hcl.Range // the quarantine_dir attribute, if set
 	quiet    *hcl.Range // the ignore_out_of_scope attribute, if true
+	paths    []pathRef  // watch and database paths, for Load to look at
 }
 
 func (ps *parser) errorf(rng hcl.Range, summary, format string, args ...any) {
@@ -204,6 +217,7 @@ func (ps *parser) policy(body hcl.Body) *Policy {
 			}
 			seen[w.Path] = w.Range
 			pol.Watches = append(pol.Watches, w)
+			ps.paths = append(ps.paths, pathRef{watchPath, w.Path, w.Range})
 		case "exclude":
 			ps.exclude(b, &pol.Exclude)
 		}
@@ -301,6 +315,7 @@ func (ps *parser) engine(b *hcl.Block, e *Engine) {
 			ps.list(a, func(ex hcl.Expression, v cty.Value) {
 				if p, ok := ps.absPath(ex.Range(), "databases", v.AsString()); ok {
 					e.Databases = append(e.Databases, p)
+					ps.paths = append(ps.paths, pathRef{databasePath, p, ex.Range()})
 				}
 			})
 		}

@@ -1,0 +1,116 @@
+package policy
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+)
+
+// pathKind says what a path named in a policy is for.
+type pathKind int
+
+const (
+	watchPath pathKind = iota
+	databasePath
+)
+
+// pathRef is a path named in a policy, with where it is named.
+type pathRef struct {
+	kind pathKind
+	path string
+	rng  hcl.Range
+}
+
+// statTimeout bounds the looks at a policy's paths. The daemon loads the
+// policy on its main loop at reload, and a path on a filesystem that does
+// not answer (a hung NFS server) would hold it there: such a path gets
+// no warning instead, and its stat is left to end on its own, as the
+// daemon's own looks at watch paths are.
+var statTimeout = time.Second
+
+// stat follows links, as the watches and the database loader do.
+// Tests replace it.
+var stat = os.Stat
+
+// checkPaths warns about the watch paths and databases that are not
+// there. They are warnings, not errors: a watch is placed when its
+// directory appears, and a missing database is skipped, so one policy
+// serves hosts that differ. Only a path known not to exist, or a watch
+// path known not to be a directory, is reported: any other error (no
+// permission, say, when a user checks a policy that root runs) says
+// nothing about what vigil will find.
+func checkPaths(refs []pathRef) hcl.Diagnostics {
+	infos := statAll(refs)
+	var diags hcl.Diagnostics
+	warn := func(r pathRef, summary, format string) {
+		diags = append(diags, &hcl.Diagnostic{
+			Severity: hcl.DiagWarning,
+			Summary:  summary,
+			Detail:   fmt.Sprintf(format, r.path),
+			Subject:  r.rng.Ptr(),
+		})
+	}
+	for _, r := range refs {
+		res, ok := infos[r.path]
+		switch {
+		case !ok: // no answer in time
+		case notExist(res.err) && r.kind == watchPath:
+			warn(r, "Watch path does not exist",
+				"%q does not exist; the watch is placed when the directory appears.")
+		case notExist(res.err):
+			warn(r, "Database path does not exist",
+				"%q does not exist; it is skipped and the other databases are loaded (EICAR is detected either way).")
+		case res.err == nil && r.kind == watchPath && !res.info.IsDir():
+			warn(r, "Watch path is not a directory",
+				"%q is not a directory; the watch protects nothing until a directory is there.")
+		}
+	}
+	return diags
+}
+
+func notExist(err error) bool {
+	// ENOTDIR: a component of the path is a file, so the path is not there.
+	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR)
+}
+
+type statResult struct {
+	info fs.FileInfo
+	err  error
+}
+
+// statAll stats each path at once and returns the answers that came
+// within statTimeout.
+func statAll(refs []pathRef) map[string]statResult {
+	type answer struct {
+		path string
+		statResult
+	}
+	paths := map[string]bool{}
+	for _, r := range refs {
+		paths[r.path] = true
+	}
+	ch := make(chan answer, len(paths)) // a late answer is dropped in the buffer
+	for p := range paths {
+		go func() {
+			fi, err := stat(p)
+			ch <- answer{p, statResult{fi, err}}
+		}()
+	}
+	got := make(map[string]statResult, len(paths))
+	deadline := time.NewTimer(statTimeout)
+	defer deadline.Stop()
+	for range len(paths) {
+		select {
+		case a := <-ch:
+			got[a.path] = a.statResult
+		case <-deadline.C:
+			return got
+		}
+	}
+	return got
+}
