@@ -72,19 +72,10 @@ func nestZips(t testing.TB, n int, data []byte) []byte {
 	return data
 }
 
-func scanFileBytes(t *testing.T, e *Engine, data []byte) (found string) {
+// scanFileBytes is scanString for bytes: the signature found, if any.
+func scanFileBytes(t *testing.T, e *Engine, data []byte) string {
 	t.Helper()
-	p := writeFile(t, t.TempDir(), "sample", string(data))
-	f, err := os.Open(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	res, err := e.Scan(context.Background(), f)
-	if err != nil {
-		t.Fatalf("scan: %v", err)
-	}
-	return res.Signature
+	return scanString(t, e, string(data)).Signature
 }
 
 // What an archive holds is scanned as a file of its own, as libclamav
