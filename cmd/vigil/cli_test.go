@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -32,6 +33,7 @@ type cliCase struct {
 	wantStdout []string
 	notStdout  []string
 	wantStderr []string
+	notStderr  []string
 }
 
 // runCLICases runs each case as a subtest.
@@ -56,6 +58,11 @@ func runCLICases(t *testing.T, cases []cliCase) {
 			for _, w := range tt.wantStderr {
 				if !strings.Contains(stderr, w) {
 					t.Errorf("stderr lacks %q:\n%s", w, stderr)
+				}
+			}
+			for _, w := range tt.notStderr {
+				if strings.Contains(stderr, w) {
+					t.Errorf("stderr has %q:\n%s", w, stderr)
 				}
 			}
 		})
@@ -116,23 +123,34 @@ func TestScanCommand(t *testing.T) {
 }
 
 func TestUsage(t *testing.T) {
-	tests := []struct {
-		args     []string
-		wantCode int
-		want     string
-	}{
-		{[]string{"version"}, 0, "vigil "},
-		{[]string{"--help"}, 0, "vigil policy check FILE"},
-		{[]string{"bogus"}, 2, "unknown command"},
-		{[]string{}, 2, "Usage:"},
-		{[]string{"run", "--log-format", "xml"}, 2, "--log-format"},
+	cases := []cliCase{
+		{name: "version", args: []string{"version"}, wantStdout: []string{"vigil "}},
+		{name: "help", args: []string{"--help"}, wantStdout: []string{"vigil policy check FILE"}, notStderr: []string{"Usage"}},
+		{name: "unknown command", args: []string{"bogus"}, wantCode: 2, wantStderr: []string{"unknown command"}},
+		{name: "no command", args: []string{}, wantCode: 2, wantStderr: []string{"Usage:"}},
+		{name: "bad log format", args: []string{"run", "--log-format", "xml"}, wantCode: 2, wantStderr: []string{"--log-format"}},
+		{name: "policy without check", args: []string{"policy"}, wantCode: 2, wantStderr: []string{"Usage: vigil policy check"}},
 	}
-	for _, tt := range tests {
-		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
-			code, stdout, stderr := runCLI(tt.args...)
-			if code != tt.wantCode || !strings.Contains(stdout+stderr, tt.want) {
-				t.Errorf("got exit %d output %q, want exit %d containing %q", code, stdout+stderr, tt.wantCode, tt.want)
-			}
-		})
+	// Asking for help is not an error: the usage goes to stdout, exit 0.
+	// A wrong flag is: the usage goes to stderr, exit 2.
+	for _, cmd := range [][]string{
+		{"run"}, {"scan"}, {"status"}, {"reload"}, {"metrics"}, {"features"},
+		{"policy"}, {"policy", "check"}, {"quarantine"}, {"quarantine", "list"},
+	} {
+		name := strings.Join(cmd, " ")
+		for _, h := range []string{"--help", "-h"} {
+			cases = append(cases, cliCase{name: name + " " + h, args: append(slices.Clone(cmd), h),
+				wantStdout: []string{"Usage:", "vigil " + name}, notStderr: []string{"Usage"}})
+		}
+		if cmd[0] != "policy" && len(cmd) == 1 && cmd[0] != "quarantine" {
+			cases = append(cases, cliCase{name: name + " bad flag", args: append(slices.Clone(cmd), "--bogus"), wantCode: 2,
+				wantStderr: []string{"-bogus", "Usage: vigil " + name}, notStdout: []string{"Usage"}})
+		}
 	}
+	// A command without flags shows no empty Flags section.
+	for _, cmd := range [][]string{{"features"}, {"policy", "check"}} {
+		cases = append(cases, cliCase{name: strings.Join(cmd, " ") + " no flags", args: append(slices.Clone(cmd), "--help"),
+			notStdout: []string{"Flags:"}})
+	}
+	runCLICases(t, cases)
 }

@@ -12,8 +12,8 @@ import (
 
 func cmdFeatures(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("features", "vigil features", stderr)
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code, ok := parseArgs(fs, args, stdout); !ok {
+		return code
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "kernel\t%s\n", features.Kernel())

@@ -4,6 +4,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -70,7 +71,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	switch cmd, rest := args[0], args[1:]; cmd {
 	case "run":
-		return cmdRun(rest, stderr)
+		return cmdRun(rest, stdout, stderr)
 	case "scan":
 		return cmdScan(rest, stdout, stderr)
 	case "policy":
@@ -97,25 +98,62 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 }
 
-// newFlags returns a flag set whose --help prints the command's synopsis.
+// newFlags returns a flag set whose usage is the command's synopsis and
+// its flags; parse it with parseArgs or parseFlags.
 func newFlags(name, synopsis string, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: %s\n\nFlags:\n", synopsis)
-		fs.PrintDefaults()
-	}
+	fs.Usage = func() { printUsage(fs, "Usage: "+synopsis+"\n") }
 	return fs
 }
 
-func cmdRun(args []string, stderr io.Writer) int {
+// printUsage writes head to fs's output, then the flags, if the command
+// has any.
+func printUsage(fs *flag.FlagSet, head string) {
+	io.WriteString(fs.Output(), head)
+	n := 0
+	fs.VisitAll(func(*flag.Flag) { n++ })
+	if n > 0 {
+		fmt.Fprint(fs.Output(), "\nFlags:\n")
+		fs.PrintDefaults()
+	}
+}
+
+// parseArgs parses a command's arguments with fs: see parseFlags.
+func parseArgs(fs *flag.FlagSet, args []string, stdout io.Writer) (code int, ok bool) {
+	return parseFlags(fs, stdout, func() error { return fs.Parse(args) })
+}
+
+// parseFlags runs parse (fs.Parse, or a wrapper of it) holding back what
+// fs prints meanwhile, then sends it where it belongs. Asking for help is
+// not an error: after -h or --help the usage goes to stdout, exit 0; after
+// a bad flag the error and the usage go to stderr, exit 2. ok is false
+// in both cases: the command stops there with code.
+func parseFlags(fs *flag.FlagSet, stdout io.Writer, parse func() error) (code int, ok bool) {
+	stderr := fs.Output()
+	var held bytes.Buffer
+	fs.SetOutput(&held)
+	err := parse()
+	fs.SetOutput(stderr)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		stdout.Write(held.Bytes())
+		return 0, false
+	case err != nil:
+		stderr.Write(held.Bytes())
+		return 2, false
+	}
+	return 0, true
+}
+
+func cmdRun(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("run", "vigil run [--policy FILE] [--log-format text|json] [--log-level LEVEL] [--hook HOOK]", stderr)
 	policyFile := fs.String("policy", defaultPolicy, "policy `file`")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	logLevel := fs.String("log-level", "info", "log level: trace, debug, info, warn or error")
 	hook := fs.String("hook", "", "force a rung of the eBPF hook ladder for directory events ("+ladderNames()+"); default: the best that works")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code, ok := parseArgs(fs, args, stdout); !ok {
+		return code
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "vigil run: unexpected argument %q\n", fs.Arg(0))
@@ -214,17 +252,25 @@ func newLogger(format, level string, w io.Writer) (hclog.Logger, error) {
 	}), nil
 }
 
+const policyUsage = "Usage: vigil policy check FILE ...\n"
+
 func cmdPolicy(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] != "check" {
-		fmt.Fprint(stderr, "Usage: vigil policy check FILE ...\n")
-		if len(args) > 0 && strings.TrimLeft(args[0], "-") == "help" {
-			return 0
-		}
+	var sub string
+	if len(args) > 0 {
+		sub = args[0]
+	}
+	switch sub {
+	case "check":
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, policyUsage)
+		return 0
+	default:
+		fmt.Fprint(stderr, policyUsage)
 		return 2
 	}
 	fs := newFlags("policy check", "vigil policy check FILE ...", stderr)
-	if err := fs.Parse(args[1:]); err != nil {
-		return 2
+	if code, ok := parseArgs(fs, args[1:], stdout); !ok {
+		return code
 	}
 	if fs.NArg() == 0 {
 		fs.Usage()

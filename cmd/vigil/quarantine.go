@@ -60,10 +60,7 @@ func cmdQuarantine(args []string, stdout, stderr io.Writer) int {
 
 	fs := flag.NewFlagSet("quarantine "+sub, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "%s\nFlags:\n", quarantineUsage)
-		fs.PrintDefaults()
-	}
+	fs.Usage = func() { printUsage(fs, quarantineUsage) }
 	dir := fs.String("dir", "", "quarantine `directory`")
 	policyFile := fs.String("policy", "", "read quarantine_dir from this policy `file`")
 	asJSON, to, force := new(bool), new(string), new(bool)
@@ -74,12 +71,13 @@ func cmdQuarantine(args []string, stdout, stderr io.Writer) int {
 		fs.StringVar(to, "to", "", "restore to this absolute `path` instead of the original one")
 		fs.BoolVar(force, "force", false, "allow a destination outside the watch that quarantined the file")
 	}
-	pos, err := parseInterspersed(fs, rest)
-	if errors.Is(err, flag.ErrHelp) {
-		return 0
-	}
-	if err != nil {
-		return 2
+	var pos []string
+	code, ok := parseFlags(fs, stdout, func() (err error) {
+		pos, err = parseInterspersed(fs, rest)
+		return err
+	})
+	if !ok {
+		return code
 	}
 	prefix := "vigil quarantine " + sub
 	want := 1

@@ -67,7 +67,7 @@ func TestQuarantineCLI(t *testing.T) {
 		check      func(t *testing.T)
 	}{
 		{name: "help", args: []string{"--help"}, wantStdout: []string{"vigil quarantine restore", "--force", "Exit status"}},
-		{name: "subcommand help", args: []string{"restore", "--help"}, wantStderr: []string{"-to path", "-force"}},
+		{name: "subcommand help", args: []string{"restore", "--help"}, wantStdout: []string{"-to path", "-force"}},
 		{name: "no subcommand", args: nil, wantCode: 2},
 		{name: "unknown subcommand", args: []string{"purge"}, wantCode: 2, wantStderr: []string{`unknown command "purge"`}},
 		{name: "unknown flag", args: []string{"list", "--dir", qdir, "--colour"}, wantCode: 2},

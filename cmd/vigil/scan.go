@@ -53,8 +53,8 @@ func cmdScan(args []string, stdout, stderr io.Writer) int {
 	fset.Var(&excludes, "exclude", "skip files and directories matching this `glob` (repeatable): a name (*.iso), or a path\nrelative to the scanned directory (cache/**, a/*/b); ** matches any number of directories")
 	follow := fset.Bool("follow", false, "follow symbolic links met inside the trees (links named on the command line are always followed)")
 	report := fset.Bool("report", false, "print what the engine loaded (signatures per type, skipped files, version)")
-	if err := fset.Parse(args); err != nil {
-		return 2
+	if code, ok := parseArgs(fset, args, stdout); !ok {
+		return code
 	}
 	if fset.NArg() == 0 && !*report {
 		fset.Usage()

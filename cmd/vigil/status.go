@@ -14,8 +14,8 @@ func cmdStatus(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("status", "vigil status [--json] [--socket PATH]", stderr)
 	asJSON := fs.Bool("json", false, "print the status as JSON")
 	socket := fs.String("socket", defaultSocket, "control socket `path`")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code, ok := parseArgs(fs, args, stdout); !ok {
+		return code
 	}
 	st, err := daemon.QueryStatus(*socket)
 	if err != nil {
@@ -72,8 +72,8 @@ func printStatus(w io.Writer, st *daemon.Status) {
 func cmdReload(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("reload", "vigil reload [--socket PATH]", stderr)
 	socket := fs.String("socket", defaultSocket, "control socket `path`")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code, ok := parseArgs(fs, args, stdout); !ok {
+		return code
 	}
 	if err := daemon.Reload(*socket); err != nil {
 		fmt.Fprintf(stderr, "vigil reload: %v (the previous policy stays in force; the daemon's log has the details)\n", err)
@@ -86,8 +86,8 @@ func cmdReload(args []string, stdout, stderr io.Writer) int {
 func cmdMetrics(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("metrics", "vigil metrics [--socket PATH]", stderr)
 	socket := fs.String("socket", defaultSocket, "control socket `path`")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code, ok := parseArgs(fs, args, stdout); !ok {
+		return code
 	}
 	if err := daemon.Metrics(*socket, stdout); err != nil {
 		fmt.Fprintf(stderr, "vigil metrics: %v\n", err)
