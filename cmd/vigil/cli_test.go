@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -153,4 +154,53 @@ func TestUsage(t *testing.T) {
 			notStdout: []string{"Flags:"}})
 	}
 	runCLICases(t, cases)
+}
+
+// The usage the binary prints is the command line README documents: the
+// summary of vigil --help and each command's own.
+func TestUsageMatchesREADME(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, block, ok := strings.Cut(string(readme), "## Command line\n\n```\n")
+	if !ok {
+		t.Fatal("README has no Command line block")
+	}
+	block, _, _ = strings.Cut(block, "```")
+	// The synopsis ends where the description column starts.
+	desc := regexp.MustCompile(`\s{3,}[A-Za-z].*$`)
+	var synopses []string
+	for line := range strings.Lines(block) {
+		if strings.HasPrefix(line, "vigil ") {
+			synopses = append(synopses, strings.Join(strings.Fields(desc.ReplaceAllString(strings.TrimSpace(line), "")), " "))
+		}
+	}
+	if len(synopses) < 9 {
+		t.Fatalf("README's Command line block: got %d synopses, want 9:\n%s", len(synopses), block)
+	}
+	_, help, _ := runCLI("--help")
+	var summary []string
+	for line := range strings.Lines(help) {
+		summary = append(summary, strings.Join(strings.Fields(line), " "))
+	}
+	for _, syn := range synopses {
+		if !slices.Contains(summary, syn) {
+			t.Errorf("vigil --help lacks README's %q:\n%s", syn, help)
+		}
+		words := strings.Fields(syn)
+		cmd := words[1:2]
+		switch words[1] {
+		case "quarantine":
+			continue // three lines of its own, with the flags of each
+		case "version":
+			continue // no usage of its own
+		case "policy":
+			cmd = words[1:3]
+		}
+		_, out, _ := runCLI(append(cmd, "--help")...)
+		if first, _, _ := strings.Cut(out, "\n"); strings.Join(strings.Fields(first), " ") != "Usage: "+syn {
+			t.Errorf("vigil %s --help: got %q, want %q", strings.Join(cmd, " "), first, "Usage: "+syn)
+		}
+	}
 }

@@ -42,7 +42,7 @@ Usage:
   vigil status [--json] [--socket PATH]
   vigil reload [--socket PATH]
   vigil metrics [--socket PATH]
-  vigil quarantine list|restore|delete [--dir DIR] ...
+  vigil quarantine list|restore|delete [--dir DIR | --policy FILE] ...
   vigil features
   vigil version
 
@@ -54,7 +54,7 @@ Commands:
   reload   have the daemon load its policy and databases again; exit 0 done, 1 refused
   metrics  print the daemon's Prometheus metrics
   quarantine  list, restore or delete quarantined files
-  features what this kernel offers vigil
+  features what this kernel offers vigil, and the hooks it would choose
   version  print the version
 
 Run 'vigil COMMAND --help' for a command's flags.
