@@ -131,6 +131,16 @@ func TestUsage(t *testing.T) {
 		{name: "no command", args: []string{}, wantCode: 2, wantStderr: []string{"Usage:"}},
 		{name: "bad log format", args: []string{"run", "--log-format", "xml"}, wantCode: 2, wantStderr: []string{"--log-format"}},
 		{name: "policy without check", args: []string{"policy"}, wantCode: 2, wantStderr: []string{"Usage: vigil policy check"}},
+		{name: "policy unknown command", args: []string{"policy", "lint"}, wantCode: 2,
+			wantStderr: []string{`vigil policy: unknown command "lint"`, "Usage: vigil policy check"}},
+		{name: "version bad flag", args: []string{"version", "--bogus"}, wantCode: 2,
+			wantStderr: []string{"-bogus", "Usage: vigil version"}, notStdout: []string{"vigil "}},
+		{name: "version help", args: []string{"version", "--help"}, wantStdout: []string{"Usage: vigil version"}},
+	}
+	// A command that takes no arguments rejects one rather than ignore it.
+	for _, cmd := range []string{"run", "status", "reload", "metrics", "features", "version"} {
+		cases = append(cases, cliCase{name: cmd + " extra", args: []string{cmd, "extra"}, wantCode: 2,
+			wantStderr: []string{"vigil " + cmd + `: unexpected argument "extra"`, "Usage: vigil " + cmd}, notStdout: []string{"vigil"}})
 	}
 	// Asking for help is not an error: the usage goes to stdout, exit 0.
 	// A wrong flag is: the usage goes to stderr, exit 2.
@@ -193,8 +203,6 @@ func TestUsageMatchesREADME(t *testing.T) {
 		switch words[1] {
 		case "quarantine":
 			continue // three lines of its own, with the flags of each
-		case "version":
-			continue // no usage of its own
 		case "policy":
 			cmd = words[1:3]
 		}

@@ -12,7 +12,7 @@ import (
 
 func cmdFeatures(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("features", "vigil features", stderr)
-	if code, ok := parseArgs(fs, args, stdout); !ok {
+	if code, ok := parseNoArgs(fs, args, stdout); !ok {
 		return code
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)

@@ -86,8 +86,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdMetrics(rest, stdout, stderr)
 	case "features":
 		return cmdFeatures(rest, stdout, stderr)
-	case "version", "--version":
-		fmt.Fprintf(stdout, "vigil %s (%s %s/%s)\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	case "version":
+		return cmdVersion(rest, stdout, stderr)
+	case "--version":
+		printVersion(stdout)
 		return 0
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
@@ -124,6 +126,20 @@ func parseArgs(fs *flag.FlagSet, args []string, stdout io.Writer) (code int, ok 
 	return parseFlags(fs, stdout, func() error { return fs.Parse(args) })
 }
 
+// parseNoArgs is parseArgs for a command that takes no positional
+// arguments: one is a usage error.
+func parseNoArgs(fs *flag.FlagSet, args []string, stdout io.Writer) (code int, ok bool) {
+	if code, ok := parseArgs(fs, args, stdout); !ok {
+		return code, false
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(fs.Output(), "vigil %s: unexpected argument %q\n\n", fs.Name(), fs.Arg(0))
+		fs.Usage()
+		return 2, false
+	}
+	return 0, true
+}
+
 // parseFlags runs parse (fs.Parse, or a wrapper of it) holding back what
 // fs prints meanwhile, then sends it where it belongs. Asking for help is
 // not an error: after -h or --help the usage goes to stdout, exit 0; after
@@ -152,12 +168,8 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	logLevel := fs.String("log-level", "info", "log level: trace, debug, info, warn or error")
 	hook := fs.String("hook", "", "force a rung of the eBPF hook ladder for directory events ("+ladderNames()+"); default: the best that works")
-	if code, ok := parseArgs(fs, args, stdout); !ok {
+	if code, ok := parseNoArgs(fs, args, stdout); !ok {
 		return code
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "vigil run: unexpected argument %q\n", fs.Arg(0))
-		return 2
 	}
 	if *hook != "" && !slices.Contains(dirtrace.Ladder, dirtrace.Hook(*hook)) {
 		fmt.Fprintf(stderr, "vigil run: --hook %q: want one of %s\n", *hook, ladderNames())
@@ -204,6 +216,19 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+func cmdVersion(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("version", "vigil version", stderr)
+	if code, ok := parseNoArgs(fs, args, stdout); !ok {
+		return code
+	}
+	printVersion(stdout)
+	return 0
+}
+
+func printVersion(w io.Writer) {
+	fmt.Fprintf(w, "vigil %s (%s %s/%s)\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 }
 
 // stopTimeout is how long vigil run waits for the daemon to stop after
@@ -264,8 +289,11 @@ func cmdPolicy(args []string, stdout, stderr io.Writer) int {
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, policyUsage)
 		return 0
-	default:
+	case "":
 		fmt.Fprint(stderr, policyUsage)
+		return 2
+	default:
+		fmt.Fprintf(stderr, "vigil policy: unknown command %q\n\n%s", sub, policyUsage)
 		return 2
 	}
 	fs := newFlags("policy check", "vigil policy check FILE ...", stderr)

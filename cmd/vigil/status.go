@@ -14,7 +14,7 @@ func cmdStatus(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("status", "vigil status [--json] [--socket PATH]", stderr)
 	asJSON := fs.Bool("json", false, "print the status as JSON")
 	socket := fs.String("socket", defaultSocket, "control socket `path`")
-	if code, ok := parseArgs(fs, args, stdout); !ok {
+	if code, ok := parseNoArgs(fs, args, stdout); !ok {
 		return code
 	}
 	st, err := daemon.QueryStatus(*socket)
@@ -72,7 +72,7 @@ func printStatus(w io.Writer, st *daemon.Status) {
 func cmdReload(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("reload", "vigil reload [--socket PATH]", stderr)
 	socket := fs.String("socket", defaultSocket, "control socket `path`")
-	if code, ok := parseArgs(fs, args, stdout); !ok {
+	if code, ok := parseNoArgs(fs, args, stdout); !ok {
 		return code
 	}
 	if err := daemon.Reload(*socket); err != nil {
@@ -86,7 +86,7 @@ func cmdReload(args []string, stdout, stderr io.Writer) int {
 func cmdMetrics(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("metrics", "vigil metrics [--socket PATH]", stderr)
 	socket := fs.String("socket", defaultSocket, "control socket `path`")
-	if code, ok := parseArgs(fs, args, stdout); !ok {
+	if code, ok := parseNoArgs(fs, args, stdout); !ok {
 		return code
 	}
 	if err := daemon.Metrics(*socket, stdout); err != nil {
