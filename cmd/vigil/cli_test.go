@@ -212,3 +212,17 @@ func TestUsageMatchesREADME(t *testing.T) {
 		}
 	}
 }
+
+// Without a daemon, the commands that ask it say so once and exit 2.
+func TestDaemonUnreachable(t *testing.T) {
+	socket := filepath.Join(t.TempDir(), "none.sock")
+	want := "cannot reach the daemon at " + socket + ": no such file or directory\n"
+	runCLICases(t, []cliCase{
+		{name: "status", args: []string{"status", "--socket", socket}, wantCode: 2,
+			wantStderr: []string{"vigil status: " + want}},
+		{name: "status json", args: []string{"status", "--json", "--socket", socket}, wantCode: 2,
+			wantStdout: []string{`"ready":false`}, wantStderr: []string{"vigil status: " + want}},
+		{name: "metrics", args: []string{"metrics", "--socket", socket}, wantCode: 2,
+			wantStderr: []string{"vigil metrics: " + want}},
+	})
+}

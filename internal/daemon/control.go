@@ -155,9 +155,9 @@ func (d *daemon) status() Status {
 // databases again, and waits for the outcome: nil, or why the previous
 // policy stays in force.
 func Reload(socket string) error {
-	c, err := net.DialTimeout("unix", socket, controlTimeout)
+	c, err := dialControl(socket)
 	if err != nil {
-		return fmt.Errorf("connect %s: %w", socket, err)
+		return err
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(reloadTimeout))
@@ -179,9 +179,9 @@ func Reload(socket string) error {
 
 // Metrics copies the daemon's Prometheus text exposition to w.
 func Metrics(socket string, w io.Writer) error {
-	c, err := net.DialTimeout("unix", socket, controlTimeout)
+	c, err := dialControl(socket)
 	if err != nil {
-		return fmt.Errorf("connect %s: %w", socket, err)
+		return err
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(controlTimeout))
@@ -196,9 +196,9 @@ func Metrics(socket string, w io.Writer) error {
 
 // QueryStatus asks the daemon listening on socket for its status.
 func QueryStatus(socket string) (*Status, error) {
-	c, err := net.DialTimeout("unix", socket, controlTimeout)
+	c, err := dialControl(socket)
 	if err != nil {
-		return nil, fmt.Errorf("connect %s: %w", socket, err)
+		return nil, err
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(controlTimeout))
@@ -210,6 +210,36 @@ func QueryStatus(socket string) (*Status, error) {
 		return nil, fmt.Errorf("read status from %s: %w", socket, err)
 	}
 	return &s, nil
+}
+
+// ErrUnreachable means no daemon answered on the control socket: none
+// runs there, or it may not be reached by this user.
+var ErrUnreachable = errors.New("cannot reach the daemon")
+
+// unreachableError says once why a control socket could not be reached
+// (the dial's error repeats the path and the operation), and keeps that
+// error for errors.Is and errors.As.
+type unreachableError struct {
+	socket string
+	err    error
+}
+
+func (e *unreachableError) Error() string {
+	cause := e.err
+	for u := errors.Unwrap(cause); u != nil; u = errors.Unwrap(cause) {
+		cause = u
+	}
+	return fmt.Sprintf("%v at %s: %v", ErrUnreachable, e.socket, cause)
+}
+
+func (e *unreachableError) Unwrap() []error { return []error{ErrUnreachable, e.err} }
+
+func dialControl(socket string) (net.Conn, error) {
+	c, err := net.DialTimeout("unix", socket, controlTimeout)
+	if err != nil {
+		return nil, &unreachableError{socket: socket, err: err}
+	}
+	return c, nil
 }
 
 func b2u(b bool) uint64 {
