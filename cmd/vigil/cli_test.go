@@ -224,5 +224,9 @@ func TestDaemonUnreachable(t *testing.T) {
 			wantStdout: []string{`"ready":false`}, wantStderr: []string{"vigil status: " + want}},
 		{name: "metrics", args: []string{"metrics", "--socket", socket}, wantCode: 2,
 			wantStderr: []string{"vigil metrics: " + want}},
+		// No daemon has refused anything: not 1, which says the previous
+		// policy stays in force.
+		{name: "reload", args: []string{"reload", "--socket", socket}, wantCode: 2,
+			wantStderr: []string{"vigil reload: " + want}, notStderr: []string{"policy"}},
 	})
 }

@@ -51,7 +51,8 @@ Commands:
   scan     scan files and directories once; exit 0 clean, 1 infected, 2 error
   policy   check policy files; exit 0 valid, 1 invalid
   status   ask the running daemon; exit 0 when it is up and ready
-  reload   have the daemon load its policy and databases again; exit 0 done, 1 refused
+  reload   have the daemon load its policy and databases again; exit 0 done,
+           1 refused (the previous policy stays in force), 2 no daemon or no answer
   metrics  print the daemon's Prometheus metrics
   quarantine  list, restore or delete quarantined files
   features what this kernel offers vigil, and the hooks it would choose

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -75,9 +76,19 @@ func cmdReload(args []string, stdout, stderr io.Writer) int {
 	if code, ok := parseNoArgs(fs, args, stdout); !ok {
 		return code
 	}
-	if err := daemon.Reload(*socket); err != nil {
+	// 1 only when the daemon refused: then the previous policy is in force
+	// for sure. Without an answer, that is unknown.
+	var refused *daemon.RefusedError
+	switch err := daemon.Reload(*socket); {
+	case errors.As(err, &refused):
 		fmt.Fprintf(stderr, "vigil reload: %v (the previous policy stays in force; the daemon's log has the details)\n", err)
 		return 1
+	case errors.Is(err, daemon.ErrUnreachable):
+		fmt.Fprintf(stderr, "vigil reload: %v\n", err)
+		return 2
+	case err != nil:
+		fmt.Fprintf(stderr, "vigil reload: %v (whether the new policy took is unknown; the daemon's log tells)\n", err)
+		return 2
 	}
 	fmt.Fprintln(stdout, "reloaded")
 	return 0

@@ -151,9 +151,19 @@ func (d *daemon) status() Status {
 	return s
 }
 
+// RefusedError is a reload the daemon refused: the previous policy stays
+// in force.
+type RefusedError struct {
+	Reason string // the daemon's error
+}
+
+func (e *RefusedError) Error() string { return e.Reason }
+
 // Reload asks the daemon listening on socket to load its policy and
-// databases again, and waits for the outcome: nil, or why the previous
-// policy stays in force.
+// databases again, and waits for the outcome: nil when the new policy is
+// in force, a *RefusedError when the daemon kept the previous one, other
+// errors when it could not be asked or did not answer (ErrUnreachable
+// when nothing listens on socket).
 func Reload(socket string) error {
 	c, err := dialControl(socket)
 	if err != nil {
@@ -169,10 +179,10 @@ func Reload(socket string) error {
 		Error string `json:"error"`
 	}
 	if err := json.NewDecoder(c).Decode(&reply); err != nil {
-		return fmt.Errorf("read reply from %s: %w", socket, err)
+		return fmt.Errorf("no answer from the daemon at %s: %w", socket, err)
 	}
 	if !reply.OK {
-		return errors.New(reply.Error)
+		return &RefusedError{Reason: reply.Error}
 	}
 	return nil
 }

@@ -1,11 +1,13 @@
 package daemon
 
 import (
+	"bufio"
 	"errors"
 	"io"
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 )
@@ -53,5 +55,59 @@ func TestControlUnreachable(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// fakeDaemon answers one connection on a new control socket with reply
+// ("" hangs up without a word) and returns the socket's path.
+func fakeDaemon(t *testing.T, reply string) string {
+	t.Helper()
+	socket := filepath.Join(t.TempDir(), "vigil.sock")
+	l, err := net.Listen("unix", socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		bufio.NewReader(c).ReadString('\n')
+		io.WriteString(c, reply)
+	}()
+	return socket
+}
+
+// Reload tells a refusal, after which the previous policy is in force,
+// from a reload whose outcome is unknown.
+func TestReloadOutcome(t *testing.T) {
+	tests := []struct {
+		name        string
+		reply       string
+		wantErr     string
+		wantRefused bool
+	}{
+		{"done", `{"ok":true}` + "\n", "", false},
+		{"refused", `{"ok":false,"error":"load p.hcl: policy has errors"}` + "\n", "load p.hcl: policy has errors", true},
+		{"hung up", "", "no answer from the daemon at SOCKET: EOF", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			socket := fakeDaemon(t, tt.reply)
+			err := Reload(socket)
+			got := ""
+			if err != nil {
+				got = err.Error()
+			}
+			if want := strings.ReplaceAll(tt.wantErr, "SOCKET", socket); got != want {
+				t.Errorf("got error %q, want %q", got, want)
+			}
+			var refused *RefusedError
+			if errors.As(err, &refused) != tt.wantRefused {
+				t.Errorf("got %#v: refused %v, want %v", err, !tt.wantRefused, tt.wantRefused)
+			}
+		})
 	}
 }
