@@ -118,6 +118,11 @@ func TestReloadCommand(t *testing.T) {
 	if code != 1 || !strings.Contains(stderr, "previous policy stays in force") {
 		t.Errorf("vigil reload of a broken policy: exit %d, stderr %q; want 1", code, stderr)
 	}
+	// The daemon sends the policy's diagnostics back with its refusal.
+	at := fmt.Sprintf("%s:%d,7: Error: ", d.policy, strings.Count(d.settings, "\n")+1)
+	if !strings.Contains(stderr, at) || !strings.Contains(stderr, "relative") {
+		t.Errorf("vigil reload of a broken policy: stderr lacks the diagnostic at %q:\n%s", at, stderr)
+	}
 	wantDenied(t, filepath.Join(b, "eicar"))
 }
 

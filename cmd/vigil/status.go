@@ -80,6 +80,10 @@ func cmdReload(args []string, stdout, stderr io.Writer) int {
 	// for sure. Without an answer, that is unknown.
 	var refused *daemon.RefusedError
 	switch err := daemon.Reload(*socket); {
+	case errors.As(err, &refused) && refused.Diagnostics != "":
+		io.WriteString(stderr, refused.Diagnostics)
+		fmt.Fprintf(stderr, "vigil reload: %v (the previous policy stays in force)\n", err)
+		return 1
 	case errors.As(err, &refused):
 		fmt.Fprintf(stderr, "vigil reload: %v (the previous policy stays in force; the daemon's log has the details)\n", err)
 		return 1

@@ -101,9 +101,13 @@ func (d *daemon) handleControl(c *net.UnixConn) {
 		case <-time.After(reloadTimeout):
 			res <- errors.New("the daemon did not take the reload")
 		}
-		reply := map[string]any{"ok": true}
+		reply := reloadReply{OK: true}
 		if err := <-res; err != nil {
-			reply = map[string]any{"ok": false, "error": err.Error()}
+			reply = reloadReply{Error: err.Error()}
+			var pe *policyError
+			if errors.As(err, &pe) {
+				reply.Diagnostics = pe.diagnostics
+			}
 		}
 		enc.Encode(reply)
 	default:
@@ -151,10 +155,22 @@ func (d *daemon) status() Status {
 	return s
 }
 
+// reloadReply is the daemon's answer to "reload".
+type reloadReply struct {
+	OK    bool   `json:"ok"`
+	Error string `json:"error,omitempty"`
+	// Diagnostics are those of a policy that did not load, as text.
+	Diagnostics string `json:"diagnostics,omitempty"`
+}
+
 // RefusedError is a reload the daemon refused: the previous policy stays
 // in force.
 type RefusedError struct {
 	Reason string // the daemon's error
+	// Diagnostics, when the policy did not load, are its problems as
+	// vigil policy check prints them: FILE:LINE,COL, the source line, a
+	// caret.
+	Diagnostics string
 }
 
 func (e *RefusedError) Error() string { return e.Reason }
@@ -174,15 +190,12 @@ func Reload(socket string) error {
 	if _, err := c.Write([]byte("reload\n")); err != nil {
 		return fmt.Errorf("ask %s: %w", socket, err)
 	}
-	var reply struct {
-		OK    bool   `json:"ok"`
-		Error string `json:"error"`
-	}
+	var reply reloadReply
 	if err := json.NewDecoder(c).Decode(&reply); err != nil {
 		return fmt.Errorf("no answer from the daemon at %s: %w", socket, err)
 	}
 	if !reply.OK {
-		return &RefusedError{Reason: reply.Error}
+		return &RefusedError{Reason: reply.Error, Diagnostics: reply.Diagnostics}
 	}
 	return nil
 }

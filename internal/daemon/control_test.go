@@ -10,6 +10,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/hashicorp/go-hclog"
 )
 
 // A control socket with no daemon behind it is said to be unreachable
@@ -109,5 +111,41 @@ func TestReloadOutcome(t *testing.T) {
 				t.Errorf("got %#v: refused %v, want %v", err, !tt.wantRefused, tt.wantRefused)
 			}
 		})
+	}
+}
+
+// A reload refused for a broken policy brings the policy's diagnostics
+// back to whoever asked over the control socket.
+func TestReloadRefusedWithDiagnostics(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.hcl")
+	if err := os.WriteFile(bad, []byte("watch \"/srv\" {\n  colour = \"red\"\n}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	l, err := listenControl(filepath.Join(dir, "vigil.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	d := &daemon{log: hclog.NewNullLogger(), reloads: make(chan chan error)}
+	go d.serveControl(l)
+	go func() { // Run's loop, reloading
+		res := <-d.reloads
+		_, err := loadPolicy(bad, nil)
+		res <- err
+	}()
+
+	err = Reload(l.Addr().String())
+	var refused *RefusedError
+	if !errors.As(err, &refused) {
+		t.Fatalf("got %v, want a *RefusedError", err)
+	}
+	if want := "load " + bad + ": policy has errors"; refused.Reason != want {
+		t.Errorf("reason: got %q, want %q", refused.Reason, want)
+	}
+	for _, want := range []string{bad + ":2,3: Error: Unsupported argument", `colour = "red"`, "^"} {
+		if !strings.Contains(refused.Diagnostics, want) {
+			t.Errorf("diagnostics lack %q:\n%s", want, refused.Diagnostics)
+		}
 	}
 }

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -437,18 +438,33 @@ func (d *daemon) repoint(ctx context.Context) error {
 	return nil
 }
 
-// loadPolicy loads and validates a policy. Its watches' paths are as
-// written: see resolve.
+// loadPolicy loads and validates a policy, and writes its diagnostics to
+// diag. Its watches' paths are as written: see resolve. A policy with
+// errors is a *policyError, which carries the diagnostics.
 func loadPolicy(filename string, diag io.Writer) (*policy.Policy, error) {
 	pol, diags := policy.Load(filename)
-	if len(diags) > 0 && diag != nil {
-		policy.WriteDiagnostics(diag, diags)
+	var text bytes.Buffer
+	policy.WriteDiagnostics(&text, diags)
+	if diag != nil {
+		diag.Write(text.Bytes())
 	}
 	if diags.HasErrors() {
-		return nil, fmt.Errorf("load %s: %w", filename, ErrPolicy)
+		return nil, &policyError{file: filename, diagnostics: text.String()}
 	}
 	return pol, nil
 }
+
+// policyError is a policy that did not load (ErrPolicy), with its
+// diagnostics as text, so that a reload asked over the control socket
+// can show them to whoever asked.
+type policyError struct {
+	file        string
+	diagnostics string
+}
+
+func (e *policyError) Error() string { return fmt.Sprintf("load %s: %v", e.file, ErrPolicy) }
+
+func (e *policyError) Unwrap() error { return ErrPolicy }
 
 // resolve follows the links on the paths of written's watches (see links)
 // and matches the watches by their real paths, which is what the kernel
