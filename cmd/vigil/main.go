@@ -181,6 +181,13 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "vigil run: %v\n", err)
 		return 2
 	}
+	// JSON logs are for machines: diagnostics are records there, and no
+	// plain text goes between them.
+	asJSON := *logFormat == "json"
+	var diagnostics io.Writer = stderr
+	if asJSON {
+		diagnostics = nil
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	ran := make(chan error, 1)
@@ -190,7 +197,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 			Version:     version,
 			Hook:        dirtrace.Hook(*hook),
 			Log:         log,
-			Diagnostics: stderr,
+			Diagnostics: diagnostics,
 			Reload:      notifySignal(syscall.SIGHUP),
 			Reopen:      notifySignal(syscall.SIGUSR1),
 		})
@@ -209,7 +216,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	if err != nil {
-		if !errors.Is(err, daemon.ErrPolicy) {
+		if asJSON || !errors.Is(err, daemon.ErrPolicy) {
 			log.Error("vigil stopped", "error", err)
 		} else {
 			fmt.Fprintf(stderr, "vigil run: %v\n", err)

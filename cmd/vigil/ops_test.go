@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -286,4 +287,59 @@ func TestCapabilitiesDropped(t *testing.T) {
 		t.Errorf("reload with the reduced capabilities: exit %d: %s\n%s", code, stderr, d.log())
 	}
 	wantDenied(t, filepath.Join(root, "eicar"))
+}
+
+// With --log-format json every line the daemon writes is a JSON record,
+// and a policy's diagnostics are records with where and what: at start,
+// at SIGHUP and at vigil reload.
+func TestJSONLogDiagnostics(t *testing.T) {
+	bad := "watch \"/srv\" {\n  colour = \"red\"\n}\n"
+	// diagnostic finds the record of the diagnostic on bad's line 2, and
+	// checks that the whole log is JSON.
+	diagnostic := func(t *testing.T, log, file string, line int) {
+		t.Helper()
+		found := false
+		for l := range strings.Lines(log) {
+			var rec map[string]any
+			if err := json.Unmarshal([]byte(l), &rec); err != nil {
+				t.Errorf("log line is not JSON: %q", l)
+				continue
+			}
+			if rec["file"] == file && rec["line"] == float64(line) && rec["col"] == 3.0 &&
+				rec["severity"] == "error" && rec["summary"] == "Unsupported argument" && rec["@level"] == "error" {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("no record of the diagnostic at %s:%d,3 in the log:\n%s", file, line, log)
+		}
+	}
+
+	t.Run("start", func(t *testing.T) {
+		pol := filepath.Join(t.TempDir(), "bad.hcl")
+		writeFile(t, pol, bad)
+		cmd := exec.Command(vigilBin, "run", "--policy", pol, "--log-format", "json")
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		if code := exitCode(cmd.Run()); code != 1 {
+			t.Errorf("vigil run on a broken policy: exit %d, want 1", code)
+		}
+		diagnostic(t, stderr.String(), pol, 2)
+	})
+
+	t.Run("reload", func(t *testing.T) {
+		root := testutil.TempDir(t)
+		d := startDaemonWith(t, fmt.Sprintf("watch %q {}\n", root), "", "", "--log-format", "json")
+		line := strings.Count(d.settings, "\n") + 2
+
+		d.reload(t, bad) // SIGHUP
+		d.waitLogLine(t, `"@message":"reload failed`)
+		diagnostic(t, d.log(), d.policy, line)
+
+		writeFile(t, d.policy, d.settings+"\n"+bad) // one line further down
+		if code, _, stderr := runCLI("reload", "--socket", d.socket); code != 1 {
+			t.Errorf("vigil reload of a broken policy: exit %d, want 1\n%s", code, stderr)
+		}
+		diagnostic(t, d.log(), d.policy, line+1)
+	})
 }

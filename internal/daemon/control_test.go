@@ -131,7 +131,7 @@ func TestReloadRefusedWithDiagnostics(t *testing.T) {
 	go d.serveControl(l)
 	go func() { // Run's loop, reloading
 		res := <-d.reloads
-		_, err := loadPolicy(bad, nil)
+		_, err := loadPolicy(bad, io.Discard, nil)
 		res <- err
 	}()
 

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/hcl/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sys/unix"
 
@@ -37,7 +38,9 @@ type Options struct {
 	// works here. A forced rung that fails stops the daemon.
 	Hook dirtrace.Hook
 	Log  hclog.Logger
-	// Diagnostics receives policy errors and warnings with their source.
+	// Diagnostics receives policy errors and warnings with their source,
+	// as text. When it is nil they are logged instead, a record each with
+	// the file, line and column: for logs that machines read (JSON).
 	Diagnostics io.Writer
 	// Reload asks for the policy and databases to be loaded again (SIGHUP).
 	Reload <-chan struct{}
@@ -52,7 +55,7 @@ const cacheSize = 1 << 16
 // policy does not load, and any error that stops protection.
 func Run(ctx context.Context, opts Options) error {
 	log := opts.Log
-	pol, err := loadPolicy(opts.PolicyFile, opts.Diagnostics)
+	pol, err := loadPolicy(opts.PolicyFile, opts.Diagnostics, log)
 	if err != nil {
 		return err
 	}
@@ -394,7 +397,7 @@ func (d *daemon) reloadLogged(ctx context.Context) error {
 // atomically. On any error the running instance is left untouched.
 func (d *daemon) reload(ctx context.Context) error {
 	d.log.Info("reloading", "policy", d.opts.PolicyFile)
-	pol, err := loadPolicy(d.opts.PolicyFile, d.opts.Diagnostics)
+	pol, err := loadPolicy(d.opts.PolicyFile, d.opts.Diagnostics, d.log)
 	if err != nil {
 		return err
 	}
@@ -439,19 +442,39 @@ func (d *daemon) repoint(ctx context.Context) error {
 }
 
 // loadPolicy loads and validates a policy, and writes its diagnostics to
-// diag. Its watches' paths are as written: see resolve. A policy with
-// errors is a *policyError, which carries the diagnostics.
-func loadPolicy(filename string, diag io.Writer) (*policy.Policy, error) {
+// diag, or logs them when diag is nil. Its watches' paths are as written:
+// see resolve. A policy with errors is a *policyError, which carries the
+// diagnostics as text.
+func loadPolicy(filename string, diag io.Writer, log hclog.Logger) (*policy.Policy, error) {
 	pol, diags := policy.Load(filename)
 	var text bytes.Buffer
 	policy.WriteDiagnostics(&text, diags)
 	if diag != nil {
 		diag.Write(text.Bytes())
+	} else {
+		logDiagnostics(log.Named("policy"), filename, diags)
 	}
 	if diags.HasErrors() {
 		return nil, &policyError{file: filename, diagnostics: text.String()}
 	}
 	return pol, nil
+}
+
+// logDiagnostics logs each diagnostic as one record: errors at Error,
+// warnings at Warn.
+func logDiagnostics(log hclog.Logger, filename string, diags hcl.Diagnostics) {
+	for _, d := range diags {
+		args := []any{"file", filename}
+		if s := d.Subject; s != nil {
+			args = []any{"file", s.Filename, "line", s.Start.Line, "col", s.Start.Column}
+		}
+		level, severity := hclog.Error, "error"
+		if d.Severity == hcl.DiagWarning {
+			level, severity = hclog.Warn, "warning"
+		}
+		args = append(args, "severity", severity, "summary", d.Summary, "detail", d.Detail)
+		log.Log(level, "policy "+severity, args...)
+	}
 }
 
 // policyError is a policy that did not load (ErrPolicy), with its
