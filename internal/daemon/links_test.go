@@ -188,23 +188,25 @@ func TestLinksLateAnswers(t *testing.T) {
 		t.Fatal("a look that answered late: no change reported")
 	}
 
+	watched := func() int {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return len(l.names)
+	}
 	fs.Hang(t, os.Getpid())
 	l.watch([]point{{sub, "next"}})
-	if len(l.names) != 0 {
-		t.Fatalf("watches on a filesystem that does not answer: %v", l.names)
+	if n := watched(); n != 0 {
+		t.Fatalf("watches on a filesystem that does not answer: %d", n)
 	}
 	fs.Release(t)
 	if !waitChanged(l, 5*time.Second) {
 		t.Fatal("a watch added late: no change reported")
 	}
-	l.mu.Lock()
-	n := len(l.names)
-	l.mu.Unlock()
-	if n != 1 {
+	if n := watched(); n != 1 {
 		t.Fatalf("watches after the late one was added: %d, want 1", n)
 	}
 	l.follow(nil)
-	if len(l.names) != 0 {
-		t.Errorf("a late watch no follow needs is kept: %v", l.names)
+	if n := watched(); n != 0 {
+		t.Errorf("a late watch no follow needs is kept: %d", n)
 	}
 }
