@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func zipOf(t testing.TB, method uint16, ms ...member) []byte {
@@ -192,7 +193,7 @@ func TestArchiveCanceled(t *testing.T) {
 	}
 	defer f.Close()
 	ctx, cancel := context.WithCancel(context.Background())
-	u := newUnpacking()
+	u := newUnpacking(ctx)
 	r, err := gzip.NewReader(f)
 	if err != nil {
 		t.Fatal(err)
@@ -203,5 +204,35 @@ func TestArchiveCanceled(t *testing.T) {
 	}
 	if _, err := mustLoad(t).Scan(ctx, f); !errors.Is(err, context.Canceled) {
 		t.Errorf("scan after cancel: %v, want context.Canceled", err)
+	}
+}
+
+// slowReader gives a byte each millisecond, without end.
+type slowReader struct{}
+
+func (slowReader) Read(p []byte) (int, error) {
+	time.Sleep(time.Millisecond)
+	p[0] = 'x'
+	return 1, nil
+}
+
+// Under a deadline, unpacking ends halfway to it, with what it unpacked
+// scanned and nothing more unpacked for the file: the scan's verdict comes
+// in time.
+func TestArchiveUnpackTimeBound(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	u := newUnpacking(ctx)
+	start := time.Now()
+	_, n, done, err := unpack(ctx, slowReader{}, u)
+	if err != nil {
+		t.Fatalf("unpack: %v", err)
+	}
+	done()
+	if took := time.Since(start); took > 1500*time.Millisecond || n == 0 {
+		t.Errorf("unpacked %d bytes in %v, want some, by halfway to the 2s deadline", n, took)
+	}
+	if u.members != 0 {
+		t.Errorf("members left to unpack once the time is up: %d, want 0", u.members)
 	}
 }

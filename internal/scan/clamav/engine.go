@@ -66,7 +66,7 @@ func (e *Engine) Scan(ctx context.Context, f *os.File) (scan.Result, error) {
 	if !fi.Mode().IsRegular() {
 		return scan.Result{}, nil
 	}
-	return e.scanFile(ctx, f, fi.Size(), f.Name(), newUnpacking(), 0)
+	return e.scanFile(ctx, f, fi.Size(), f.Name(), newUnpacking(ctx), 0)
 }
 
 // scanFile scans f's first size bytes, then, when they are an archive,
