@@ -29,9 +29,9 @@ import (
 const (
 	longAnchor  = 4
 	shortAnchor = 2
-	// maxEnds bounds the remembered ends of a part followed by a bounded
-	// jump: the oldest, least useful as the scan moves on, are dropped.
-	maxEnds = 64
+	// maxSpans bounds the spans a part followed by a bounded jump keeps,
+	// 16 bytes each; see spans.
+	maxSpans = 4096
 	// Filter bits per anchor: ~1.5% false positives at 64.
 	bitsPerAnchor = 64
 	hashMul       = 0x9E3779B1
@@ -284,8 +284,85 @@ func (p *part) reach() (back, fwd int) {
 
 // chain is a scan's memory of the parts of one signature found so far.
 type chain struct {
-	minEnd []int64   // per part: the smallest end with a valid chain, -1 none
-	ends   [][]int64 // per part followed by a bounded jump: recent ends
+	minEnd []int64 // per part: the smallest end with a valid chain, -1 none
+	next   []spans // per part followed by a bounded jump: where the next may start
+}
+
+// span is a range of file positions, both ends included.
+type span struct{ lo, hi int64 }
+
+// spans is where the part after a bounded jump {n-m} may start. That part
+// may start at p iff the part before it ended at some e with
+// p-m <= e <= p-n, that is iff p lies in [e+n, e+m] for some end e: the
+// union of those ranges is kept, merged, so that ends every byte over a
+// long stretch are one span, and a range is dropped only once every later
+// start of the part is past it (expire). Keeping only some ends, even the
+// earliest and the latest, is not enough: with {n} each end may be the one
+// a later start needs, and padding would push it out.
+//
+// Each span is m-n+1 long and apart from the next, so at most about
+// (m+reach)/(m-n+2) are live: past maxSpans (64 KiB) only for a jump of
+// over 8 KiB with a narrow range, as {10000}. There the two oldest spans
+// are merged: the gap between them is taken as allowed, which may report
+// a match that is not there in a file built for it, but never misses one.
+type spans struct {
+	s    []span // s[head:] is sorted, disjoint and not adjacent
+	head int
+}
+
+func (q *spans) reset() {
+	if cap(q.s) > 256 {
+		q.s = nil // a hostile file's worth is not kept in the pool
+	}
+	q.s, q.head = q.s[:0], 0
+}
+
+// expire drops the spans that end before horizon.
+func (q *spans) expire(horizon int64) {
+	for q.head < len(q.s) && q.s[q.head].hi < horizon {
+		q.head++
+	}
+}
+
+// contains reports whether pos lies in a span.
+func (q *spans) contains(pos int64) bool {
+	live := q.s[q.head:]
+	_, ok := slices.BinarySearchFunc(live, pos, func(s span, p int64) int {
+		switch {
+		case s.hi < p:
+			return -1
+		case s.lo > p:
+			return 1
+		}
+		return 0
+	})
+	return ok
+}
+
+// add inserts [lo, hi], merging it with the spans it overlaps or touches.
+// Ends come nearly in order, so the search from the back is short: a new
+// end is at most a part's length before the latest.
+func (q *spans) add(lo, hi int64) {
+	if q.head > 0 && q.head >= len(q.s)/2 {
+		q.s = q.s[:copy(q.s, q.s[q.head:])]
+		q.head = 0
+	}
+	j := len(q.s)
+	for j > q.head && q.s[j-1].lo > hi+1 {
+		j--
+	}
+	i := j
+	for i > q.head && q.s[i-1].hi+1 >= lo {
+		i--
+	}
+	if i < j {
+		lo, hi = min(lo, q.s[i].lo), max(hi, q.s[j-1].hi)
+	}
+	q.s = slices.Replace(q.s, i, j, span{lo, hi})
+	if len(q.s)-q.head > maxSpans {
+		q.s[q.head+1].lo = q.s[q.head].lo
+		q.head++
+	}
 }
 
 // bodyScan is the state of one scan.
@@ -474,7 +551,7 @@ func (st *bodyScan) verify(refs []anchorRef, buf []byte, base int64, i int) int 
 			if first && (pos < lo || pos > hi) {
 				continue
 			}
-			if !first && !c.allows(int(r.part)-1, s.pat.gaps[r.part-1], pos) {
+			if !first && !c.allows(int(r.part)-1, s.pat.gaps[r.part-1], pos, base+int64(i-p.prefMax)) {
 				continue
 			}
 			st.starts = append(st.starts, x)
@@ -492,7 +569,9 @@ func (st *bodyScan) verify(refs []anchorRef, buf []byte, base int64, i int) int 
 		if c == nil {
 			c = st.chain(r.sig, len(s.pat.parts))
 		}
-		c.record(int(r.part), s.pat.gaps[r.part], base, ends)
+		// Parts are met in the order of their anchors: the next part's
+		// anchor is past this one, and so its starts past the horizon.
+		c.record(int(r.part), s.pat.gaps[r.part], base, ends, base+int64(i-s.pat.parts[r.part+1].prefMax))
 	}
 	return -1
 }
@@ -508,51 +587,45 @@ func (st *bodyScan) chain(sig uint32, parts int) *chain {
 		c = &chain{}
 	}
 	c.minEnd = c.minEnd[:0]
-	for len(c.ends) < parts-1 {
-		c.ends = append(c.ends, nil)
+	for len(c.next) < parts-1 {
+		c.next = append(c.next, spans{})
 	}
-	c.ends = c.ends[:parts-1]
+	c.next = c.next[:parts-1]
 	for j := 0; j < parts-1; j++ {
 		c.minEnd = append(c.minEnd, -1)
-		c.ends[j] = c.ends[j][:0]
+		c.next[j].reset()
 	}
 	st.chains[sig] = c
 	return c
 }
 
-// allows reports whether a part may start at pos after part j's ends.
-func (c *chain) allows(j int, g gap, pos int64) bool {
+// allows reports whether a part may start at pos after part j's ends;
+// horizon is where the part's earliest start can be from now on.
+func (c *chain) allows(j int, g gap, pos, horizon int64) bool {
 	if c.minEnd[j] < 0 {
 		return false
 	}
 	if g.max < 0 {
 		return pos-c.minEnd[j] >= int64(g.min)
 	}
-	for _, e := range c.ends[j] {
-		if d := pos - e; d >= int64(g.min) && d <= int64(g.max) {
-			return true
-		}
-	}
-	return false
+	c.next[j].expire(horizon)
+	return c.next[j].contains(pos)
 }
 
-func (c *chain) record(j int, g gap, base int64, ends []int) {
+// record notes part j's ends; horizon is where the next part's earliest
+// start can be from now on.
+func (c *chain) record(j int, g gap, base int64, ends []int, horizon int64) {
 	for _, x := range ends {
 		e := base + int64(x)
 		if c.minEnd[j] < 0 || e < c.minEnd[j] {
 			c.minEnd[j] = e
 		}
-		if g.max < 0 {
-			continue
+		if g.max >= 0 {
+			c.next[j].add(e+int64(g.min), e+int64(g.max))
 		}
-		l := c.ends[j]
-		if len(l) > 0 && l[len(l)-1] == e {
-			continue
-		}
-		if len(l) == maxEnds {
-			l = append(l[:0], l[1:]...)
-		}
-		c.ends[j] = append(l, e)
+	}
+	if g.max >= 0 {
+		c.next[j].expire(horizon)
 	}
 }
 

@@ -298,3 +298,101 @@ func TestLongSignature(t *testing.T) {
 		t.Errorf("got %q want nothing: the last jump is too long", got)
 	}
 }
+
+// TestSpans checks spans against the set of ends it stands for, with ends
+// nearly in order as parts of varying length give them.
+func TestSpans(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	for it := 0; it < 200; it++ {
+		g := gap{r.IntN(20), 0}
+		g.max = g.min + r.IntN(6)
+		var (
+			q    spans
+			ends []int64
+			at   int64
+		)
+		for k := 0; k < 300; k++ {
+			at += int64(r.IntN(4))
+			e := at + int64(r.IntN(5)) // up to 4 before a later end
+			ends = append(ends, e)
+			q.add(e+int64(g.min), e+int64(g.max))
+			horizon := at - 3
+			q.expire(horizon)
+			for pos := horizon; pos < at+30; pos++ {
+				want := false
+				for _, x := range ends {
+					if d := pos - x; d >= int64(g.min) && d <= int64(g.max) {
+						want = true
+					}
+				}
+				if got := q.contains(pos); got != want {
+					t.Fatalf("gap %v, ends %v: contains(%d) = %v want %v", g, ends, pos, got, want)
+				}
+			}
+			live := q.s[q.head:]
+			for i := 1; i < len(live); i++ {
+				if live[i].lo <= live[i-1].hi+1 {
+					t.Fatalf("spans %v overlap or touch", live)
+				}
+			}
+		}
+	}
+}
+
+// TestSpansBounded: ends on every byte of a long stretch are one span;
+// ends every other byte before an exact 1 MB jump fill maxSpans and no
+// more, and still allow every start they should.
+func TestSpansBounded(t *testing.T) {
+	var q spans
+	for e := int64(0); e < 1<<20; e++ {
+		q.add(e+100, e+200)
+	}
+	if n := len(q.s) - q.head; n != 1 {
+		t.Errorf("got %d spans for ends on every byte want 1", n)
+	}
+	q.reset()
+	const jump = 1 << 20
+	for e := int64(0); e < 1<<16; e += 2 {
+		q.add(e+jump, e+jump)
+		if n := len(q.s) - q.head; n > maxSpans {
+			t.Fatalf("got %d spans want at most %d", n, maxSpans)
+		}
+	}
+	for e := int64(0); e < 1<<16; e += 2 {
+		if !q.contains(e + jump) {
+			t.Fatalf("lost the start at %d", e+jump)
+		}
+	}
+}
+
+// TestMatcherManyEnds compares the matcher with the naive reference on
+// inputs where a part ends hundreds of times within a jump's reach.
+func TestMatcherManyEnds(t *testing.T) {
+	defer func(c int) { windowChunk = c }(windowChunk)
+	r := rand.New(rand.NewPCG(9, 10))
+	sigs := []string{
+		"0:*:4142{300-302}4241",
+		"0:*:4142{300}4241",
+		"0:*:4142(41|4242){200-210}4242{150}4241",
+		"0:*:4142{-250}4241",
+		"0:*:4141{130}4242",
+	}
+	for it := 0; it < 40; it++ {
+		windowChunk = 64 + r.IntN(512)
+		// "AB" every 3 or 4 bytes: 64 ends (libclamav keeps its last 64)
+		// span less than the jumps.
+		var data []byte
+		for n := 1500 + r.IntN(1500); len(data) < n; {
+			data = append(data, []string{"AB", "AB", "AB", "A", "B", "."}[r.IntN(6)]...)
+		}
+		for _, sig := range sigs {
+			e, _ := loadNDB(t, "M:"+sig)
+			st := e.body.start(classOf(data), int64(len(data)), bytes.NewReader(data))
+			want := naiveMatch(e.body.sigs[0], data, st)
+			st.release()
+			if got := scanData(t, e, data).Infected; got != want {
+				t.Fatalf("window %d: %s: got %v want %v\ndata %q", windowChunk, sig, got, want, data)
+			}
+		}
+	}
+}

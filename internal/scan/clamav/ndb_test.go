@@ -495,3 +495,65 @@ func TestNDBConcurrentScan(t *testing.T) {
 		t.Error(e)
 	}
 }
+
+// padded writes "ABCD" at each of at, "WXYZ" at end, dots elsewhere.
+func padded(size, end int, at ...int) []byte {
+	b := bytes.Repeat([]byte("."), size)
+	for _, a := range at {
+		copy(b[a:], "ABCD")
+	}
+	copy(b[end:], "WXYZ")
+	return b
+}
+
+func every(from, to, step int) []int {
+	var out []int
+	for a := from; a <= to; a += step {
+		out = append(out, a)
+	}
+	return out
+}
+
+// TestNDBBoundedJumpPadding checks that copies of a part cannot push out
+// the one end a bounded jump needs. libclamav keeps a part's first end and
+// its last 64; we keep every end still in reach.
+func TestNDBBoundedJumpPadding(t *testing.T) {
+	tests := []struct {
+		name string
+		sig  string
+		data []byte
+		want bool
+		clam bool // what clamscan says, where it differs
+	}{
+		// The audit's repro: the end at 4 is the only one 400-402 before
+		// WXYZ, behind 64 copies.
+		{"first end behind 64 copies", "0:*:41424344{400-402}5758595a",
+			padded(420, 404, append([]int{0}, every(10, 325, 5)...)...), true, true},
+		{"first end behind 63 copies", "0:*:41424344{400-402}5758595a",
+			padded(420, 404, append([]int{0}, every(10, 320, 5)...)...), true, true},
+		{"no end in range", "0:*:41424344{400-402}5758595a",
+			padded(420, 404, every(10, 325, 5)...), false, false},
+		// Only the 51st of 200 ends is 846 before WXYZ: libclamav has
+		// dropped it by then.
+		{"middle end of 200", "0:*:41424344{846}5758595a",
+			padded(1200, 1100, every(0, 995, 5)...), true, false},
+		{"middle end of 200, range", "0:*:41424344{845-847}5758595a",
+			padded(1200, 1100, every(0, 995, 5)...), true, false},
+		{"middle end of 200, miss", "0:*:41424344{847}5758595a",
+			padded(1200, 1100, every(0, 995, 5)...), false, false},
+	}
+	bin := clamscan(t)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e, db := loadNDB(t, "Pad.Sig:"+tt.sig)
+			if res := scanData(t, e, tt.data); res.Infected != tt.want {
+				t.Errorf("got %+v want infected=%v", res, tt.want)
+			}
+			if bin != "" {
+				if got := clamscanFound(t, bin, db, tt.data); got != tt.clam {
+					t.Errorf("clamscan found=%v, want %v", got, tt.clam)
+				}
+			}
+		})
+	}
+}
