@@ -10,10 +10,11 @@ import (
 	"strings"
 )
 
-// FunctionalityLevel is the ClamAV functionality level (FLEVEL) whose hash
-// signature semantics we follow, ClamAV 1.4.2's: signatures whose
-// MinFL/MaxFL range excludes it are skipped, as ClamAV skips them.
-const FunctionalityLevel = 212
+// FunctionalityLevel is the ClamAV functionality level (FLEVEL) whose
+// signature semantics we follow, ClamAV 1.4.6's (`clamconf`: "Engine
+// flevel: 216"): signatures whose MinFL/MaxFL range excludes it are
+// skipped, as ClamAV skips them. It is part of the engine's version.
+const FunctionalityLevel = 216
 
 // maxLine bounds one database line; ClamAV's own limit is far lower.
 const maxLine = 1 << 20

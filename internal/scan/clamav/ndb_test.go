@@ -557,3 +557,49 @@ func TestNDBBoundedJumpPadding(t *testing.T) {
 		})
 	}
 }
+
+// dbCase is a database and a file to scan with it.
+type dbCase struct {
+	name string
+	file string // the database's name: its extension says how it is read
+	db   string // its lines
+	data string
+	want string // the signature found, "" for none
+}
+
+// runDBCases scans each case's data with its database, and with clamscan
+// where installed: found by one, found by the other.
+func runDBCases(t *testing.T, tests []dbCase) {
+	t.Helper()
+	bin := clamscan(t)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			db := writeFile(t, t.TempDir(), tt.file, tt.db+"\n")
+			got := scanString(t, mustLoad(t, db), tt.data)
+			if got.Signature != tt.want || got.Infected != (tt.want != "") {
+				t.Errorf("got %+v want signature %q", got, tt.want)
+			}
+			if bin != "" {
+				if found := clamscanFound(t, bin, db, []byte(tt.data)); found != (tt.want != "") {
+					t.Errorf("clamscan found=%v, want %v: the expectation disagrees with ClamAV", found, tt.want != "")
+				}
+			}
+		})
+	}
+}
+
+// TestFunctionalityLevel pins ClamAV 1.4.6's level, 216, as clamscan 1.4.6
+// applies it.
+func TestFunctionalityLevel(t *testing.T) {
+	const data = "xxABCDxx"
+	runDBCases(t, []dbCase{
+		{"ndb min 213", "t.ndb", "L:0:*:41424344:213", data, "L"},
+		{"ndb min 216", "t.ndb", "L:0:*:41424344:216", data, "L"},
+		{"ndb min 217", "t.ndb", "L:0:*:41424344:217", data, ""},
+		{"ndb max 216", "t.ndb", "L:0:*:41424344:1:216", data, "L"},
+		{"ndb max 215", "t.ndb", "L:0:*:41424344:1:215", data, ""},
+		{"hdb min 216", "t.hdb", fmt.Sprintf("%s:%d:L:216", md5Hex(data), len(data)), data, "L"},
+		{"hdb min 217", "t.hdb", fmt.Sprintf("%s:%d:L:217", md5Hex(data), len(data)), data, ""},
+		{"hdb max 215", "t.hdb", fmt.Sprintf("%s:%d:L:1:215", md5Hex(data), len(data)), data, ""},
+	})
+}
