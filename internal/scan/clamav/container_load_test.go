@@ -88,7 +88,7 @@ func TestLoadContainers(t *testing.T) {
 // Of daily.cvd and daily.cld the newer is read, the .cld on a tie.
 func TestLoadNewestContainer(t *testing.T) {
 	sig := func(name string) []member {
-		return []member{{Name: "daily.hdb", Data: []byte(md5Hex("evil") + ":4:" + name + "\n")}}
+		return []member{{Name: "daily.hdb", Data: []byte(md5Hex("evil file") + ":9:" + name + "\n")}}
 	}
 	tests := []struct {
 		name       string
@@ -109,7 +109,7 @@ func TestLoadNewestContainer(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := scanBytes(t, e, "evil"); got != tt.wantSig {
+			if got := scanBytes(t, e, "evil file"); got != tt.wantSig {
 				t.Errorf("got %q, want %q", got, tt.wantSig)
 			}
 			if c := e.Report().Containers; len(c) != 1 || c[0].File != tt.wantLoaded {

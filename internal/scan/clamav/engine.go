@@ -26,7 +26,8 @@ const EICARSignature = "Eicar-Test-Signature"
 const eicarMax = 128
 
 // tooSmall is the size up to which libclamav scans nothing
-// (cli_magic_scan: "File is too small"); body signatures follow it.
+// (cli_magic_scan: "File is too small"): no hash, body or archive check,
+// for a file or an archive's member.
 const tooSmall = 5
 
 // chunk is the read size: large enough that syscalls cost little against
@@ -83,6 +84,9 @@ func (e *Engine) scanFile(ctx context.Context, f io.ReaderAt, size int64, name s
 // one (notArchive when an allow list entry clears the file, members and
 // all); name is for errors.
 func (e *Engine) scan(ctx context.Context, f io.ReaderAt, size int64, name string) (scan.Result, archiveKind, error) {
+	if size <= tooSmall {
+		return scan.Result{}, notArchive, nil
+	}
 	need := e.block.kinds(size)
 	if need == 0 && e.body == nil && e.sections.empty() && size > eicarMax {
 		// Nothing to match but what an archive may hold: its head says.
@@ -137,9 +141,7 @@ func (e *Engine) scan(ctx context.Context, f io.ReaderAt, size int64, name strin
 			eicar = isEICAR(fresh)
 			class = classOf(fresh)
 			kind = archiveOf(fresh)
-			if size > tooSmall {
-				bs = e.body.start(class, size, f)
-			}
+			bs = e.body.start(class, size, f)
 			// An allow list entry can clear any detection, EICAR's and an
 			// archive's members' too.
 			allow := e.allow.kinds(size)

@@ -1,6 +1,7 @@
 package clamav
 
 import (
+	"archive/zip"
 	"context"
 	"crypto/md5"
 	"crypto/sha1"
@@ -450,4 +451,25 @@ func TestConcurrentScan(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
+}
+
+// TestTooSmall: libclamav scans nothing in a file of 5 bytes or fewer
+// ("File is too small"), hash signatures included, and so nothing in an
+// archive's member of that size.
+func TestTooSmall(t *testing.T) {
+	const five, six = "abcde", "abcdef"
+	hashes := fmt.Sprintf("%s:5:Tiny\n%s:6:Six", md5Hex(five), md5Hex(six))
+	anySize := fmt.Sprintf("%s:*:TinyAny:73\n%s:*:SixAny:73", sha256Hex(five), sha256Hex(six))
+	zipped := func(data string) string {
+		return string(zipOf(t, zip.Store, member{"m", []byte(data)}, member{"n", []byte("xyz")}))
+	}
+	runDBCases(t, []dbCase{
+		{"md5 of 5 bytes", "t.hdb", hashes, five, ""},
+		{"md5 of 6 bytes", "t.hdb", hashes, six, "Six"},
+		{"sha256 any size, 5 bytes", "t.hsb", anySize, five, ""},
+		{"sha256 any size, 6 bytes", "t.hsb", anySize, six, "SixAny"},
+		{"body of 5 bytes", "t.ndb", "Body:0:*:61626364", five, ""},
+		{"member of 5 bytes", "t.hdb", hashes, zipped(five), ""},
+		{"member of 6 bytes", "t.hdb", hashes, zipped(six), "Six"},
+	})
 }
