@@ -6,7 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strconv"
+	"math"
 	"strings"
 )
 
@@ -125,11 +125,14 @@ func parseHashLine(text string, sizeFirst bool) (s sig, ok bool, err error) {
 	if s.hash, err = hex.DecodeString(h); err != nil {
 		return s, false, fmt.Errorf("hash: %w", err)
 	}
+	// The size is strtoul's, white space and '+' allowed; the levels are
+	// atoi's, unchecked: "x" or "" is 0, so an empty maximum excludes the
+	// line. This is cli_loadhash.
 	if f[1] == "*" {
 		s.size = anySize
 	} else {
-		n, err := strconv.ParseUint(f[1], 10, 63)
-		if err != nil || n == 0 {
+		n, rest := cStrtoul(f[1])
+		if rest != "" || n == 0 || n > math.MaxInt64 { // "-1" is 2^64-1
 			return s, false, fmt.Errorf("file size %q is not a positive number or *", clip(f[1]))
 		}
 		s.size = int64(n)
@@ -138,23 +141,11 @@ func parseHashLine(text string, sizeFirst bool) (s sig, ok bool, err error) {
 		return s, false, errors.New("empty malware name")
 	}
 	s.name = f[2]
-	if len(f) > 3 && f[3] != "" {
-		min, err := strconv.ParseUint(f[3], 10, 32)
-		if err != nil {
-			return s, false, fmt.Errorf("minimum functionality level %q is not a number", clip(f[3]))
-		}
-		if min > FunctionalityLevel {
-			return s, false, nil
-		}
+	if len(f) > 3 && uint32(cAtoi(f[3])) > FunctionalityLevel {
+		return s, false, nil
 	}
-	if len(f) > 4 && f[4] != "" {
-		max, err := strconv.ParseUint(f[4], 10, 32)
-		if err != nil {
-			return s, false, fmt.Errorf("maximum functionality level %q is not a number", clip(f[4]))
-		}
-		if max < FunctionalityLevel {
-			return s, false, nil
-		}
+	if len(f) > 4 && uint32(cAtoi(f[4])) < FunctionalityLevel {
+		return s, false, nil
 	}
 	return s, true, nil
 }

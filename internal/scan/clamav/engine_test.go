@@ -219,8 +219,8 @@ func TestLoadMalformed(t *testing.T) {
 		{"size zero", md5Hex("x") + ":0:Bad", 1, `file size "0"`},
 		{"size negative", md5Hex("x") + ":-5:Bad", 1, `file size "-5"`},
 		{"empty name", md5Hex("x") + ":5:", 1, "empty malware name"},
-		{"bad min flevel", md5Hex("x") + ":5:Bad:x", 1, `minimum functionality level "x"`},
-		{"bad max flevel", md5Hex("x") + ":5:Bad:1:y", 1, `maximum functionality level "y"`},
+		{"size with a space after", md5Hex("x") + ":5 :Bad", 1, `file size "5 "`},
+		{"size signed twice", md5Hex("x") + ":+-5:Bad", 1, `file size "+-5"`},
 		{"line too long", good + "\n" + strings.Repeat("a", maxLine+1), 2, "line longer than"},
 	}
 	for _, tt := range tests {

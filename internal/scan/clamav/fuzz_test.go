@@ -13,6 +13,7 @@ func FuzzParseHashDB(f *testing.F) {
 	f.Add([]byte("# comment\n\n3395856ce81f2b7382dee72602f798b642f14140:*:Sha1.Any:73\r\n"))
 	f.Add([]byte("275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f:68:X:1:300\n"))
 	f.Add([]byte("zz:1:x\n"))
+	f.Add([]byte("44d88612fea8a8f36de82e1278abb02f: +68:E:x:\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		_, err := parseHashDB("fuzz.hdb", bytes.NewReader(data), func(s sig) {
 			if want := map[kind]int{kindMD5: 16, kindSHA1: 20, kindSHA256: 32}[s.kind]; len(s.hash) != want {

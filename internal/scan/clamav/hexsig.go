@@ -160,7 +160,9 @@ func parseHex(s string) (*hexPattern, error) {
 
 // inlineJumps replaces leading {n} jumps with n ?? wildcards as libclamav
 // does: only while the first remaining '{' is such a jump, so that a later
-// {n} after a {n-m} stays a jump (and splits the signature).
+// {n} after a {n-m} stays a jump (and splits the signature). libclamav
+// reads that first jump with sscanf("%c%zu%c"), so { 2} and {+2} are {2}
+// there, and only there.
 func inlineJumps(s string) (string, error) {
 	for {
 		i := strings.IndexByte(s, '{')
@@ -171,12 +173,11 @@ func inlineJumps(s string) (string, error) {
 		if j < 0 {
 			return "", errors.New("'{' without '}'")
 		}
-		inner := s[i+1 : i+j]
-		n, err := strconv.Atoi(inner)
-		if err != nil || !isDigits(inner) || n <= 0 || n >= inlineJumpMax {
+		n, rest := cStrtoul(s[i+1:])
+		if len(rest) == len(s[i+1:]) || rest[0] != '}' || n == 0 || n >= inlineJumpMax {
 			return s, nil
 		}
-		s = s[:i] + strings.Repeat("??", n) + s[i+j+1:]
+		s = s[:i] + strings.Repeat("??", int(n)) + rest[1:]
 	}
 }
 
@@ -244,52 +245,56 @@ func splitParts(s string) ([]string, []gap, error) {
 	return parts, gaps, nil
 }
 
-// parseJump reads the inside of {n}, {-n}, {n-} or {n-m}. As in libclamav
-// a maximum of 0 means no maximum, so {0} and {n-0} behave like `*` bounded
-// below.
+// parseJump reads the inside of {n}, {-n}, {n-} or {n-m} as libclamav
+// does: each number passes cli_isnumber and goes through atoi (an empty
+// one is 0, {} and {-} are `*`), and cli_strtok splits at runs of '-'
+// ({3--5} is {3-5}). A maximum of 0 means no maximum, so {0} and {n-0}
+// behave like `*` bounded below. A maximum below the minimum is kept:
+// libclamav loads such a jump, which never matches (see never).
 func parseJump(s string) (gap, error) {
 	bad := fmt.Errorf("jump {%s} is not {n}, {-n}, {n-} or {n-m}", clip(s))
 	num := func(t string) (int, error) {
-		if t == "" {
-			return 0, nil
-		}
-		if !isDigits(t) || len(t) > 9 {
+		if !cIsNumber(t) {
 			return 0, bad
 		}
-		return strconv.Atoi(t)
-	}
-	lo, hi, dash := strings.Cut(s, "-")
-	if !dash {
-		if !isDigits(s) {
-			return gap{}, bad
+		n := cAtoi(t)
+		if n < 0 {
+			return 0, fmt.Errorf("jump {%s}: %q is past 2^31-1", clip(s), clip(t))
 		}
+		return int(n), nil
+	}
+	var lo, hi int
+	if !strings.Contains(s, "-") {
 		n, err := num(s)
 		if err != nil {
 			return gap{}, err
 		}
-		if n == 0 {
-			return gap{0, -1}, nil
+		lo, hi = n, n
+	} else {
+		// cli_strtok's fields: runs of '-' are one separator, a leading
+		// '-' leaves field 0 empty.
+		toks := strings.FieldsFunc(s, func(r rune) bool { return r == '-' })
+		first := ""
+		if s[0] != '-' {
+			first, toks = toks[0], toks[1:]
 		}
-		return gap{n, n}, nil
+		if len(toks) > 1 {
+			return gap{}, bad
+		}
+		var err error
+		if lo, err = num(first); err != nil {
+			return gap{}, err
+		}
+		if len(toks) == 1 {
+			if hi, err = num(toks[0]); err != nil {
+				return gap{}, err
+			}
+		}
 	}
-	if strings.Contains(hi, "-") || (lo == "" && hi == "") {
-		return gap{}, bad
+	if hi == 0 {
+		return gap{lo, -1}, nil
 	}
-	min, err := num(lo)
-	if err != nil {
-		return gap{}, err
-	}
-	max, err := num(hi)
-	if err != nil {
-		return gap{}, err
-	}
-	if max == 0 {
-		return gap{min, -1}, nil
-	}
-	if max < min {
-		return gap{}, fmt.Errorf("jump {%s} has its maximum below its minimum", s)
-	}
-	return gap{min, max}, nil
+	return gap{lo, hi}, nil
 }
 
 // parsePart parses one part: [x-y] anchored bytes first (libclamav allows
@@ -478,7 +483,17 @@ func parseMByte(s string) (mbyte, error) {
 // ac_special_altstr: plain hex alternatives of one length are a byte set or
 // fixed strings and may be negated; anything else (wildcards, nested
 // parentheses, mixed lengths) is a generic alternative that may not be.
+//
+// A branch may be empty, (45|): the alternative is then optional, a
+// generic one of width 0 or more. libclamav refuses an empty first branch
+// where the others make a fixed alternative, (|45), and takes an empty
+// branch only when it matches forwards from its trie prefix: it finds
+// 41424344(45|)464748 in ABCDFGH but not 3132(45|)41424344 in 12ABCD,
+// which we find.
 func parseAlt(inner string, neg bool) (elem, error) {
+	if rest, ok := strings.CutPrefix(inner, "|"); ok && !strings.ContainsAny(inner, "()?") && sameLengths(rest) {
+		return elem{}, errors.New("empty first alternative")
+	}
 	if strings.ContainsAny(inner, "()?") || !sameLengths(inner) {
 		if neg {
 			return elem{}, errors.New("negation applies only to plain alternatives of one length")
@@ -552,9 +567,6 @@ func expandAlt(s string, depth int) ([]string, error) {
 	}
 	var out []string
 	for _, branch := range splitTop(s) {
-		if branch == "" {
-			return nil, errors.New("empty alternative")
-		}
 		seqs := []string{""}
 		for i := 0; i < len(branch); {
 			if branch[i] == '!' {
@@ -635,9 +647,6 @@ func genericAlt(strs []string) (elem, error) {
 		if err != nil {
 			return elem{}, err
 		}
-		if len(m) == 0 {
-			return elem{}, errors.New("empty alternative")
-		}
 		x.alts = append(x.alts, m)
 		widths[len(m)] = true
 	}
@@ -646,6 +655,16 @@ func genericAlt(strs []string) (elem, error) {
 	}
 	slices.Sort(x.widths)
 	return elem{kind: elAlt, x: x}, nil
+}
+
+// never reports a jump whose maximum is below its minimum.
+func (p *hexPattern) never() bool {
+	for _, g := range p.gaps {
+		if g.max >= 0 && g.max < g.min {
+			return true
+		}
+	}
+	return false
 }
 
 // checkAnchors reports a part without two fixed bytes in a row: libclamav

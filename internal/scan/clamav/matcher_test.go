@@ -125,6 +125,8 @@ func randSig(r *rand.Rand, alphabet []byte) string {
 				b.WriteString("(L)")
 			case 8:
 				b.WriteString("{3}")
+			case 9:
+				fmt.Fprintf(&b, "(%s|)", hexb())
 			default:
 				b.WriteString(hexb())
 			}

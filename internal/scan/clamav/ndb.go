@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strconv"
+	"math"
 	"strings"
 )
 
@@ -38,7 +38,7 @@ func targetSkipReason(t int) string {
 	case 3, 4, 7: // HTML, mail, ASCII
 		return reasonNormalise
 	}
-	if t > targetMax {
+	if t < 0 || t > targetMax {
 		return reasonTarget
 	}
 	return reasonFileType
@@ -71,70 +71,90 @@ func (o offset) relative() bool { return o.kind != offAny && o.kind != offAbs }
 // exeRelative reports offsets that need an executable's headers.
 func (o offset) exeRelative() bool { return o.kind >= offEPPlus }
 
-// parseOffset reads an Offset field as libclamav's cli_caloff does.
-func parseOffset(s string, target int) (offset, error) {
+// Why signatures with these offsets are not used.
+const (
+	reasonMacro   = "macro offset: needs logical signatures"
+	reasonVersion = "version information offset: not supported"
+	reasonNever   = "a jump's maximum is below its minimum: never matches"
+)
+
+// parseOffset reads an Offset field as libclamav's cli_caloff does; skip
+// says why a valid offset is one we do not use: a macro group ($n$, which
+// only .ldb macro subsignatures fill: an .ndb signature with one never
+// matches) or VI (PE version information strings).
+//
+// Numbers go through atoi into 32 bits, as there: 4294967296 is offset 0,
+// and 4294967295, the value of libclamav's CLI_OFF_ANY, is `*`. We follow
+// that rather than refuse the line: it is what ClamAV does with it.
+func parseOffset(s string, target int) (o offset, skip string, err error) {
 	if s == "*" {
-		return offset{kind: offAny}, nil
+		return offset{kind: offAny}, "", nil
 	}
-	bad := fmt.Errorf("offset %q is not *, n, EOF-n, EP+n, EP-n, Sx+n, SEx or SL+n (each with an optional ,maxshift)", clip(s))
-	var o offset
+	bad := fmt.Errorf("offset %q is not *, n, EOF-n, EP+n, EP-n, Sx+n, SEx, SL+n, VI or $n$ (each with an optional ,maxshift)", clip(s))
+	if len(s) > 64 {
+		return o, "", bad
+	}
+	u32 := func(t string) (int64, bool) { return int64(uint32(cAtoi(t))), cIsNumber(t) }
 	if base, shift, ok := strings.Cut(s, ","); ok {
-		n, err := parseU32(shift)
-		if err != nil {
-			return o, bad
+		if o.shift, ok = u32(shift); !ok {
+			return o, "", bad
 		}
-		o.shift = n
 		s = base
 	}
-	var err error
+	ok := true
 	switch {
 	case strings.HasPrefix(s, "EP+"):
 		o.kind = offEPPlus
-		o.n, err = parseU32(s[3:])
+		o.n, ok = u32(s[3:])
 	case strings.HasPrefix(s, "EP-"):
 		o.kind = offEPMinus
-		o.n, err = parseU32(s[3:])
+		o.n, ok = u32(s[3:])
 	case strings.HasPrefix(s, "SE"):
 		o.kind = offSE
 		var n int64
-		n, err = parseU32(s[2:])
+		n, ok = u32(s[2:])
 		o.sect = int(n)
 	case strings.HasPrefix(s, "SL+"):
 		o.kind = offSL
-		o.n, err = parseU32(s[3:])
-	case strings.HasPrefix(s, "S"):
+		o.n, ok = u32(s[3:])
+	case strings.HasPrefix(s, "S"): // sscanf("S%u+%u"): what follows is ignored
 		o.kind = offSx
-		sect, n, ok := strings.Cut(s[1:], "+")
-		if !ok {
-			return o, bad
+		var sect, n uint32
+		var rest string
+		if sect, rest, ok = cScanU(s[1:]); ok && strings.HasPrefix(rest, "+") {
+			n, _, ok = cScanU(rest[1:])
+		} else {
+			ok = false
 		}
-		var x int64
-		if x, err = parseU32(sect); err == nil {
-			o.sect = int(x)
-			o.n, err = parseU32(n)
-		}
+		o.sect, o.n = int(sect), int64(n)
 	case strings.HasPrefix(s, "EOF-"):
 		o.kind = offEOF
-		o.n, err = parseU32(s[4:])
+		o.n, ok = u32(s[4:])
+	case strings.HasPrefix(s, "VI"):
+		skip = reasonVersion
+	case strings.Contains(s, "$"): // sscanf("$%u$")
+		var n uint32
+		if !strings.HasPrefix(s, "$") {
+			return o, "", bad
+		}
+		if n, _, ok = cScanU(s[1:]); ok && n >= 32 {
+			return o, "", fmt.Errorf("offset %q: macro groups go up to $31$", clip(s))
+		}
+		skip = reasonMacro
 	default:
 		o.kind = offAbs
-		o.n, err = parseU32(s)
+		o.n, ok = u32(s)
+		if o.n == math.MaxUint32 {
+			o = offset{kind: offAny}
+		}
 	}
-	if err != nil {
-		return o, bad
+	if !ok {
+		return o, "", bad
 	}
-	if o.exeRelative() && target != targetPE && target != targetELF && target != targetMachO {
-		return o, fmt.Errorf("offset %q needs target type 1 (PE), 6 (ELF) or 9 (Mach-O), not %d", clip(s), target)
+	if (o.exeRelative() || skip == reasonVersion) && target != targetPE && target != targetELF && target != targetMachO {
+		return o, "", fmt.Errorf("offset %q needs target type 1 (PE), 6 (ELF) or 9 (Mach-O), not %d", clip(s), target)
 	}
-	return o, nil
-}
-
-func parseU32(s string) (int64, error) {
-	if !isDigits(s) {
-		return 0, errors.New("not a number")
-	}
-	n, err := strconv.ParseUint(s, 10, 32)
-	return int64(n), err
+	return o, skip, nil
 }
 
 // bodySig is one parsed .ndb line.
@@ -193,36 +213,35 @@ func parseNDBLine(text string) (ndbResult, error) {
 	if f[0] == "" {
 		return ndbResult{}, errors.New("empty malware name")
 	}
+	// Numeric fields are cli_isnumber then atoi: an empty one is 0, so an
+	// empty target is 0 (any), and an empty maximum level excludes the line.
 	if len(f) > 4 {
-		min, err := strconv.ParseUint(f[4], 10, 32)
-		if err != nil || !isDigits(f[4]) {
+		if !cIsNumber(f[4]) {
 			return ndbResult{}, fmt.Errorf("minimum functionality level %q is not a number", clip(f[4]))
 		}
-		if min > FunctionalityLevel {
+		if uint32(cAtoi(f[4])) > FunctionalityLevel {
 			return ndbResult{level: true}, nil
 		}
 		if len(f) > 5 {
-			max, err := strconv.ParseUint(f[5], 10, 32)
-			if err != nil || !isDigits(f[5]) {
+			if !cIsNumber(f[5]) {
 				return ndbResult{}, fmt.Errorf("maximum functionality level %q is not a number", clip(f[5]))
 			}
-			if max < FunctionalityLevel {
+			if uint32(cAtoi(f[5])) < FunctionalityLevel {
 				return ndbResult{level: true}, nil
 			}
 		}
 	}
 	target := 0
 	if f[1] != "*" {
-		t, err := strconv.ParseUint(f[1], 10, 16)
-		if err != nil || !isDigits(f[1]) {
+		if !cIsNumber(f[1]) {
 			return ndbResult{}, fmt.Errorf("target type %q is not a number", clip(f[1]))
 		}
-		target = int(t)
+		target = int(cAtoi(f[1]))
 	}
 	if reason := targetSkipReason(target); reason != "" {
 		return ndbResult{target: target, skip: reason}, nil
 	}
-	off, err := parseOffset(f[2], target)
+	off, skip, err := parseOffset(f[2], target)
 	if err != nil {
 		return ndbResult{}, err
 	}
@@ -232,6 +251,12 @@ func parseNDBLine(text string) (ndbResult, error) {
 	}
 	if err := pat.checkAnchors(); err != nil {
 		return ndbResult{}, fmt.Errorf("hex signature: %w", err)
+	}
+	if pat.never() {
+		skip = reasonNever
+	}
+	if skip != "" {
+		return ndbResult{target: target, skip: skip}, nil
 	}
 	return ndbResult{sig: &bodySig{name: f[0], target: target, off: off, pat: pat, text: text}, target: target}, nil
 }

@@ -14,6 +14,7 @@ func FuzzParseNDB(f *testing.F) {
 	f.Add([]byte("B:0:EOF-100:41[1-3]4243(B)!(4445|4647)(L)(4?|5859(5a|5b))\n"))
 	f.Add([]byte("C:6:S0+4:4142{2-}4344{130}4546{0-0}4748\nD:9:SE1,5:?14243\n"))
 	f.Add([]byte("E:3:*:zz\nF:0:*:4142(43|\n"))
+	f.Add([]byte("G::$1$:4142(43|)44\nH:1:VI:4142{}4344{-}4546\nI:0:4294967296,:41424344{ +2}4546{5-3}4748::\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var sigs []*bodySig
 		err := parseNDB("fuzz.ndb", bytes.NewReader(data), func(r ndbResult) {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -202,11 +203,24 @@ func TestNDBMalformed(t *testing.T) {
 		{"double star", "A:0:*:4142**4344", "empty part 2"},
 		{"open brace", "A:0:*:4142{3", "'{' without '}'"},
 		{"bad jump", "A:0:*:4142{2-x}4344", "jump {2-x}"},
-		{"reversed jump", "A:0:*:4142{5-3}4344", "maximum below its minimum"},
 		{"star in alternative", "A:0:*:4142(43|*)4344", "inside an alternative"},
 		{"open paren", "A:0:*:4142(43|44", "'(' without ')'"},
 		{"close paren", "A:0:*:414243)44", "')' without '('"},
-		{"empty alternative", "A:0:*:4142(43|)4344", "empty alternative"},
+		{"empty first alternative", "A:0:*:4142(|43)4344", "empty first alternative"},
+		{"empty alternatives", "A:0:*:4142(|)4344", "empty first alternative"},
+		{"jump with a space after", "A:0:*:41424344{2 }45464748", "jump {2 }"},
+		{"signed jump", "A:0:*:41424344{+0}45464748", "jump {+0}"},
+		{"signed long jump", "A:0:*:41424344{+200}45464748", "jump {+200}"},
+		{"signed later jump", "A:0:*:41424344{200}4546{+2}4748", "jump {+2}"},
+		{"jump past 2^31", "A:0:*:41424344{2147483648}45464748", "past 2^31-1"},
+		{"jump with three numbers", "A:0:*:41424344{3-5-7}45464748", "jump {3-5-7}"},
+		{"macro group 32", "A:0:$32$:41424344", "macro groups go up to $31$"},
+		{"macro not first", "A:0:x$1$:41424344", `offset "x$1$"`},
+		{"macro not a number", "A:0:$x$:41424344", `offset "$x$"`},
+		{"version info on any", "A:0:VI:41424344", "needs target type"},
+		{"section without number", "A:1:S+2:41424344", `offset "S+2"`},
+		{"negative target", "A:-1:*:41424344", `target type "-1"`},
+		{"spaced minfl", "A:0:*:41424344: 5", `minimum functionality level " 5"`},
 		{"negated generic", "A:0:*:4142!(43|4445)4344", "negation applies only"},
 		{"bang alone", "A:0:*:4142!4344", "'!' not before '('"},
 		{"anchor range too far", "A:0:*:41[1-33]42434445", "anchor range [1-33]"},
@@ -214,9 +228,15 @@ func TestNDBMalformed(t *testing.T) {
 		{"anchor without byte", "A:0:*:4142[1-2]4344", "exactly one byte on one side"},
 		{"unclosed bracket", "A:0:*:41[1-2", "'[' without ']'"},
 	}
+	bin := clamscan(t)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			db := writeFile(t, t.TempDir(), "x.ndb", "# c\nGood:0:*:41424344\n"+tt.line+"\n")
+			if bin != "" {
+				if out, err := exec.Command(bin, "--no-summary", "-d", db, db).CombinedOutput(); err == nil || err.(*exec.ExitError).ExitCode() != 2 {
+					t.Errorf("clamscan loads it: %v: %s", err, out)
+				}
+			}
 			_, err := Load([]string{db}, nil)
 			if err == nil {
 				t.Fatalf("got no error want %q", tt.want)
@@ -602,4 +622,96 @@ func TestFunctionalityLevel(t *testing.T) {
 		{"hdb min 217", "t.hdb", fmt.Sprintf("%s:%d:L:217", md5Hex(data), len(data)), data, ""},
 		{"hdb max 215", "t.hdb", fmt.Sprintf("%s:%d:L:1:215", md5Hex(data), len(data)), data, ""},
 	})
+}
+
+// TestLoadAsClamAV: lines that clamscan loads load here too, meaning what
+// they mean there, or are counted as unused; none fails the load.
+func TestLoadAsClamAV(t *testing.T) {
+	pad := func(n int) string { return strings.Repeat(".", n) }
+	const abcd = "xxABCDxx"
+	sample := strings.Repeat("x", 130)
+	hash := md5Hex(sample) + ":"
+	runDBCases(t, []dbCase{
+		{"macro offset", "t.ndb", "M:0:$1$:41424344", abcd, ""},
+		{"macro offset, unterminated", "t.ndb", "M:0:$ 31:41424344", abcd, ""},
+		{"version info offset", "t.ndb", "V:1:VI:41424344", abcd, ""},
+		{"empty target is 0", "t.ndb", "G::*:41424344", abcd, "G"},
+		{"target 2^32 is 0", "t.ndb", "G:4294967296:*:41424344", abcd, "G"},
+		{"target 2^32+1 is 1", "t.ndb", "G:4294967297:*:41424344", abcd, ""},
+		{"empty minimum level is 0", "t.ndb", "J:0:*:41424344::216", abcd, "J"},
+		{"empty maximum level is 0", "t.ndb", "H:0:*:41424344::", abcd, ""},
+		{"empty maximum level after 1", "t.ndb", "I:0:*:41424344:1:", abcd, ""},
+		{"minimum level past 32 bits", "t.ndb", "S:0:*:41424344:99999999999", abcd, ""},
+		{"maximum level 2^32+215", "t.ndb", "X:0:*:41424344:1:4294967511", abcd, ""},
+		{"{} is *", "t.ndb", "K:0:*:41424344{}45464748", "ABCD" + pad(300) + "EFGH", "K"},
+		{"{-} is *", "t.ndb", "K:0:*:41424344{-}45464748", "ABCD" + pad(300) + "EFGH", "K"},
+		{"{--5} is {-5}", "t.ndb", "K:0:*:41424344{--5}45464748", "ABCD" + pad(5) + "EFGH", "K"},
+		{"{--5} is {-5}, over", "t.ndb", "K:0:*:41424344{--5}45464748", "ABCD" + pad(6) + "EFGH", ""},
+		{"{3-5-} is {3-5}", "t.ndb", "K:0:*:41424344{3-5-}45464748", "ABCD" + pad(4) + "EFGH", "K"},
+		{"{+2} is {2}", "t.ndb", "N:0:*:41424344{+2}45464748", "ABCD" + pad(2) + "EFGH", "N"},
+		{"{+2} is {2}, over", "t.ndb", "N:0:*:41424344{+2}45464748", "ABCD" + pad(3) + "EFGH", ""},
+		{"{ 2} is {2}", "t.ndb", "N:0:*:41424344{ 2}45464748", "ABCD" + pad(2) + "EFGH", "N"},
+		{"{\t+2} is {2}", "t.ndb", "N:0:*:41424344{\t+2}45464748", "ABCD" + pad(2) + "EFGH", "N"},
+		{"{5-3} never matches", "t.ndb", "K:0:*:41424344{5-3}45464748", "ABCD" + pad(4) + "EFGH", ""},
+		{"{2^32} is *", "t.ndb", "K:0:*:41424344{4294967296}45464748", "ABCD" + pad(300) + "EFGH", "K"},
+		{"{2^32+130} is {130}", "t.ndb", "K:0:*:41424344{4294967426}45464748", "ABCD" + pad(130) + "EFGH", "K"},
+		{"{-(2^32+4)} is {-4}", "t.ndb", "K:0:*:41424344{-4294967300}45464748", "ABCD" + pad(5) + "EFGH", ""},
+		{"(45|) empty", "t.ndb", "O:0:*:41424344(45|)464748", pad(9) + "ABCDFGH" + pad(9), "O"},
+		{"(45|) full", "t.ndb", "O:0:*:41424344(45|)464748", pad(9) + "ABCDEFGH" + pad(9), "O"},
+		{"(45|) other", "t.ndb", "O:0:*:41424344(45|)464748", pad(9) + "ABCDXFGH" + pad(9), ""},
+		{"(45||46) empty", "t.ndb", "O:0:*:41424344(45||46)4748", pad(9) + "ABCDGH" + pad(9), "O"},
+		{"(4546|) at the end", "t.ndb", "O:0:*:41424344(4546|)", pad(9) + "ABCD", "O"},
+		{"nested (|46)", "t.ndb", "O:0:*:41424344(45(|46)|47)4849", pad(9) + "ABCDEHI" + pad(9), "O"},
+		{"offset 2^32 is 0", "t.ndb", "P:0:4294967296:41424344", "ABCDxxxx", "P"},
+		{"offset 2^32 is 0, miss", "t.ndb", "P:0:4294967296:41424344", "xABCDxxx", ""},
+		{"offset 2^32+64 is 64", "t.ndb", "P:0:4294967360:41424344", pad(64) + "ABCD", "P"},
+		{"offset 2^32-1 is *", "t.ndb", "P:0:4294967295:41424344", "xxxxxABCD", "P"},
+		{"offset past 2^63 is *", "t.ndb", "P:0:99999999999999999999:41424344", "xxxxxABCD", "P"},
+		{"empty offset is 0", "t.ndb", "E:0::41424344", "ABCDxxxx", "E"},
+		{"empty shift is 0", "t.ndb", "E:0:,:41424344", "ABCDxxxx", "E"},
+		{"empty shift is 0, miss", "t.ndb", "E:0:1,:41424344", "xxABCDxx", ""},
+		{"empty EOF-", "t.ndb", "E:0:EOF-:41424344", "xxABCDxx", ""},
+		{"S%u+%u ignores the rest", "t.ndb", "S:1:S1+2junk:41424344", abcd, ""},
+		{"hdb size +130", "t.hdb", hash + "+130:A", sample, "A"},
+		{"hdb size ' 130'", "t.hdb", hash + " 130:A", sample, "A"},
+		{"hdb size 0130", "t.hdb", hash + "0130:A", sample, "A"},
+		{"hdb minimum level x is 0", "t.hdb", hash + "130:A:x", sample, "A"},
+		{"hdb minimum level '' is 0", "t.hdb", hash + "130:A:", sample, "A"},
+		{"hdb minimum level 5x is 5", "t.hdb", hash + "130:A:5x", sample, "A"},
+		{"hdb minimum level -1", "t.hdb", hash + "130:A:-1", sample, ""},
+		{"hdb minimum level 2^32 is 0", "t.hdb", hash + "130:A:4294967296", sample, "A"},
+		{"hdb maximum level '' is 0", "t.hdb", hash + "130:A::", sample, ""},
+		{"hdb maximum level x is 0", "t.hdb", hash + "130:A:1:x", sample, ""},
+		{"hdb maximum level -1", "t.hdb", hash + "130:A:1:-1", sample, "A"},
+		{"hdb minimum level ' 73' for *", "t.hdb", md5Hex(sample) + ":*:A: 73", sample, "A"},
+	})
+}
+
+func TestLoadAsClamAVReport(t *testing.T) {
+	e, _ := loadNDB(t,
+		"Macro:0:$1$:41424344",
+		"Version:1:VI:41424344",
+		"Never:0:*:41424344{5-3}45464748",
+		"EmptyMax:0:*:41424344::",
+		"Used:0:*:41424344",
+		"BadMacro:3:$99$:41424344", // an HTML target is skipped before its offset is read
+	)
+	r := e.Report()
+	if r.Signatures["ndb"] != 1 || r.Excluded != 1 {
+		t.Errorf("got ndb=%d excluded=%d want 1 and 1", r.Signatures["ndb"], r.Excluded)
+	}
+	want := []SigSkip{
+		{".ndb", "target 0 (any)", 1, reasonNever},
+		{".ndb", "target 0 (any)", 1, reasonMacro},
+		{".ndb", "target 1 (PE)", 1, reasonVersion},
+		{".ndb", "target 3 (HTML)", 1, reasonNormalise},
+	}
+	got := r.SkippedSignatures
+	slices.SortStableFunc(got, func(a, b SigSkip) int { return strings.Compare(a.Target+a.Reason, b.Target+b.Reason) })
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("got skipped %v want %v", got, want)
+	}
+	if s := r.String(); !strings.Contains(s, "unused .ndb target-0-(any)=1 ("+reasonMacro+")") {
+		t.Errorf("got report %q", s)
+	}
 }
