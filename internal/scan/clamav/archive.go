@@ -7,6 +7,7 @@ import (
 	"compress/bzip2"
 	"compress/gzip"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -53,6 +54,7 @@ const (
 	archiveGzip
 	archiveBzip2
 	archiveTar
+	archiveFat // a universal Mach-O: its slices are scanned as files
 )
 
 // archiveHead is how much of a file archiveOf needs: tar's magic ends at
@@ -70,6 +72,8 @@ func archiveOf(head []byte) archiveKind {
 		return archiveBzip2
 	case len(head) >= 263 && string(head[257:262]) == "ustar":
 		return archiveTar
+	case isFat(head):
+		return archiveFat
 	}
 	return notArchive
 }
@@ -159,6 +163,52 @@ func (e *Engine) scanArchive(ctx context.Context, f io.ReaderAt, size int64, nam
 			if err != nil || res.Infected {
 				return res, err
 			}
+		}
+	case archiveFat:
+		return e.scanSlices(ctx, f, size, name, u, depth)
+	}
+	return scan.Result{}, nil
+}
+
+// scanSlices scans each architecture's slice of a universal (fat) Mach-O
+// file as a file of its own, as libclamav's cli_scanmacho_unibin does:
+// its hashes, and target 9 signatures with offsets (EP, sections, EOF)
+// relative to the slice. As there, a slice of size 0 runs to the end of
+// the file, one running past the end is cut there, one starting past it
+// is skipped, and a table of architectures cut short ends the scan.
+// Slices are read in place, not unpacked, but count against what u may
+// still unpack: 31 slices each the whole file would scan it 31 times.
+func (e *Engine) scanSlices(ctx context.Context, f io.ReaderAt, size int64, name string,
+	u *unpacking, depth int) (scan.Result, error) {
+	var hdr [8]byte
+	if _, err := f.ReadAt(hdr[:], 0); err != nil {
+		return scan.Result{}, nil
+	}
+	n := min(binary.BigEndian.Uint32(hdr[4:]), maxFatArchs)
+	for i := range n {
+		var arch [20]byte // cputype, cpusubtype, offset, size, align
+		if _, err := f.ReadAt(arch[:], 8+int64(i)*20); err != nil {
+			break
+		}
+		off, sz := int64(binary.BigEndian.Uint32(arch[8:])), int64(binary.BigEndian.Uint32(arch[12:]))
+		if off >= size {
+			continue
+		}
+		if sz == 0 || sz > size-off {
+			sz = size - off
+		}
+		if u.members == 0 || u.bytes == 0 {
+			break
+		}
+		if err := ctx.Err(); err != nil {
+			return scan.Result{}, fmt.Errorf("scan %s: %w", name, err)
+		}
+		u.members--
+		sz = min(sz, u.bytes)
+		u.bytes -= sz
+		res, err := e.scanFile(ctx, io.NewSectionReader(f, off, sz), sz, path.Join(name, fmt.Sprintf("slice%d", i)), u, depth)
+		if err != nil || res.Infected {
+			return res, err
 		}
 	}
 	return scan.Result{}, nil

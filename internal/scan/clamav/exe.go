@@ -21,13 +21,18 @@ const (
 var classTargets = [numClasses]int{targetAny, targetPE, targetELF, targetMachO}
 
 // classOf looks at a file's first bytes the way ClamAV's magic does for
-// these types: MZ, \x7fELF and the four thin Mach-O magics.
+// these types: MZ, \x7fELF, the four thin Mach-O magics and a universal
+// (fat) Mach-O header. Target 9 applies to a fat file as a whole too, with
+// no executable offsets (its headers are not a thin Mach-O's); its slices
+// are scanned as files of their own (scanSlices).
 func classOf(head []byte) fileClass {
 	switch {
 	case len(head) >= 2 && head[0] == 'M' && head[1] == 'Z':
 		return classPE
 	case len(head) >= 4 && string(head[:4]) == "\x7fELF":
 		return classELF
+	case isFat(head):
+		return classMachO
 	case len(head) >= 4:
 		switch binary.BigEndian.Uint32(head) {
 		case 0xfeedface, 0xcefaedfe, 0xfeedfacf, 0xcffaedfe:
@@ -35,6 +40,19 @@ func classOf(head []byte) fileClass {
 		}
 	}
 	return classOther
+}
+
+// maxFatArchs bounds a fat file's architectures: libclamav's magic takes
+// cafebabe0000000? and cafebabe0000001? for one.
+const maxFatArchs = 32
+
+// isFat reports a universal (fat) Mach-O header: cafebabe, then the
+// number of architectures, big-endian, below 32. A Java class file has the
+// same magic, then its minor and major versions, which make that number
+// 45 (Java 1.0's 45.0) or more: libclamav tells them apart by it too.
+func isFat(head []byte) bool {
+	return len(head) >= 8 && binary.BigEndian.Uint32(head) == 0xcafebabe &&
+		binary.BigEndian.Uint32(head[4:]) < maxFatArchs
 }
 
 // exeSection is a section's place in the file.

@@ -18,7 +18,7 @@ import (
 
 // rulesVersion names the built-in rules (EICAR, matching semantics); bump it
 // when they change so that cached clean verdicts are dropped.
-const rulesVersion = "vigil-builtin/5"
+const rulesVersion = "vigil-builtin/6"
 
 // dbKind is how a database file is read.
 type dbKind uint8
