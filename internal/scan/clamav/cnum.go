@@ -21,20 +21,25 @@ func cSpace(c byte) bool {
 	return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r'
 }
 
+// cSign skips what C's number functions skip before the digits: white
+// space and a sign. i is where the digits may start.
+func cSign(s string) (i int, neg bool) {
+	for i < len(s) && cSpace(s[i]) {
+		i++
+	}
+	if i < len(s) && (s[i] == '+' || s[i] == '-') {
+		neg = s[i] == '-'
+		i++
+	}
+	return i, neg
+}
+
 // cStrtoul is strtoul(s, &end, 10) on a 64-bit system: leading white
 // space, a sign, digits; past the range it saturates, and '-' negates
 // modulo 2^64. rest is what follows the number, all of s (end == s) when
 // there are no digits.
 func cStrtoul(s string) (v uint64, rest string) {
-	i := 0
-	for i < len(s) && cSpace(s[i]) {
-		i++
-	}
-	neg := false
-	if i < len(s) && (s[i] == '+' || s[i] == '-') {
-		neg = s[i] == '-'
-		i++
-	}
+	i, neg := cSign(s)
 	start, over := i, false
 	for ; i < len(s) && s[i] >= '0' && s[i] <= '9'; i++ {
 		d := uint64(s[i] - '0')
@@ -60,15 +65,7 @@ func cStrtoul(s string) (v uint64, rest string) {
 // 4294967296 is 0 and 4294967295 is -1. libclamav stores most results in
 // uint32 fields: uint32(cAtoi(s)).
 func cAtoi(s string) int32 {
-	i := 0
-	for i < len(s) && cSpace(s[i]) {
-		i++
-	}
-	neg := false
-	if i < len(s) && (s[i] == '+' || s[i] == '-') {
-		neg = s[i] == '-'
-		i++
-	}
+	i, neg := cSign(s)
 	var v uint64 // the magnitude, saturated at 2^63
 	for ; i < len(s) && s[i] >= '0' && s[i] <= '9'; i++ {
 		if v > (1<<63)/10 {
