@@ -95,14 +95,15 @@ func statAll(refs []pathRef) map[string]statResult {
 		paths[r.path] = true
 	}
 	ch := make(chan answer, len(paths)) // a late answer is dropped in the buffer
+	st, timeout := stat, statTimeout    // read here: a late call outlives this Load
 	for p := range paths {
 		go func() {
-			fi, err := stat(p)
+			fi, err := st(p)
 			ch <- answer{p, statResult{fi, err}}
 		}()
 	}
 	got := make(map[string]statResult, len(paths))
-	deadline := time.NewTimer(statTimeout)
+	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
 	for range len(paths) {
 		select {
