@@ -10,11 +10,11 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
 
+	"github.com/vigilsec/vigil/internal/answers"
 	"github.com/vigilsec/vigil/internal/inotify"
 )
 
@@ -92,14 +92,14 @@ func (l *links) Changed() <-chan struct{} {
 // for the daemon to resolve the watches again. A nil links only looks.
 func (l *links) follow(paths []string) map[string]look {
 	if l == nil {
-		return answers(paths, lookAt, nil)
+		return answers.Within(paths, resolveTimeout, lookAt, nil)
 	}
 	late := func(string, look) { l.signal() }
-	looks := answers(paths, lookAt, late)
+	looks := answers.Within(paths, resolveTimeout, lookAt, late)
 	for range maxFollowLooks {
 		pts := pointsOf(looks)
 		l.watch(pts)
-		again := answers(slices.Collect(maps.Keys(looks)), lookAt, late)
+		again := answers.Within(slices.Collect(maps.Keys(looks)), resolveTimeout, lookAt, late)
 		if slices.Equal(pointsOf(again), pts) {
 			return again
 		}
@@ -125,8 +125,7 @@ func (l *links) watch(pts []point) {
 	for _, p := range pts {
 		dirs = append(dirs, p.dir)
 	}
-	slices.Sort(dirs)
-	wds := answers(slices.Compact(dirs), l.add, l.addedLate)
+	wds := answers.Within(dirs, resolveTimeout, l.add, l.addedLate)
 	names := make(map[int32]map[string]bool)
 	for _, p := range pts {
 		a, ok := wds[p.dir]
@@ -299,41 +298,6 @@ func lookAt(path string) look {
 	}
 	l.real = dir
 	return l
-}
-
-// answers runs fn on each path at once and returns the answers that came
-// within resolveTimeout. A path on a filesystem that does not answer has
-// none: its call is left to end on its own, and late, unless nil, is
-// given its answer then.
-func answers[T any](paths []string, fn func(string) T, late func(string, T)) map[string]T {
-	type answer struct {
-		path string
-		v    T
-	}
-	ch := make(chan answer, len(paths)) // a late answer is dropped in the buffer when late is nil
-	for _, p := range paths {
-		go func() { ch <- answer{p, fn(p)} }()
-	}
-	got := make(map[string]T, len(paths))
-	deadline := time.NewTimer(resolveTimeout)
-	defer deadline.Stop()
-	for n := range len(paths) {
-		select {
-		case a := <-ch:
-			got[a.path] = a.v
-		case <-deadline.C:
-			if late != nil {
-				go func() {
-					for range len(paths) - n {
-						a := <-ch
-						late(a.path, a.v)
-					}
-				}()
-			}
-			return got
-		}
-	}
-	return got
 }
 
 func comparePoints(a, b point) int {

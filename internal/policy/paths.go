@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
+
+	"github.com/vigilsec/vigil/internal/answers"
 )
 
 // pathKind says what a path named in a policy is for.
@@ -86,32 +88,13 @@ type statResult struct {
 // statAll stats each path at once and returns the answers that came
 // within statTimeout.
 func statAll(refs []pathRef) map[string]statResult {
-	type answer struct {
-		path string
-		statResult
+	paths := make([]string, len(refs))
+	for i, r := range refs {
+		paths[i] = r.path
 	}
-	paths := map[string]bool{}
-	for _, r := range refs {
-		paths[r.path] = true
-	}
-	ch := make(chan answer, len(paths)) // a late answer is dropped in the buffer
-	st, timeout := stat, statTimeout    // read here: a late call outlives this Load
-	for p := range paths {
-		go func() {
-			fi, err := st(p)
-			ch <- answer{p, statResult{fi, err}}
-		}()
-	}
-	got := make(map[string]statResult, len(paths))
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
-	for range len(paths) {
-		select {
-		case a := <-ch:
-			got[a.path] = a.statResult
-		case <-deadline.C:
-			return got
-		}
-	}
-	return got
+	st := stat // read here: a late call outlives this Load
+	return answers.Within(paths, statTimeout, func(p string) statResult {
+		fi, err := st(p)
+		return statResult{fi, err}
+	}, nil)
 }
