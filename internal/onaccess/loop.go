@@ -39,8 +39,7 @@ type Responder interface {
 	Respond(fd int, allow bool) error
 }
 
-// Ignorer keeps the kernel quiet about files that need no scan until they
-// are modified: clean ones, and ones over max_file_size (a
+// Ignorer keeps the kernel quiet about clean, unmodified files (a
 // *fanotify.Group). Optional.
 type Ignorer interface {
 	IgnoreFile(fd int, mask uint64) error
@@ -127,6 +126,7 @@ type Loop struct {
 
 	draining atomic.Bool
 	counters *Counters
+	oversize seenKeys // files over max_file_size logged
 
 	// Set by Run.
 	ctx     context.Context
@@ -456,11 +456,12 @@ func (l *Loop) handle(ev fanotify.Event, linkBuf []byte) *request {
 	}
 	key := verdict.KeyOf(ev.Fd, &sb)
 	if sb.Size > w.MaxFileSize {
-		// Logged once for each version of the file: the ignore mark keeps
-		// the kernel quiet about it until it is written again.
-		l.log.Info("file over max_file_size not scanned", "path", path, "size", sb.Size,
-			"max_file_size", w.MaxFileSize, "pid", ev.Pid)
-		l.ignore(ev.Fd, key)
+		// No ignore mark: the skip is the watch's, not the file's, and a
+		// hard link may put the file in a watch that scans it.
+		if l.oversize.first(key) {
+			l.log.Info("file over max_file_size not scanned", "path", path, "size", sb.Size,
+				"max_file_size", w.MaxFileSize, "pid", ev.Pid)
+		}
 		l.settle(ev.Fd, true)
 		l.counters.Skipped.Add(1)
 		return nil
@@ -488,6 +489,29 @@ func (l *Loop) handle(ev fanotify.Event, linkBuf []byte) *request {
 	r.deadline = start.Add(st.Policy.Settings.ScanTimeout)
 	l.wd.add(r)
 	return r
+}
+
+// seenKeys remembers file versions, up to maxSeenKeys at a time: a file
+// opened again and again is logged once for each version.
+type seenKeys struct {
+	mu   sync.Mutex
+	seen map[verdict.Key]struct{}
+}
+
+const maxSeenKeys = 4096
+
+// first reports whether k is new, and remembers it.
+func (s *seenKeys) first(k verdict.Key) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.seen[k]; ok {
+		return false
+	}
+	if s.seen == nil || len(s.seen) >= maxSeenKeys {
+		s.seen = make(map[verdict.Key]struct{})
+	}
+	s.seen[k] = struct{}{}
+	return true
 }
 
 var (
