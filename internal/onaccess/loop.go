@@ -645,20 +645,24 @@ func (l *Loop) fail(r *request, cause error) {
 }
 
 // expire answers requests past their deadline, all of them before the
-// alerts and logs, which may be slow. Their openers are asked for after
-// the answers: one that is gone by then is named by its pid alone.
+// alerts and logs, which may be slow. Their openers are asked for first,
+// as in infected: one denied is often gone right after.
 func (l *Loop) expire(rs []*request) {
+	who := make([]opener, len(rs))
+	for i, r := range rs {
+		who[i] = openerOf(r.pid)
+	}
 	n := 0
-	for _, r := range rs {
+	for i, r := range rs {
 		if r.respond(l, r.watch.OnError == policy.OnErrorAllow) {
 			r.stopScan(errTimeout)
 			l.countFailure(errTimeout)
-			rs[n] = r
+			rs[n], who[n] = r, who[i]
 			n++
 		}
 	}
-	for _, r := range rs[:n] {
-		l.reportFailure(r, errTimeout, openerOf(r.pid))
+	for i, r := range rs[:n] {
+		l.reportFailure(r, errTimeout, who[i])
 	}
 }
 

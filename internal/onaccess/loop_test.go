@@ -337,12 +337,13 @@ func TestDecisions(t *testing.T) {
 // An alert names the process that opened the file, even one gone as soon
 // as it has its answer, as most programs are after a denied open.
 func TestAlertNamesOpenerGoneAfterAnswer(t *testing.T) {
-	for _, tt := range []struct{ file, content, action string }{
-		{"a/evil", "INFECTED", "blocked"},
-		{"logs/evil", "INFECTED", "alerted"},
-		{"a/broken", "FAIL", "error"},
+	for _, tt := range []struct{ name, file, content, action string }{
+		{"blocked", "a/evil", "INFECTED", "blocked"},
+		{"alerted", "logs/evil", "INFECTED", "alerted"},
+		{"engine error", "a/broken", "FAIL", "error"},
+		{"deadline", "a/hang", "HANG", "error"},
 	} {
-		t.Run(tt.action, func(t *testing.T) {
+		t.Run(tt.name, func(t *testing.T) {
 			h := newHarness(t, 16, basePolicy)
 			opener := exec.Command("sleep", "60")
 			if err := opener.Start(); err != nil {
