@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"bufio"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -79,6 +80,10 @@ func (d *daemon) serveControl(l *net.UnixListener) {
 
 func (d *daemon) handleControl(c *net.UnixConn) {
 	defer c.Close()
+	if uid, err := peerUID(c); err != nil || uid != 0 && uid != uint32(os.Geteuid()) {
+		d.log.Warn("control socket: refused a connection: only root may ask", "uid", uid, "error", err)
+		return
+	}
 	c.SetDeadline(time.Now().Add(controlTimeout))
 	line, err := bufio.NewReader(c).ReadString('\n')
 	if err != nil {
@@ -153,6 +158,24 @@ func (d *daemon) status() Status {
 		"out_of_scope_quieted": c.Quieted, "out_of_scope_unquieted": c.Unquieted,
 	}
 	return s
+}
+
+// peerUID is the user of the process at the other end of c. The socket's
+// mode keeps other users out; this keeps them out when the mode was
+// changed (a chmod, a directory made group-writable).
+func peerUID(c *net.UnixConn) (uint32, error) {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var cred *unix.Ucred
+	cerr := raw.Control(func(fd uintptr) {
+		cred, err = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	})
+	if err = cmp.Or(cerr, err); err != nil {
+		return 0, fmt.Errorf("peer credentials: %w", err)
+	}
+	return cred.Uid, nil
 }
 
 // reloadReply is the daemon's answer to "reload".

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -147,5 +148,78 @@ func TestReloadRefusedWithDiagnostics(t *testing.T) {
 		if !strings.Contains(refused.Diagnostics, want) {
 			t.Errorf("diagnostics lack %q:\n%s", want, refused.Diagnostics)
 		}
+	}
+}
+
+// askEnv makes the test binary a control socket client that asks for the
+// status and prints the answer, instead of running tests: see
+// TestControlRootOnly.
+const askEnv = "VIGIL_TEST_ASK_STATUS"
+
+func init() {
+	socket := os.Getenv(askEnv)
+	if socket == "" {
+		return
+	}
+	c, err := net.Dial("unix", socket)
+	if err != nil {
+		os.Stderr.WriteString(err.Error() + "\n")
+		os.Exit(2)
+	}
+	c.Write([]byte("status\n"))
+	io.Copy(os.Stdout, c)
+	os.Exit(0)
+}
+
+// Only root is answered on the control socket, even when its mode lets
+// others connect.
+func TestControlRootOnly(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: the test asks as another user")
+	}
+	dir, err := os.MkdirTemp("", "vigil-control-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	socket := filepath.Join(dir, "vigil.sock")
+	l, err := listenControl(socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if err := os.Chmod(socket, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	d := &daemon{log: hclog.NewNullLogger()}
+	go d.serveControl(l)
+
+	// The test binary, where another user may run it.
+	self, err := os.ReadFile(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := filepath.Join(dir, "client")
+	if err := os.WriteFile(client, self, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ask := func(uid uint32) string {
+		cmd := exec.Command(client)
+		cmd.Env = append(os.Environ(), askEnv+"="+socket)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: uid}}
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("ask as uid %d: %v", uid, err)
+		}
+		return string(out)
+	}
+	if out := ask(0); !strings.Contains(out, `"ready"`) {
+		t.Errorf("root's status: got %q, want the status", out)
+	}
+	if out := ask(65534); out != "" {
+		t.Errorf("another user's status: got %q, want nothing", out)
 	}
 }
