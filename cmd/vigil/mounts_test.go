@@ -37,6 +37,15 @@ func TestBindMountOfWatch(t *testing.T) {
 			wantDenied(t, filepath.Join(b, "sub", "eicar"))
 			wantContent(t, filepath.Join(b, "sub", "eicar.skip"), clamav.EICAR) // the watch's exclude holds there too
 			wantContent(t, filepath.Join(b, "sub", "clean"), clean)
+
+			// A bind mount made a moment ago is known at its first open,
+			// though the mount table was read just before it.
+			b2 := filepath.Join(root, "b2")
+			if err := os.Mkdir(b2, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			testutil.BindMount(t, w, b2)
+			wantDenied(t, filepath.Join(b2, "sub", "eicar"))
 		})
 	}
 }

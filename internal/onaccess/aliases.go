@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"golang.org/x/sys/unix"
 
 	"github.com/vigilsec/vigil/internal/mountinfo"
 	"github.com/vigilsec/vigil/internal/policy"
@@ -22,7 +23,12 @@ import (
 // policy speaks of the watches' paths.
 //
 // The mount tables come from mountinfo, read without asking any
-// filesystem: a hung one cannot stall a decision here.
+// filesystem: a hung one cannot stall a decision here. A table is read
+// again once the kernel says its namespace's mounts changed (poll(2) on
+// an open mountinfo), so a bind mount made a moment before an open is
+// known at that open: a table a second old let a new bind mount's opens
+// through unscanned, and, with ignore_out_of_scope, silenced the watched
+// directory they were in.
 type Aliases struct {
 	log    hclog.Logger
 	selfNS string // this process's mount namespace
@@ -39,6 +45,10 @@ type Aliases struct {
 type table struct {
 	mounts []mountinfo.Mount
 	read   time.Time
+	// changes is an open mountinfo of the namespace, which poll(2) says
+	// changed when a mount was made or removed there; nil when it could
+	// not be opened, and the table is then read again by age.
+	changes *os.File
 }
 
 // place is a watch's directory on its filesystem.
@@ -48,10 +58,10 @@ type place struct {
 	path   string // the watch's
 }
 
-// refreshAfter is how old a mount table may be before a path found under
-// no watch has it read again: a mount made since is found within that
-// long, and a stream of opens outside every watch reads a table at most
-// once per period.
+// refreshAfter is how old a mount table without a changes descriptor may
+// be before a path found under no watch has it read again: a mount made
+// since is found within that long, and a stream of opens outside every
+// watch reads a table at most once per period.
 const refreshAfter = time.Second
 
 // maxNamespaces bounds the other namespaces' tables kept.
@@ -163,10 +173,12 @@ func (a *Aliases) foreign(pid int32, now time.Time) *table {
 	}
 	t := &table{}
 	if !a.readFile(t, procFile(pid, "mountinfo"), now) {
+		t.close()
 		return nil
 	}
 	if len(a.others) >= maxNamespaces {
-		for k := range a.others { // any one: namespaces come and go
+		for k, old := range a.others { // any one: namespaces come and go
+			old.close()
 			delete(a.others, k)
 			break
 		}
@@ -187,14 +199,42 @@ func (a *Aliases) rereadOwn(pol *policy.Policy, now time.Time) bool {
 	return true
 }
 
-// reread reads t again from name if it is older than refreshAfter, and
+// reread reads t again from name if its mounts changed since it was read
+// (or, without a way to tell, if it is older than refreshAfter), and
 // reports whether it did.
 func (a *Aliases) reread(t *table, name string, now time.Time) bool {
-	return now.Sub(t.read) > refreshAfter && a.readFile(t, name, now)
+	return t.changed(now) && a.readFile(t, name, now)
+}
+
+// changed reports whether t's namespace changed its mounts since t was
+// read.
+func (t *table) changed(now time.Time) bool {
+	if t.changes == nil {
+		return now.Sub(t.read) > refreshAfter
+	}
+	fds := []unix.PollFd{{Fd: int32(t.changes.Fd()), Events: unix.POLLPRI}}
+	n, err := unix.Poll(fds, 0)
+	return err != nil || n > 0 && fds[0].Revents&(unix.POLLPRI|unix.POLLERR) != 0
+}
+
+func (t *table) close() {
+	if t.changes != nil {
+		t.changes.Close()
+		t.changes = nil
+	}
 }
 
 // readFile reads t from a mountinfo file, and reports whether it could.
+// The first read opens t's changes descriptor first: a change made while
+// the table is read is then reported by the next look.
 func (a *Aliases) readFile(t *table, name string, now time.Time) bool {
+	if t.changes == nil && t.read.IsZero() {
+		// Not os.Open: Go's netpoller would poll the file too, and each
+		// poll of a mountinfo takes the change it reports.
+		if fd, err := unix.Open(name, unix.O_RDONLY|unix.O_CLOEXEC, 0); err == nil {
+			t.changes = os.NewFile(uintptr(fd), name)
+		}
+	}
 	ms, err := mountinfo.ReadFile(name)
 	t.read = now // a failed read is not tried again at once either
 	if err != nil {

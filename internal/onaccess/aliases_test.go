@@ -77,3 +77,24 @@ func TestAliasesWatchMountedLater(t *testing.T) {
 		t.Errorf("got %q, %v; want %q, true", got, ok, dir+"/f")
 	}
 }
+
+// A bind mount made a moment after the mount table was read is known at
+// the next open through it: the table is read again once the kernel says
+// the mounts changed, not once it is old.
+func TestAliasesBindMountAtOnce(t *testing.T) {
+	dir := testutil.MountTmpfs(t)
+	var st unix.Stat_t
+	if err := unix.Stat(dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	pol := &policy.Policy{Watches: []*policy.Watch{{Path: dir}}}
+	a := NewAliases(nil)
+	if got, ok := a.Resolve(pol, dir+"/f", st.Dev, int32(os.Getpid())); !ok || got != dir+"/f" {
+		t.Fatalf("before the bind mount: got %q, %v; want %q, true", got, ok, dir+"/f")
+	}
+	bind := testutil.TempDir(t)
+	testutil.BindMount(t, dir, bind)
+	if got, ok := a.Resolve(pol, bind+"/f", st.Dev, int32(os.Getpid())); !ok || got != dir+"/f" {
+		t.Errorf("through the bind mount made since: got %q, %v; want %q, true", got, ok, dir+"/f")
+	}
+}
