@@ -427,14 +427,24 @@ func (l *Loop) handle(ev fanotify.Event, linkBuf []byte) *request {
 		l.counters.Skipped.Add(1)
 		return nil
 	}
+	var (
+		w        *policy.Watch
+		excluded bool
+	)
 	path, err := l.fdPath(ev.Fd, linkBuf, sb.Nlink == 0)
-	if err != nil {
+	switch {
+	case errors.Is(err, unix.ENAMETOOLONG):
+		// Deeper than PATH_MAX, the path cannot be told, nor its watch; a
+		// mark fired, so a watch holds the file.
+		w, path = unnamed(st.Policy.Settings), ""
+	case err != nil:
 		l.settle(ev.Fd, st.Policy.Settings.OnError == policy.OnErrorAllow)
 		l.counters.Errors.Add(1)
 		l.log.Error("resolve event path", "pid", ev.Pid, "error", err)
 		return nil
+	default:
+		w, excluded = st.Policy.Match(path)
 	}
-	w, excluded := st.Policy.Match(path)
 	if w == nil && l.cfg.Aliases != nil {
 		// Reached through another mount: decided, reported and
 		// quarantined by its path under the watch, which names it here.
@@ -489,6 +499,19 @@ func (l *Loop) handle(ev fanotify.Event, linkBuf []byte) *request {
 	r.deadline = start.Add(st.Policy.Settings.ScanTimeout)
 	l.wd.add(r)
 	return r
+}
+
+// unnamed is the watch of a file whose path is too long to be told: it
+// is scanned with the settings' max_file_size and on_error, on every
+// event, and blocked if infected, whatever the watch that holds it would
+// have excluded. A path cannot evade the scan by its length.
+func unnamed(s policy.Settings) *policy.Watch {
+	return &policy.Watch{
+		Action:      policy.ActionBlock,
+		On:          policy.EventOpen | policy.EventExec | policy.EventAccess,
+		OnError:     s.OnError,
+		MaxFileSize: s.MaxFileSize,
+	}
 }
 
 // seenKeys remembers file versions, up to maxSeenKeys at a time: a file

@@ -827,3 +827,60 @@ func TestBlockedReadKeepsTheBound(t *testing.T) {
 		resp.mu.Unlock()
 	}
 }
+
+// deepFile makes a file deeper than PATH_MAX under dir, with content, and
+// returns it open: its path cannot be read back.
+func deepFile(t *testing.T, dir, content string) int {
+	t.Helper()
+	fd, err := unix.Open(dir, unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := strings.Repeat("d", 250)
+	for range 20 { // 5,000 bytes of path
+		if err := unix.Mkdirat(fd, name, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		next, err := unix.Openat(fd, name, unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		unix.Close(fd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fd = next
+	}
+	defer unix.Close(fd)
+	f, err := unix.Openat(fd, "f", unix.O_CREAT|unix.O_RDWR|unix.O_CLOEXEC, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := unix.Write(f, []byte(content)); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// A file deeper than PATH_MAX, whose path and so whose watch cannot be
+// told, is scanned all the same and blocked if infected: a path cannot
+// evade the scan by its length.
+func TestPathTooLongScanned(t *testing.T) {
+	h := newHarness(t, 16, basePolicy)
+	evil := fanotify.Event{Mask: unix.FAN_OPEN_PERM, Fd: deepFile(t, h.dir, "INFECTED"), Pid: 1}
+	if got := h.send(1, evil); got[0].allow {
+		t.Error("an infected file deeper than PATH_MAX allowed")
+	}
+	other := filepath.Join(h.dir, "other")
+	if err := os.Mkdir(other, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	clean := fanotify.Event{Mask: unix.FAN_OPEN_PERM, Fd: deepFile(t, other, "clean content"), Pid: 1}
+	if got := h.send(1, clean); !got[0].allow {
+		t.Error("a clean file deeper than PATH_MAX denied")
+	}
+	h.stop()
+	if n := h.engine.count(); n != 2 {
+		t.Errorf("scans: got %d, want 2", n)
+	}
+	if got := h.alerts.actions(); fmt.Sprint(got) != "[blocked]" {
+		t.Errorf("alerts: got %v, want [blocked]", got)
+	}
+}
