@@ -136,6 +136,10 @@ func (p *Policy) matchSlow(path string) (*Watch, string) {
 	return best, bestRel
 }
 
+// excluded reports whether r, a path relative to the watch root, is
+// excluded. As in gitignore, r is excluded when it or a directory above it
+// is; each is decided by the last glob that matches it ("!" re-includes),
+// and nothing below an excluded directory can be re-included.
 func (w *Watch) excluded(r string) bool {
 	globs := w.globs
 	if globs == nil && len(w.Exclude) > 0 {
@@ -145,9 +149,35 @@ func (w *Watch) excluded(r string) bool {
 			}
 		}
 	}
-	for i := range globs {
-		if globs[i].match(r) {
+	if len(globs) == 0 || r == "" {
+		return false
+	}
+	for i := 0; ; {
+		end, dir := len(r), false
+		if j := strings.IndexByte(r[i:], '/'); j >= 0 {
+			end, dir = i+j, true
+		}
+		if decide(globs, r[:end], r[i:end], dir) {
 			return true
+		}
+		if !dir {
+			return false
+		}
+		i = end + 1
+	}
+}
+
+// decide reports whether the last glob that matches p, whose last
+// component is name, excludes it. dir says p is a directory: all but the
+// last component of a path are.
+func decide(globs []glob, p, name string, dir bool) bool {
+	for i := len(globs) - 1; i >= 0; i-- {
+		g := &globs[i]
+		if g.dirOnly && !dir {
+			continue
+		}
+		if g.anchored && matchParts(g.parts, p) || !g.anchored && g.matchComponent(name) {
+			return !g.negate
 		}
 	}
 	return false
@@ -228,9 +258,13 @@ func (ev Events) String() string {
 //
 // Semantics are gitignore's: a glob without "/" matches a single path
 // component at any depth; one with "/" is anchored at the watch root; "**"
-// matches zero or more whole components; anything under a matching
-// directory is excluded too.
+// matches zero or more whole components ("dir/**" one or more: what is in
+// dir); a trailing "/" matches directories only; a leading "!" re-includes;
+// "[!a]" is a negated class; anything under an excluded directory is
+// excluded too.
 type glob struct {
+	negate   bool // "!pattern"
+	dirOnly  bool // "pattern/"
 	anchored bool
 	parts    []string // anchored: one per component
 	kind     globKind // unanchored: how parts[0] is matched
@@ -246,9 +280,13 @@ const (
 )
 
 func compileGlob(s string) (glob, error) {
-	t := strings.TrimRight(s, "/") // "cache/" is the same as "cache": directories exclude their contents anyway
-	anchored := strings.Contains(t, "/")
-	var parts []string
+	var g glob
+	if strings.HasPrefix(s, "!") {
+		g.negate, s = true, s[1:]
+	}
+	t := strings.TrimRight(s, "/")
+	g.dirOnly = len(t) < len(s)
+	g.anchored = strings.Contains(t, "/")
 	for _, c := range strings.Split(t, "/") {
 		switch c {
 		case "":
@@ -256,21 +294,21 @@ func compileGlob(s string) (glob, error) {
 		case ".", "..":
 			return glob{}, errors.New(`"." and ".." are not allowed`)
 		}
+		c = fnmatchClasses(c)
 		if _, err := path.Match(c, ""); err != nil {
 			return glob{}, errors.New("malformed pattern")
 		}
-		parts = append(parts, c)
+		g.parts = append(g.parts, c)
 	}
-	if len(parts) == 0 {
+	if len(g.parts) == 0 {
 		return glob{}, errors.New("empty pattern")
 	}
 	// "**/name" is the same as "name": any depth.
-	if anchored && len(parts) == 2 && parts[0] == "**" && parts[1] != "**" {
-		parts, anchored = parts[1:], false
+	if g.anchored && len(g.parts) == 2 && g.parts[0] == "**" && g.parts[1] != "**" {
+		g.parts, g.anchored = g.parts[1:], false
 	}
-	g := glob{anchored: anchored, parts: parts}
-	if !anchored {
-		c := parts[0]
+	if !g.anchored {
+		c := g.parts[0]
 		switch {
 		case !strings.ContainsAny(c, `*?[\`):
 			g.kind, g.lit = globLiteral, c
@@ -281,24 +319,48 @@ func compileGlob(s string) (glob, error) {
 	return g, nil
 }
 
-// match reports whether r, a path relative to the watch root ("" for the
-// root itself), or one of its ancestors matches g.
-func (g *glob) match(r string) bool {
-	if g.anchored {
-		return matchParts(g.parts, r)
+// fnmatchClasses writes gitignore's character classes as path.Match reads
+// them: "[!a]" negated is "[^a]" (path.Match would take '!' as a member),
+// and a "]" first in a class, a member in gitignore, is escaped.
+func fnmatchClasses(c string) string {
+	if !strings.Contains(c, "[") {
+		return c
 	}
-	for r != "" {
-		c := r
-		if i := strings.IndexByte(r, '/'); i >= 0 {
-			c, r = r[:i], r[i+1:]
-		} else {
-			r = ""
-		}
-		if g.matchComponent(c) {
-			return true
+	var b strings.Builder
+	for i := 0; i < len(c); i++ {
+		switch c[i] {
+		case '\\':
+			b.WriteByte(c[i])
+			if i+1 < len(c) {
+				i++
+				b.WriteByte(c[i])
+			}
+		case '[':
+			b.WriteByte('[')
+			i++
+			if i < len(c) && (c[i] == '!' || c[i] == '^') {
+				b.WriteByte('^')
+				i++
+			}
+			if i < len(c) && c[i] == ']' {
+				b.WriteString(`\]`)
+				i++
+			}
+			for ; i < len(c) && c[i] != ']'; i++ {
+				if c[i] == '\\' && i+1 < len(c) {
+					b.WriteByte(c[i])
+					i++
+				}
+				b.WriteByte(c[i])
+			}
+			if i < len(c) {
+				b.WriteByte(']')
+			}
+		default:
+			b.WriteByte(c[i])
 		}
 	}
-	return false
+	return b.String()
 }
 
 func (g *glob) matchComponent(c string) bool {
@@ -312,11 +374,14 @@ func (g *glob) matchComponent(c string) bool {
 	return ok
 }
 
-// matchParts reports whether the pattern components match a leading run
-// of r's components: what is left of r lies under a matched directory.
+// matchParts reports whether the pattern components match r, a path
+// relative to the watch root, as a whole.
 func matchParts(parts []string, r string) bool {
 	for len(parts) > 0 {
 		if parts[0] == "**" {
+			if len(parts) == 1 {
+				return r != "" // "dir/**" is what is in dir, not dir
+			}
 			for rest := r; ; {
 				if matchParts(parts[1:], rest) {
 					return true
@@ -343,5 +408,5 @@ func matchParts(parts []string, r string) bool {
 		}
 		parts, r = parts[1:], next
 	}
-	return true
+	return r == ""
 }

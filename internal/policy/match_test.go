@@ -30,6 +30,10 @@ watch "/srv/uploads/logs/flat" {
 watch "/home" {
   recursive = false
 }
+watch "/srv/neg" {
+  exclude = ["*.log", "!keep.log", "logs", "!logs/keep.log", "[!x]y.z", "sub/", "out/**", "!out/keep",
+             "[]a]b", "[!]]c", "\\!bang"]
+}
 `
 
 func TestMatch(t *testing.T) {
@@ -68,6 +72,8 @@ func TestMatch(t *testing.T) {
 		{path: "/srv/uploads/a/cache/b/c", want: "/srv/uploads", wantExcluded: true},
 		{path: "/srv/uploads/a/cached", want: "/srv/uploads"},
 		{path: "/srv/uploads/tmp/f", want: "/srv/uploads", wantExcluded: true},
+		{path: "/srv/uploads/tmp", want: "/srv/uploads"}, // "tmp/": a file named tmp is not a directory
+		{path: "/srv/uploads/a/tmp", want: "/srv/uploads"},
 		{path: "/srv/uploads/a/tmp/f", want: "/srv/uploads", wantExcluded: true},
 		{path: "/srv/uploads/12.bak", want: "/srv/uploads", wantExcluded: true},
 		{path: "/srv/uploads/a2.bak", want: "/srv/uploads"},
@@ -85,6 +91,36 @@ func TestMatch(t *testing.T) {
 		{path: "/srv/uploads/a/b/.git/config", want: "/srv/uploads", wantExcluded: true},
 		{path: "/srv/uploads/build/out/f", want: "/srv/uploads", wantExcluded: true},
 		{path: "/srv/uploads/a/build/f", want: "/srv/uploads"},
+		// "!" re-includes what an earlier glob excluded, but not below an
+		// excluded directory.
+		{path: "/srv/neg/a.log", want: "/srv/neg", wantExcluded: true},
+		{path: "/srv/neg/keep.log", want: "/srv/neg"},
+		{path: "/srv/neg/d/keep.log", want: "/srv/neg"},
+		{path: "/srv/neg/logs/a", want: "/srv/neg", wantExcluded: true},
+		{path: "/srv/neg/logs/keep.log", want: "/srv/neg", wantExcluded: true},
+		{path: "/srv/neg/keep.log/a.txt", want: "/srv/neg"},
+		{path: "/srv/neg/keep.log/a.log", want: "/srv/neg", wantExcluded: true},
+		// "[!x]" is a negated class, as in gitignore.
+		{path: "/srv/neg/xy.z", want: "/srv/neg"},
+		{path: "/srv/neg/!y.z", want: "/srv/neg", wantExcluded: true},
+		{path: "/srv/neg/ay.z", want: "/srv/neg", wantExcluded: true},
+		{path: "/srv/neg/]b", want: "/srv/neg", wantExcluded: true},
+		{path: "/srv/neg/ab", want: "/srv/neg", wantExcluded: true},
+		{path: "/srv/neg/cb", want: "/srv/neg"},
+		{path: "/srv/neg/]c", want: "/srv/neg"},
+		{path: "/srv/neg/ac", want: "/srv/neg", wantExcluded: true},
+		{path: "/srv/neg/!bang", want: "/srv/neg", wantExcluded: true},
+		{path: "/srv/neg/bang", want: "/srv/neg"},
+		// A trailing "/" matches directories only.
+		{path: "/srv/neg/sub", want: "/srv/neg"},
+		{path: "/srv/neg/a/sub", want: "/srv/neg"},
+		{path: "/srv/neg/sub/f", want: "/srv/neg", wantExcluded: true},
+		{path: "/srv/neg/a/sub/b/f", want: "/srv/neg", wantExcluded: true},
+		// "out/**" is what is in out, not out, so "!out/keep" re-includes.
+		{path: "/srv/neg/out", want: "/srv/neg"},
+		{path: "/srv/neg/out/f", want: "/srv/neg", wantExcluded: true},
+		{path: "/srv/neg/out/d/keep", want: "/srv/neg", wantExcluded: true},
+		{path: "/srv/neg/out/keep", want: "/srv/neg"},
 		// The watch root itself is never excluded by a component glob.
 		{path: "/srv/uploads/logs/flat", want: "/srv/uploads/logs/flat"},
 	}
@@ -159,7 +195,9 @@ func TestMatchStrategies(t *testing.T) {
 
 	paths := []string{"/", "/srv", "/srv/up/x", "/srv/uploads", "/srv/uploads/logs/flat/d/f",
 		"/srv/uploads/u1", "/srv/uploads/u1/a/b", "/srv/uploads/u3/a", "/srv/uploads/u3/a/b",
-		"/srv/uploads/u30x/a", "/srv/uploads/u7/x.part", "/srv/uploads/u3/a/x.part", "/home/a/b"}
+		"/srv/uploads/u30x/a", "/srv/uploads/u7/x.part", "/srv/uploads/u3/a/x.part", "/home/a/b",
+		"/srv/uploads/tmp", "/srv/uploads/tmp/f", "/srv/neg/keep.log", "/srv/neg/logs/keep.log",
+		"/srv/neg/xy.z", "/srv/neg/ay.z", "/srv/neg/sub", "/srv/neg/sub/f", "/srv/neg/out/keep"}
 	for _, path := range paths {
 		wb, eb := big.Match(path)
 		wl, el := literal.Match(path)
@@ -306,11 +344,42 @@ func TestCompileGlob(t *testing.T) {
 		{glob: "a/../b", wantErr: true},
 		{glob: "./a", wantErr: true},
 		{glob: `a\`, wantErr: true},
+		{glob: "!keep.log"},
+		{glob: "!/a/b/"},
+		{glob: "[!x]y.z"},
+		{glob: "[]a]"},
+		{glob: "!", wantErr: true},
+		{glob: "!/", wantErr: true},
+		{glob: "[!", wantErr: true},
+		{glob: "[!]", wantErr: true},
 	}
 	for _, tt := range tests {
 		_, err := compileGlob(tt.glob)
 		if (err != nil) != tt.wantErr {
 			t.Errorf("compileGlob(%q): got error %v want error %v", tt.glob, err, tt.wantErr)
+		}
+	}
+}
+
+func TestFnmatchClasses(t *testing.T) {
+	tests := []struct {
+		in, want string
+	}{
+		{in: "plain", want: "plain"},
+		{in: "[!x]y", want: "[^x]y"},
+		{in: "[^x]y", want: "[^x]y"},
+		{in: "[x!]", want: "[x!]"},
+		{in: "!x", want: "!x"},
+		{in: "[]x]", want: `[\]x]`},
+		{in: "[!]x]", want: `[^\]x]`},
+		{in: `\[!x]`, want: `\[!x]`},
+		{in: `[\]!]`, want: `[\]!]`},
+		{in: "[a][!b]", want: "[a][^b]"},
+		{in: "[!", want: "[^"},
+	}
+	for _, tt := range tests {
+		if got := fnmatchClasses(tt.in); got != tt.want {
+			t.Errorf("fnmatchClasses(%q): got %q want %q", tt.in, got, tt.want)
 		}
 	}
 }
