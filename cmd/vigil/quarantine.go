@@ -97,13 +97,10 @@ func cmdQuarantine(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	if _, err := os.Lstat(qdir); errors.Is(err, os.ErrNotExist) {
-		// Nothing was ever quarantined here; do not create the store.
+		// Not found, as README's exit status has it; do not create the store.
 		if sub == "list" {
-			if *asJSON {
-				fmt.Fprintln(stdout, "[]")
-			}
 			fmt.Fprintf(stderr, "%s: no quarantine at %s\n", prefix, qdir)
-			return 0
+			return 1
 		}
 		fmt.Fprintf(stderr, "%s: %s: no quarantine at %s\n", prefix, pos[0], qdir)
 		return 1

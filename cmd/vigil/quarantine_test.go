@@ -54,6 +54,12 @@ func TestQuarantineCLI(t *testing.T) {
 	os.WriteFile(pol, []byte("settings {\n  quarantine_dir = \""+pdir+"\"\n}\nwatch \"/srv/none\" {\n  action = \"quarantine\"\n}\n"), 0o644)
 	badPol := filepath.Join(base, "bad.hcl")
 	os.WriteFile(badPol, []byte("settings {\n  quarantine_dir = \"rel\"\n}\nwatch \"/srv\" {}\n"), 0o644)
+	empty := filepath.Join(base, "empty")
+	if s, err := quarantine.Open(empty); err != nil {
+		t.Fatal(err)
+	} else {
+		s.Close()
+	}
 	loose := filepath.Join(base, "loose")
 	os.Mkdir(loose, 0o755)
 	os.Chmod(loose, 0o755)
@@ -78,12 +84,15 @@ func TestQuarantineCLI(t *testing.T) {
 			wantStdout: []string{"ID", "STATE", id1, id2, id3, path1, "quarantined", "Eicar-Test-Signature"}},
 		{name: "list from the policy's quarantine_dir", args: []string{"list", "--policy", pol}, wantStdout: []string{idp}},
 		{name: "invalid policy", args: []string{"list", "--policy", badPol}, wantCode: 2, wantStderr: []string{"quarantine_dir", "--dir"}},
-		{name: "no store yet", args: []string{"list", "--json", "--dir", filepath.Join(base, "none")}, wantStdout: []string{"[]"},
+		{name: "no store", args: []string{"list", "--json", "--dir", filepath.Join(base, "none")}, wantCode: 1,
+			wantStderr: []string{"no quarantine at " + filepath.Join(base, "none")},
 			check: func(t *testing.T) {
 				if _, err := os.Lstat(filepath.Join(base, "none")); err == nil {
 					t.Errorf("list created the store")
 				}
 			}},
+		{name: "empty store", args: []string{"list", "--json", "--dir", empty}, wantStdout: []string{"[]"}},
+		{name: "empty store, table", args: []string{"list", "--dir", empty}, wantStdout: []string{"no quarantined files"}},
 		{name: "store open to others", args: []string{"list", "--dir", loose}, wantCode: 1, wantStderr: []string{"want 0700"}},
 		{name: "restore a traversal id", args: []string{"restore", "--dir", qdir, "../q/" + id1}, wantCode: 1, wantStderr: []string{"not a quarantine id"}},
 		{name: "restore an absolute id", args: []string{"restore", "--dir", qdir, "/etc/passwd"}, wantCode: 1, wantStderr: []string{"not a quarantine id"}},
