@@ -30,9 +30,10 @@ Commands:
            content only), damaged (unreadable record)
   restore  write a file back, with its owner and mode, to its original path
            or to --to PATH, then drop it from the quarantine; never
-           overwrites and never follows a symlink at the destination; a
-           destination outside the watch that quarantined the file needs
-           --force; inside a watch, the file is scanned again when next opened
+           overwrites and never follows a symlink anywhere on the
+           destination path, even with --force; a destination outside the
+           watch that quarantined the file needs --force; inside a watch,
+           the file is scanned again when next opened
   delete   drop a file from the quarantine for good
 
 The quarantine directory is --dir, else the quarantine_dir of --policy FILE,

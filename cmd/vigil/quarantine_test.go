@@ -54,6 +54,12 @@ func TestQuarantineCLI(t *testing.T) {
 	os.WriteFile(pol, []byte("settings {\n  quarantine_dir = \""+pdir+"\"\n}\nwatch \"/srv/none\" {\n  action = \"quarantine\"\n}\n"), 0o644)
 	badPol := filepath.Join(base, "bad.hcl")
 	os.WriteFile(badPol, []byte("settings {\n  quarantine_dir = \"rel\"\n}\nwatch \"/srv\" {}\n"), 0o644)
+	// d/ swapped for a symlink out of the tree after d/evil4 was quarantined.
+	id4, path4 := quarantined(t, qdir, watch, "d/evil4")
+	os.Rename(filepath.Dir(path4), filepath.Dir(path4)+".old")
+	if err := os.Symlink(outside, filepath.Dir(path4)); err != nil {
+		t.Fatal(err)
+	}
 	empty := filepath.Join(base, "empty")
 	if s, err := quarantine.Open(empty); err != nil {
 		t.Fatal(err)
@@ -81,7 +87,7 @@ func TestQuarantineCLI(t *testing.T) {
 		{name: "delete two ids", args: []string{"delete", "--dir", qdir, id1, id2}, wantCode: 2},
 		{name: "dir and policy", args: []string{"list", "--dir", qdir, "--policy", pol}, wantCode: 2},
 		{name: "list", args: []string{"list", "--dir", qdir},
-			wantStdout: []string{"ID", "STATE", id1, id2, id3, path1, "quarantined", "Eicar-Test-Signature"}},
+			wantStdout: []string{"ID", "STATE", id1, id2, id3, id4, path1, "quarantined", "Eicar-Test-Signature"}},
 		{name: "list from the policy's quarantine_dir", args: []string{"list", "--policy", pol}, wantStdout: []string{idp}},
 		{name: "invalid policy", args: []string{"list", "--policy", badPol}, wantCode: 2, wantStderr: []string{"quarantine_dir", "--dir"}},
 		{name: "no store", args: []string{"list", "--json", "--dir", filepath.Join(base, "none")}, wantCode: 1,
@@ -105,6 +111,13 @@ func TestQuarantineCLI(t *testing.T) {
 			}},
 		{name: "restore outside the tree, forced, flags after the id", args: []string{"restore", "--dir", qdir, id2, "--to", filepath.Join(outside, "x"), "--force"},
 			wantStdout: []string{"restored to " + filepath.Join(outside, "x")}},
+		{name: "restore through a symlinked directory, forced", args: []string{"restore", "--dir", qdir, "--force", id4},
+			wantCode: 1, wantStderr: []string{"symbolic link"},
+			check: func(t *testing.T) {
+				if _, err := os.Lstat(filepath.Join(outside, "evil4")); err == nil {
+					t.Errorf("restore wrote through the symlink")
+				}
+			}},
 		{name: "restore to the original path", args: []string{"restore", "--dir", qdir, id1}, wantStdout: []string{"restored to " + path1},
 			check: func(t *testing.T) {
 				if fi, err := os.Stat(path1); err != nil || fi.Mode().Perm() != 0o640 {
@@ -119,6 +132,7 @@ func TestQuarantineCLI(t *testing.T) {
 				}
 			}},
 		{name: "delete again", args: []string{"delete", "--dir", qdir, id3}, wantCode: 1},
+		{name: "delete the one kept by the symlink", args: []string{"delete", "--dir", qdir, id4}, wantStdout: []string{id4 + ": deleted"}},
 		{name: "list what is left", args: []string{"list", "--dir", qdir}, wantStdout: []string{"no quarantined files"}},
 	}
 	for _, tt := range tests {

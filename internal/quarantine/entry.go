@@ -34,6 +34,7 @@ var (
 	ErrNotFound     = errors.New("no such quarantine entry")
 	ErrOutsideWatch = errors.New("destination outside the watch that quarantined the file")
 	ErrExists       = errors.New("destination exists")
+	ErrSymlink      = errors.New("a symbolic link on the path")
 	// ErrNotRemoved: the file is in the store but its original name was
 	// left alone (see StateKept).
 	ErrNotRemoved = errors.New("original not removed")

@@ -318,23 +318,60 @@ func (s *Store) unlink(name string) error {
 	return unix.Unlinkat(s.fd(), name, 0)
 }
 
-// openDir opens an absolute directory path without following any symlink
-// in it. Paths from /proc/self/fd and EvalSymlinks have none, so a symlink
-// found now means the tree changed since.
+// openDir opens an absolute directory path without following a symbolic
+// link anywhere on it: one there is ErrSymlink. Paths from /proc/self/fd
+// have none, so a symlink found now means the tree changed since.
 func openDir(dir string) (*os.File, error) {
 	how := unix.OpenHow{
 		Flags:   unix.O_RDONLY | unix.O_DIRECTORY | unix.O_CLOEXEC,
 		Resolve: unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
 	}
-	fd, err := unix.Openat2(unix.AT_FDCWD, dir, &how)
+	fd, err := openat2(unix.AT_FDCWD, dir, &how)
 	if errors.Is(err, unix.ENOSYS) {
-		// Before 5.6: at least not the last component.
-		fd, err = unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		fd, err = walkDir(dir) // before 5.6
+	}
+	if errors.Is(err, unix.ELOOP) {
+		err = ErrSymlink
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open directory %s: %w", dir, err)
 	}
 	return os.NewFile(uintptr(fd), dir), nil
+}
+
+// openat2 is unix.Openat2; tests replace it to take the fallback.
+var openat2 = unix.Openat2
+
+// walkDir opens an absolute directory path one component at a time, each
+// with O_NOFOLLOW: a symlink on the way is ELOOP, as with openat2's
+// RESOLVE_NO_SYMLINKS.
+func walkDir(dir string) (int, error) {
+	if !filepath.IsAbs(dir) {
+		return -1, unix.EINVAL
+	}
+	fd, err := unix.Open("/", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, err
+	}
+	for _, c := range strings.Split(filepath.Clean(dir), "/") {
+		if c == "" {
+			continue
+		}
+		next, err := unix.Openat(fd, c, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if errors.Is(err, unix.ENOTDIR) {
+			// O_DIRECTORY answers first: say what openat2 would.
+			var st unix.Stat_t
+			if unix.Fstatat(fd, c, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && st.Mode&unix.S_IFMT == unix.S_IFLNK {
+				err = unix.ELOOP
+			}
+		}
+		unix.Close(fd)
+		if err != nil {
+			return -1, err
+		}
+		fd = next
+	}
+	return fd, nil
 }
 
 // removeOriginal unlinks path if it still names the inode st describes,
@@ -464,10 +501,10 @@ func (s *Store) Get(id string) (Entry, error) {
 // Restore writes entry id's content back to `to` (its original path when
 // empty) with its owner and mode, durably, then removes the entry, and
 // returns the path written. It refuses an id that is not a store id, a
-// destination outside the watch that quarantined the file (symlinks in
-// its directories resolved) unless force, a symlink or any existing file
-// at the destination (it never overwrites), and content whose SHA-256 no
-// longer matches the record.
+// symbolic link anywhere on the destination path (ErrSymlink, even with
+// force), a destination outside the watch that quarantined the file
+// unless force, any existing file at the destination (it never
+// overwrites), and content whose SHA-256 no longer matches the record.
 func (s *Store) Restore(id, to string, force bool) (string, error) {
 	e, err := s.Get(id)
 	if err != nil {
@@ -485,21 +522,19 @@ func (s *Store) Restore(id, to string, force bool) (string, error) {
 	if name == "" || name == "." || name == ".." {
 		return "", fmt.Errorf("restore %s: destination %q names no file", id, dest)
 	}
-	realParent, err := filepath.EvalSymlinks(parent)
+	parent = filepath.Clean(parent)
+	// With no symlink on parent, the directory opened is the one the
+	// watch check below sees, and the file is created in it by name.
+	d, err := openDir(parent)
 	if err != nil {
 		return "", fmt.Errorf("restore %s: destination directory: %w", id, err)
 	}
-	dest = filepath.Join(realParent, name)
+	defer d.Close()
 	if !force {
-		if err := inTree(e.Watch, realParent); err != nil {
+		if err := inTree(e.Watch, parent); err != nil {
 			return "", fmt.Errorf("restore %s to %s: %w", id, dest, err)
 		}
 	}
-	d, err := openDir(realParent)
-	if err != nil {
-		return "", fmt.Errorf("restore %s: %w", id, err)
-	}
-	defer d.Close()
 	if err := s.copyOut(e, d, name); err != nil {
 		return "", fmt.Errorf("restore %s to %s: %w", id, dest, err)
 	}

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -337,7 +338,8 @@ func TestRestoreRefused(t *testing.T) {
 		{name: "short", id: e.ID[1:], wantErr: ErrInvalidID},
 		{name: "unknown", id: strings.Repeat("a", idLen), wantErr: ErrNotFound},
 		{name: "outside the tree", id: e.ID, to: filepath.Join(outside, "evil"), wantErr: ErrOutsideWatch, created: filepath.Join(outside, "evil")},
-		{name: "out through a symlinked dir", id: e.ID, to: filepath.Join(watch, "escape", "evil"), wantErr: ErrOutsideWatch, created: filepath.Join(outside, "evil")},
+		{name: "out through a symlinked dir", id: e.ID, to: filepath.Join(watch, "escape", "evil"), wantErr: ErrSymlink, created: filepath.Join(outside, "evil")},
+		{name: "out through a symlinked dir, forced", id: e.ID, to: filepath.Join(watch, "escape", "evil"), force: true, wantErr: ErrSymlink, created: filepath.Join(outside, "evil")},
 		{name: "lexically out", id: e.ID, to: watch + "/../etc/evil", wantErr: ErrOutsideWatch, created: filepath.Join(outside, "evil")},
 		{name: "sibling with the tree as prefix", id: e.ID, to: watch + "2/evil", wantMsg: "destination directory"},
 		{name: "existing file", id: e.ID, to: filepath.Join(watch, "taken"), wantErr: ErrExists},
@@ -376,6 +378,72 @@ func TestRestoreRefused(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(to); !bytes.Equal(b, eicar) {
 		t.Errorf("forced restore: got %q want %q", b, eicar)
+	}
+}
+
+// TestRestoreNoSymlink replaces a directory on the original path with a
+// symlink after the file was quarantined: restore, even forced, must not
+// write through it, with openat2 and with the walk kernels before 5.6 take.
+func TestRestoreNoSymlink(t *testing.T) {
+	tests := []struct {
+		name    string
+		replace string // relative to base: the directory swapped for a symlink; "" none
+		wantErr error
+	}{
+		{name: "no symlink", replace: ""},
+		{name: "parent", replace: "srv/sub", wantErr: ErrSymlink},
+		{name: "grandparent", replace: "srv", wantErr: ErrSymlink},
+	}
+	for _, fallback := range []bool{false, true} {
+		for _, tt := range tests {
+			t.Run(fmt.Sprintf("%s/fallback=%v", tt.name, fallback), func(t *testing.T) {
+				if fallback {
+					openat2 = func(int, string, *unix.OpenHow) (int, error) { return -1, unix.ENOSYS }
+					t.Cleanup(func() { openat2 = unix.Openat2 })
+				}
+				base := t.TempDir()
+				watch := filepath.Join(base, "srv")
+				path := filepath.Join(watch, "sub", "evil")
+				s := newStore(t)
+				e, err := s.Add(infected(t, path, 0o644), path, info(watch))
+				if err != nil {
+					t.Fatal(err)
+				}
+				outside := filepath.Join(base, "etc")
+				if tt.replace != "" {
+					// The same layout elsewhere, so only the symlink stands in the way.
+					mkdir(t, outside, 0o755)
+					mkdir(t, filepath.Join(outside, "sub"), 0o755)
+					dir := filepath.Join(base, tt.replace)
+					if err := os.Rename(dir, dir+".old"); err != nil {
+						t.Fatal(err)
+					}
+					target := outside
+					if tt.replace == "srv/sub" {
+						target = filepath.Join(outside, "sub")
+					}
+					if err := os.Symlink(target, dir); err != nil {
+						t.Fatal(err)
+					}
+				}
+				got, err := s.Restore(e.ID, "", true)
+				if !errors.Is(err, tt.wantErr) || (err == nil) != (tt.wantErr == nil) {
+					t.Fatalf("got %s, %v want %v", got, err, tt.wantErr)
+				}
+				if tt.wantErr == nil {
+					if b, _ := os.ReadFile(path); got != path || !bytes.Equal(b, eicar) {
+						t.Errorf("got %s with %q want %s with %q", got, b, path, eicar)
+					}
+					return
+				}
+				if planted := filepath.Join(outside, "sub", "evil"); exists(planted) {
+					t.Errorf("%s was created through the symlink", planted)
+				}
+				if _, err := s.Get(e.ID); err != nil {
+					t.Errorf("entry after a refused restore: %v, want it kept", err)
+				}
+			})
+		}
 	}
 }
 
