@@ -340,6 +340,8 @@ func TestJSONLogDiagnostics(t *testing.T) {
 		if code, _, stderr := runCLI("reload", "--socket", d.socket); code != 1 {
 			t.Errorf("vigil reload of a broken policy: exit %d, want 1\n%s", code, stderr)
 		}
+		// Logged before the answer, but read from the daemon's pipe after.
+		d.waitLogLine(t, `"summary":"Unsupported argument"`, fmt.Sprintf(`"line":%d,`, line+1))
 		diagnostic(t, d.log(), d.policy, line+1)
 	})
 }
