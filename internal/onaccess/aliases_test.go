@@ -58,21 +58,28 @@ func TestAliasesResolveIn(t *testing.T) {
 	}
 }
 
-// A watch's filesystem mounted after the mount table was read is found
-// once the table is old enough to be read again.
-func TestAliasesWatchMountedLater(t *testing.T) {
+// watchedTmpfs mounts a tmpfs for the test and returns it, its device and
+// a policy that watches it.
+func watchedTmpfs(t *testing.T) (string, uint64, *policy.Policy) {
+	t.Helper()
 	dir := testutil.MountTmpfs(t)
 	var st unix.Stat_t
 	if err := unix.Stat(dir, &st); err != nil {
 		t.Fatal(err)
 	}
-	pol := &policy.Policy{Watches: []*policy.Watch{{Path: dir}}}
+	return dir, st.Dev, &policy.Policy{Watches: []*policy.Watch{{Path: dir}}}
+}
+
+// A watch's filesystem mounted after the mount table was read is found
+// once the table is old enough to be read again.
+func TestAliasesWatchMountedLater(t *testing.T) {
+	dir, dev, pol := watchedTmpfs(t)
 	a := NewAliases(nil)
 	// Read before the mount: dir was then a directory of the filesystem
 	// above it.
 	a.own = table{mounts: []mountinfo.Mount{{ID: 1, Major: 8, Minor: 1, Root: "/", Point: "/"}}, read: time.Now().Add(-2 * refreshAfter)}
 	a.findPlaces(pol)
-	got, ok := a.Resolve(pol, dir+"/f", st.Dev, int32(os.Getpid()))
+	got, ok := a.Resolve(pol, dir+"/f", dev, int32(os.Getpid()))
 	if !ok || got != dir+"/f" {
 		t.Errorf("got %q, %v; want %q, true", got, ok, dir+"/f")
 	}
@@ -82,19 +89,14 @@ func TestAliasesWatchMountedLater(t *testing.T) {
 // the next open through it: the table is read again once the kernel says
 // the mounts changed, not once it is old.
 func TestAliasesBindMountAtOnce(t *testing.T) {
-	dir := testutil.MountTmpfs(t)
-	var st unix.Stat_t
-	if err := unix.Stat(dir, &st); err != nil {
-		t.Fatal(err)
-	}
-	pol := &policy.Policy{Watches: []*policy.Watch{{Path: dir}}}
+	dir, dev, pol := watchedTmpfs(t)
 	a := NewAliases(nil)
-	if got, ok := a.Resolve(pol, dir+"/f", st.Dev, int32(os.Getpid())); !ok || got != dir+"/f" {
+	if got, ok := a.Resolve(pol, dir+"/f", dev, int32(os.Getpid())); !ok || got != dir+"/f" {
 		t.Fatalf("before the bind mount: got %q, %v; want %q, true", got, ok, dir+"/f")
 	}
 	bind := testutil.TempDir(t)
 	testutil.BindMount(t, dir, bind)
-	if got, ok := a.Resolve(pol, bind+"/f", st.Dev, int32(os.Getpid())); !ok || got != dir+"/f" {
+	if got, ok := a.Resolve(pol, bind+"/f", dev, int32(os.Getpid())); !ok || got != dir+"/f" {
 		t.Errorf("through the bind mount made since: got %q, %v; want %q, true", got, ok, dir+"/f")
 	}
 }
