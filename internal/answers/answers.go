@@ -9,12 +9,12 @@ import "time"
 // within d, by key. A key whose call did not answer in time has none: the
 // call is left to end on its own, and late, unless nil, is given its
 // answer then, on a goroutine of its own.
-func Within[T any](keys []string, d time.Duration, fn func(string) T, late func(string, T)) map[string]T {
+func Within[K comparable, T any](keys []K, d time.Duration, fn func(K) T, late func(K, T)) map[K]T {
 	type answer struct {
-		key string
+		key K
 		v   T
 	}
-	seen := make(map[string]bool, len(keys))
+	seen := make(map[K]bool, len(keys))
 	ch := make(chan answer, len(keys)) // without late, a late answer is dropped in the buffer
 	for _, k := range keys {
 		if seen[k] {
@@ -23,7 +23,7 @@ func Within[T any](keys []string, d time.Duration, fn func(string) T, late func(
 		seen[k] = true
 		go func() { ch <- answer{k, fn(k)} }()
 	}
-	got := make(map[string]T, len(seen))
+	got := make(map[K]T, len(seen))
 	deadline := time.NewTimer(d)
 	defer deadline.Stop()
 	for n := range len(seen) {

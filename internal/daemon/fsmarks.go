@@ -5,11 +5,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
 
+	"github.com/vigilsec/vigil/internal/answers"
 	"github.com/vigilsec/vigil/internal/fanotify"
 	"github.com/vigilsec/vigil/internal/mountinfo"
 	"github.com/vigilsec/vigil/internal/policy"
@@ -83,55 +83,43 @@ func mayRead(path string) error {
 // it answers, and the log says so then.
 func placeMarks(g *fanotify.Group, marks []fsMark, level hclog.Level, log hclog.Logger) []error {
 	type placed struct {
-		m   fsMark
 		at  string
 		err error
 	}
-	done := make(chan placed, len(marks))
-	waiting := make(map[fsMark]bool, len(marks))
-	for _, m := range marks {
-		waiting[m] = true
-		go func() {
-			at, err := m.place(g)
-			done <- placed{m, at, err}
-		}()
+	place := func(m fsMark) placed {
+		at, err := m.place(g)
+		return placed{at, err}
 	}
-	var errs []error
-	deadline := time.NewTimer(resolveTimeout)
-	defer deadline.Stop()
-	for len(waiting) > 0 {
-		select {
-		case p := <-done:
-			delete(waiting, p.m)
-			if p.err != nil {
-				errs = append(errs, p.err)
-				continue
-			}
-			log.Log(level, "filesystem marked", "path", p.m.path, "dir", p.at)
-		case <-deadline.C:
-			var dirs []string
-			for m := range waiting {
-				dirs = append(dirs, m.dir)
-			}
-			log.Warn("filesystem marks wait on filesystems that do not answer: each is placed when its filesystem answers",
-				"dirs", dirs, "waited", resolveTimeout)
-			go func(left int) {
-				for range left {
-					p := <-done
-					switch {
-					case errors.Is(p.err, os.ErrClosed):
-						// A reload or stop closed the group meanwhile.
-						log.Debug("a filesystem answered after its group was closed", "path", p.m.path, "dir", p.at)
-						continue
-					case p.err != nil:
-						log.Error("a filesystem that did not answer was not marked", "error", p.err)
-						continue
-					}
-					log.Info("filesystem marked once it answered", "path", p.m.path, "dir", p.at)
-				}
-			}(len(waiting))
-			return errs
+	late := func(m fsMark, p placed) {
+		switch {
+		case errors.Is(p.err, os.ErrClosed):
+			// A reload or stop closed the group meanwhile.
+			log.Debug("a filesystem answered after its group was closed", "path", m.path, "dir", p.at)
+		case p.err != nil:
+			log.Error("a filesystem that did not answer was not marked", "error", p.err)
+		default:
+			log.Info("filesystem marked once it answered", "path", m.path, "dir", p.at)
 		}
+	}
+	got := answers.Within(marks, resolveTimeout, place, late)
+	var (
+		errs    []error
+		waiting []string
+	)
+	for _, m := range marks {
+		p, ok := got[m]
+		switch {
+		case !ok:
+			waiting = append(waiting, m.dir)
+		case p.err != nil:
+			errs = append(errs, p.err)
+		default:
+			log.Log(level, "filesystem marked", "path", m.path, "dir", p.at)
+		}
+	}
+	if len(waiting) > 0 {
+		log.Warn("filesystem marks wait on filesystems that do not answer: each is placed when its filesystem answers",
+			"dirs", waiting, "waited", resolveTimeout)
 	}
 	return errs
 }
