@@ -154,7 +154,6 @@ func TestIgnoreFile(t *testing.T) {
 	}
 }
 
-// drain counts the events readable within 100ms.
 // notifGroup is a notification group (nothing it marks can block) with
 // the init flags more, closed when t ends.
 func notifGroup(t *testing.T, more uint) *Group {
@@ -167,6 +166,7 @@ func notifGroup(t *testing.T, more uint) *Group {
 	return g
 }
 
+// drain counts the events readable within 100ms.
 func drain(t *testing.T, g *Group) int {
 	t.Helper()
 	n := 0
