@@ -85,6 +85,9 @@ type unpacking struct {
 	until   time.Time // zero: no bound but the context's
 }
 
+// spent reports whether u allows no more members.
+func (u *unpacking) spent() bool { return u.members == 0 || u.bytes <= 0 }
+
 // newUnpacking bounds the unpacking of a file scanned under ctx. With a
 // deadline, unpacking stops halfway to it: what was unpacked by then is
 // scanned, and the file has its verdict in time rather than on_error's at
@@ -106,7 +109,7 @@ func newUnpacking(ctx context.Context) *unpacking {
 func (e *Engine) scanArchive(ctx context.Context, f io.ReaderAt, size int64, name string,
 	kind archiveKind, u *unpacking, depth int) (scan.Result, error) {
 	member := func(r io.Reader, inner string) (scan.Result, error) {
-		if u.members == 0 || u.bytes <= 0 {
+		if u.spent() {
 			return scan.Result{}, nil
 		}
 		u.members--
@@ -197,7 +200,7 @@ func (e *Engine) scanSlices(ctx context.Context, f io.ReaderAt, size int64, name
 		if sz == 0 || sz > size-off {
 			sz = size - off
 		}
-		if u.members == 0 || u.bytes == 0 {
+		if u.spent() {
 			break
 		}
 		if err := ctx.Err(); err != nil {
