@@ -268,6 +268,16 @@ func (h *harness) counters(ok func(Snapshot) bool) Snapshot {
 	}
 }
 
+// waitFor waits up to 5 seconds for ok, and fails the test after.
+func waitFor(t *testing.T, ok func() bool, format string, args ...any) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !ok(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no "+format+" after 5s", args...)
+		}
+	}
+}
+
 // send delivers events and waits for n responses.
 func (h *harness) send(n int, evs ...fanotify.Event) []response {
 	h.t.Helper()
@@ -345,14 +355,7 @@ func TestAlertNamesOpenerGoneAfterAnswer(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			h := newHarness(t, 16, basePolicy)
-			opener := exec.Command("sleep", "60")
-			if err := opener.Start(); err != nil {
-				t.Fatal(err)
-			}
-			exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", opener.Process.Pid))
-			if err != nil {
-				t.Fatal(err)
-			}
+			opener, exe := startSleep(t)
 			h.resp.answer = func() {
 				opener.Process.Kill()
 				opener.Wait()
@@ -373,6 +376,31 @@ func TestAlertNamesOpenerGoneAfterAnswer(t *testing.T) {
 			}
 		})
 	}
+}
+
+// startSleep starts sleep(1) and returns it once /proc names its program:
+// Start may return before the child's execve has switched its memory, when
+// /proc/PID/exe still names the test binary (seen on 6.1 under TCG).
+func startSleep(t *testing.T) (*exec.Cmd, string) {
+	t.Helper()
+	cmd := exec.Command("sleep", "60")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	want, err := filepath.EvalSymlinks(cmd.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	link := fmt.Sprintf("/proc/%d/exe", cmd.Process.Pid)
+	waitFor(t, func() bool {
+		exe, err := os.Readlink(link)
+		return err == nil && exe == want
+	}, "%s naming %s", link, want)
+	return cmd, want
 }
 
 // fileIgnorer counts the ignore marks placed on files.
@@ -639,6 +667,10 @@ func TestStuckScansUseEveryWorkerThenOnError(t *testing.T) {
 	h := newHarness(t, 1, basePolicy)
 	for i := range 2 { // Workers
 		h.src <- []fanotify.Event{h.event(fmt.Sprintf("a/stuck%d", i), "STUCK", unix.FAN_OPEN_PERM)}
+		// Each in a scan before the next: a worker not yet started
+		// leaves the first in the queue of one, and the second is
+		// answered with on_error, a worker short of the test's aim.
+		waitFor(t, func() bool { return h.engine.count() == i+1 }, "start of stuck scan %d", i)
 	}
 	start := time.Now()
 	var evs []fanotify.Event
