@@ -625,9 +625,9 @@ func (l *Loop) infected(r *request, signature string) {
 	if !r.respond(l, !block) {
 		return // the deadline answered first
 	}
-	action := "alerted"
+	action := alert.ActionAlerted
 	if block {
-		action = "blocked"
+		action = alert.ActionBlocked
 		l.counters.Blocked.Add(1)
 	} else {
 		l.counters.Alerted.Add(1)
@@ -702,7 +702,7 @@ func (l *Loop) countFailure(cause error) {
 // reportFailure alerts and logs an event that on_error decided.
 func (l *Loop) reportFailure(r *request, cause error, who opener) {
 	allow := r.watch.OnError == policy.OnErrorAllow
-	rec := l.record(r, "error", who)
+	rec := l.record(r, alert.ActionError, who)
 	rec.Error = cause.Error()
 	l.cfg.Alerts.Emit(rec)
 	l.log.Error("scan failed, on_error decides", "path", r.path, "verdict", verdictName(allow),
