@@ -136,6 +136,7 @@ func TestEngineHangUsesOnError(t *testing.T) {
 	writeFile(t, filepath.Join(strict, "f"), clean)
 	writeFile(t, filepath.Join(lax, "f"), clean)
 	writeFile(t, filepath.Join(strict, "eicar"), clamav.EICAR)
+	writeFile(t, filepath.Join(strict, "empty"), "") // holds nothing to find: no scan
 	startDaemonWith(t,
 		fmt.Sprintf("watch %q {\n  on_error = \"deny\"\n}\nwatch %q {\n  on_error = \"allow\"\n}\n", strict, lax),
 		fmt.Sprintf("engine \"clamd\" {\n  address = %q\n}\n", clamd.Unix),
@@ -147,7 +148,7 @@ func TestEngineHangUsesOnError(t *testing.T) {
 	for _, tt := range []struct {
 		path      string
 		wantAllow bool
-	}{{filepath.Join(strict, "f"), false}, {filepath.Join(lax, "f"), true}} {
+	}{{filepath.Join(strict, "f"), false}, {filepath.Join(lax, "f"), true}, {filepath.Join(strict, "empty"), true}} {
 		start := time.Now()
 		_, err := os.ReadFile(tt.path)
 		elapsed := time.Since(start)

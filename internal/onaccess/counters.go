@@ -21,7 +21,7 @@ type Counters struct {
 	CacheHits              atomic.Uint64 // user-space clean cache
 	Self                   atomic.Uint64 // vigil's own opens
 	Excluded               atomic.Uint64 // out of scope or excluded
-	Skipped                atomic.Uint64 // not regular, or over max_file_size
+	Skipped                atomic.Uint64 // not regular, too small to scan, or over max_file_size
 	Errors                 atomic.Uint64 // on_error decided
 	Timeouts               atomic.Uint64
 	QueueFull              atomic.Uint64

@@ -476,6 +476,13 @@ func (l *Loop) handle(ev fanotify.Event, linkBuf []byte) *request {
 		l.counters.Skipped.Add(1)
 		return nil
 	}
+	if sb.Size <= scan.TooSmall {
+		// No ignore mark: the file is most often empty, opened to be
+		// written.
+		l.settle(ev.Fd, true)
+		l.counters.Skipped.Add(1)
+		return nil
+	}
 	if l.cfg.Cache != nil && l.cfg.Cache.Clean(key, st.Engine.Version()) {
 		// The kernel's ignore mark was evicted or never placed: renew it.
 		l.ignore(ev.Fd, key)

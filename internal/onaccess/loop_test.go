@@ -83,7 +83,9 @@ func (r *fakeResponder) Respond(fd int, allow bool) error {
 }
 
 // fakeEngine finds "INFECTED" in a file, fails on "FAIL" and hangs until
-// its context ends on "HANG" (or the test does).
+// its context ends on "HANG" (or the test does), each at the file's start.
+// The contents of the tests are over scan.TooSmall: the loop scans no
+// smaller file.
 type fakeEngine struct {
 	mu    sync.Mutex
 	scans int
@@ -308,13 +310,16 @@ func TestDecisions(t *testing.T) {
 		wantScan  bool
 		wantAlert string
 	}{
-		{"clean", "a/clean", "hello", open, true, true, ""},
+		{"clean", "a/clean", "hello, world", open, true, true, ""},
+		{"empty, engine would fail", "a/empty", "", open, true, false, ""},
+		{"5 bytes, engine would fail", "a/tiny", "FAIL!", open, true, false, ""},
+		{"6 bytes, engine fails", "a/small", "FAIL!!", open, false, true, "error"},
 		{"infected in block watch", "a/evil", "INFECTED", open, false, true, "blocked"},
 		{"infected in alert watch", "logs/evil", "INFECTED", open, true, true, "alerted"},
 		{"excluded glob", "a/evil.skip", "INFECTED", open, true, false, ""},
-		{"engine error, on_error deny", "a/broken", "FAIL", open, false, true, "error"},
-		{"engine error, on_error allow", "logs/broken", "FAIL", open, true, true, "error"},
-		{"engine hangs, deadline decides", "a/hang", "HANG", open, false, true, "error"},
+		{"engine error, on_error deny", "a/broken", "FAIL to scan", open, false, true, "error"},
+		{"engine error, on_error allow", "logs/broken", "FAIL to scan", open, true, true, "error"},
+		{"engine hangs, deadline decides", "a/hang", "HANG forever", open, false, true, "error"},
 		{"over max_file_size", "a/big", "INFECTED" + strings.Repeat("x", 2000), open, true, false, ""},
 		{"open in exec-only watch", "bin/tool", "INFECTED", open, true, false, ""},
 		{"exec in exec-only watch", "bin/tool2", "INFECTED", exec, false, true, "blocked"},
@@ -350,8 +355,8 @@ func TestAlertNamesOpenerGoneAfterAnswer(t *testing.T) {
 	for _, tt := range []struct{ name, file, content, action string }{
 		{"blocked", "a/evil", "INFECTED", "blocked"},
 		{"alerted", "logs/evil", "INFECTED", "alerted"},
-		{"engine error", "a/broken", "FAIL", "error"},
-		{"deadline", "a/hang", "HANG", "error"},
+		{"engine error", "a/broken", "FAIL to scan", "error"},
+		{"deadline", "a/hang", "HANG forever", "error"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			h := newHarness(t, 16, basePolicy)
@@ -470,7 +475,7 @@ func TestOwnProcessAllowedUnscanned(t *testing.T) {
 
 func TestCleanCacheHit(t *testing.T) {
 	h := newHarness(t, 16, basePolicy)
-	ev := h.event("a/clean", "hello", unix.FAN_OPEN_PERM)
+	ev := h.event("a/clean", "hello, world", unix.FAN_OPEN_PERM)
 	// A verdict taken within 20 ms of the file's last change is not kept
 	// where the filesystem gives no inode generation (tmpfs; see
 	// verdict.Cache.Add).
@@ -517,7 +522,7 @@ func TestQueueFullUsesOnError(t *testing.T) {
 	h := newHarness(t, 1, basePolicy)
 	var evs []fanotify.Event
 	for i := range 8 {
-		evs = append(evs, h.event(fmt.Sprintf("a/hang%d", i), "HANG", unix.FAN_OPEN_PERM))
+		evs = append(evs, h.event(fmt.Sprintf("a/hang%d", i), "HANG forever", unix.FAN_OPEN_PERM))
 	}
 	got := h.send(len(evs), evs...)
 	for _, r := range got {
@@ -534,7 +539,7 @@ func TestQueueFullUsesOnError(t *testing.T) {
 // Every event gets exactly one response, whatever the mix.
 func TestExactlyOneResponse(t *testing.T) {
 	h := newHarness(t, 4, basePolicy)
-	contents := []string{"clean", "INFECTED", "FAIL", "HANG"}
+	contents := []string{"clean file", "INFECTED", "FAIL to scan", "HANG forever"}
 	var evs []fanotify.Event
 	for i := range 200 {
 		evs = append(evs, h.event(fmt.Sprintf("a/f%d", i), contents[i%len(contents)], unix.FAN_OPEN_PERM))
@@ -565,7 +570,7 @@ func TestExactlyOneResponse(t *testing.T) {
 
 func TestOverflowCounted(t *testing.T) {
 	h := newHarness(t, 4, basePolicy)
-	ev := h.event("a/clean", "hello", unix.FAN_OPEN_PERM)
+	ev := h.event("a/clean", "hello, world", unix.FAN_OPEN_PERM)
 	h.send(1, fanotify.Event{Mask: unix.FAN_Q_OVERFLOW, Fd: unix.FAN_NOFD}, ev)
 	if c := h.loop.Counters(); c.Overflows != 1 {
 		t.Errorf("overflows: got %d, want 1", c.Overflows)
@@ -587,7 +592,7 @@ func TestDrain(t *testing.T) {
 	h := &harness{t: t, dir: dir}
 	l.Drain()
 	src <- nil // wake
-	src <- []fanotify.Event{h.event("a", "clean", unix.FAN_OPEN_PERM), h.event("b", "INFECTED", unix.FAN_OPEN_PERM)}
+	src <- []fanotify.Event{h.event("a", "clean file", unix.FAN_OPEN_PERM), h.event("b", "INFECTED", unix.FAN_OPEN_PERM)}
 	done := make(chan error, 1)
 	go func() { done <- l.Run(context.Background()) }()
 	select {
@@ -610,9 +615,9 @@ func TestStuckScanDoesNotStallReading(t *testing.T) {
 	// A deadline far enough for a slow guest to answer three events
 	// before it: the order of the answers is what the test checks.
 	h := newHarness(t, 16, strings.Replace(basePolicy, `"200ms"`, `"2s"`, 1))
-	h.src <- []fanotify.Event{h.event("a/stuck", "STUCK", unix.FAN_OPEN_PERM)}
+	h.src <- []fanotify.Event{h.event("a/stuck", "STUCK on NFS", unix.FAN_OPEN_PERM)}
 	for i := range 3 {
-		got := h.send(1, h.event(fmt.Sprintf("a/clean%d", i), "hello", unix.FAN_OPEN_PERM))
+		got := h.send(1, h.event(fmt.Sprintf("a/clean%d", i), "hello, world", unix.FAN_OPEN_PERM))
 		if want := filepath.Join(h.dir, fmt.Sprintf("a/clean%d", i)); got[0].path != want || !got[0].allow {
 			t.Fatalf("response %d: got %+v, want allow of %s before the stuck scan's deadline", i, got[0], want)
 		}
@@ -637,7 +642,7 @@ func TestStuckScanDoesNotStallReading(t *testing.T) {
 // answers the event, and was told that deadline when it started.
 func TestHungScanCanceledAtDeadline(t *testing.T) {
 	h := newHarness(t, 16, basePolicy)
-	ev := h.event("a/hang", "HANG", unix.FAN_OPEN_PERM)
+	ev := h.event("a/hang", "HANG forever", unix.FAN_OPEN_PERM)
 	sent := time.Now()
 	got := h.send(1, ev)
 	answered := time.Now()
@@ -663,7 +668,7 @@ func TestHungScanCanceledAtDeadline(t *testing.T) {
 func TestStuckScansUseEveryWorkerThenOnError(t *testing.T) {
 	h := newHarness(t, 1, basePolicy)
 	for i := range 2 { // Workers
-		h.src <- []fanotify.Event{h.event(fmt.Sprintf("a/stuck%d", i), "STUCK", unix.FAN_OPEN_PERM)}
+		h.src <- []fanotify.Event{h.event(fmt.Sprintf("a/stuck%d", i), "STUCK on NFS", unix.FAN_OPEN_PERM)}
 		// Each in a scan before the next: a worker not yet started
 		// leaves the first in the queue of one, and the second is
 		// answered with on_error, a worker short of the test's aim.
@@ -671,7 +676,7 @@ func TestStuckScansUseEveryWorkerThenOnError(t *testing.T) {
 	}
 	var evs []fanotify.Event
 	for i := range 4 {
-		evs = append(evs, h.event(fmt.Sprintf("a/next%d", i), "hello", unix.FAN_OPEN_PERM))
+		evs = append(evs, h.event(fmt.Sprintf("a/next%d", i), "hello, world", unix.FAN_OPEN_PERM))
 	}
 	// One fits in the queue; the stuck ones are answered at their
 	// deadline, perhaps among these on a slow guest.
@@ -733,7 +738,7 @@ func TestOutOfDescriptorsKeepsReading(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- l.Run(context.Background()) }()
 	h := &harness{t: t, dir: dir}
-	src.fakeSource <- []fanotify.Event{h.event("f", "clean", unix.FAN_OPEN_PERM)}
+	src.fakeSource <- []fanotify.Event{h.event("f", "clean file", unix.FAN_OPEN_PERM)}
 	select {
 	case <-resp.done:
 	case err := <-done:
@@ -814,10 +819,10 @@ func (s *blockedSource) InRead() uint64 { return s.inRead.Load() }
 // are answered meanwhile, and its own once it returns.
 func TestBlockedReadDoesNotStallReading(t *testing.T) {
 	h := newHarness(t, 16, basePolicy) // for its files; its loop stays idle
-	src := newBlockedSource(h.event("a/slow", "hello", unix.FAN_OPEN_PERM))
+	src := newBlockedSource(h.event("a/slow", "hello, world", unix.FAN_OPEN_PERM))
 	resp := src.run(t, h.loop.State().Policy, 0)
 	for i := range 3 {
-		src.feed(t, h.event(fmt.Sprintf("a/next%d", i), "hello", unix.FAN_OPEN_PERM))
+		src.feed(t, h.event(fmt.Sprintf("a/next%d", i), "hello, world", unix.FAN_OPEN_PERM))
 		select {
 		case <-resp.done:
 		case <-time.After(5 * time.Second):
@@ -843,13 +848,13 @@ func TestBlockedReadDoesNotStallReading(t *testing.T) {
 func TestBlockedReadKeepsTheBound(t *testing.T) {
 	h := newHarness(t, 1, basePolicy) // for its files; its loop stays idle
 	src := newBlockedSource(
-		h.event("a/slow0", "hello", unix.FAN_OPEN_PERM),
-		h.event("a/slow1", "hello", unix.FAN_OPEN_PERM),
+		h.event("a/slow0", "hello, world", unix.FAN_OPEN_PERM),
+		h.event("a/slow1", "hello, world", unix.FAN_OPEN_PERM),
 	)
 	resp := src.run(t, h.loop.State().Policy, 1)
 	// Both workers stuck in scans, a third stuck file in the queue.
 	for i := range 3 {
-		src.feed(t, h.event(fmt.Sprintf("a/stuck%d", i), "STUCK", unix.FAN_OPEN_PERM))
+		src.feed(t, h.event(fmt.Sprintf("a/stuck%d", i), "STUCK on NFS", unix.FAN_OPEN_PERM))
 		time.Sleep(50 * time.Millisecond) // a scan that lasts loses the reading
 	}
 	src.unblock()

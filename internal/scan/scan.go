@@ -5,6 +5,13 @@ import (
 	"os"
 )
 
+// TooSmall is the size up to which a file holds nothing an engine finds:
+// libclamav, clamd's engine and the one the built-in engine follows, scans
+// nothing in a file of 5 bytes or fewer (cli_magic_scan: "File is too
+// small"), hashes included. The on-access loop allows such files without
+// asking the engine, which keeps empty files usable while clamd is down.
+const TooSmall = 5
+
 // Result is an engine's finding for one file.
 type Result struct {
 	Infected  bool

@@ -25,11 +25,6 @@ const EICARSignature = "Eicar-Test-Signature"
 // whitespace, 128 bytes in all.
 const eicarMax = 128
 
-// tooSmall is the size up to which libclamav scans nothing
-// (cli_magic_scan: "File is too small"): no hash, body or archive check,
-// for a file or an archive's member.
-const tooSmall = 5
-
 // chunk is the read size: large enough that syscalls cost little against
 // hashing, small enough that a deadline is noticed quickly.
 const chunk = 256 << 10
@@ -84,7 +79,7 @@ func (e *Engine) scanFile(ctx context.Context, f io.ReaderAt, size int64, name s
 // one (notArchive when an allow list entry clears the file, members and
 // all); name is for errors.
 func (e *Engine) scan(ctx context.Context, f io.ReaderAt, size int64, name string) (scan.Result, archiveKind, error) {
-	if size <= tooSmall {
+	if size <= scan.TooSmall { // no hash, body or archive check, for a file or a member
 		return scan.Result{}, notArchive, nil
 	}
 	need := e.block.kinds(size)

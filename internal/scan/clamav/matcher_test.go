@@ -6,13 +6,15 @@ import (
 	"math/rand/v2"
 	"strings"
 	"testing"
+
+	"github.com/vigilsec/vigil/internal/scan"
 )
 
 // naiveMatch is the reference: every start position, every way through
 // the pattern, no anchors, no windows, no chains.
 func naiveMatch(s *bodySig, data []byte, st *bodyScan) bool {
 	lo, hi, ok := st.offsetRange(s)
-	if !ok || len(data) <= tooSmall {
+	if !ok || len(data) <= scan.TooSmall {
 		return false
 	}
 	for start := 0; start <= len(data); start++ {
