@@ -50,7 +50,7 @@ func cmdScan(args []string, stdout, stderr io.Writer) int {
 	var dbs, excludes listFlag
 	fset.Var(&dbs, "db", "database file or directory (repeatable); default: "+strings.Join(defaultDatabases, ", ")+" where present")
 	asJSON := fset.Bool("json", false, "print one JSON object per infected or failed file, then the summary")
-	fset.Var(&excludes, "exclude", "skip files and directories matching this `glob` (repeatable): a name (*.iso), or a path\nrelative to the scanned directory (cache/**, a/*/b); ** matches any number of directories")
+	fset.Var(&excludes, "exclude", "skip files and directories matching this `glob` (repeatable), as a watch's exclude does: a name\n(*.iso), a path relative to the scanned directory (cache/**, a/*/b), or an absolute one (/srv/*.iso);\n** matches any number of directories, a trailing / directories only, and !GLOB re-includes")
 	follow := fset.Bool("follow", false, "follow symbolic links met inside the trees (links named on the command line are always followed)")
 	report := fset.Bool("report", false, "print what the engine loaded (signatures per type, skipped files, version)")
 	if code, ok := parseArgs(fset, args, stdout); !ok {
@@ -64,11 +64,10 @@ func cmdScan(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "vigil scan: --policy and --db exclude each other")
 		return 2
 	}
-	for _, g := range excludes {
-		if _, err := filepath.Match(strings.ReplaceAll(g, "**", "*"), ""); err != nil {
-			fmt.Fprintf(stderr, "vigil scan: --exclude %q: %v\n", g, err)
-			return 2
-		}
+	rel, abs, err := compileExcludes(excludes)
+	if err != nil {
+		fmt.Fprintf(stderr, "vigil scan: --exclude %v\n", err)
+		return 2
 	}
 	log := hclog.New(&hclog.LoggerOptions{Name: "vigil", Level: hclog.Warn, Output: stderr})
 	engine, err := scanEngine(*policyFile, dbs, log, stderr)
@@ -94,7 +93,8 @@ func cmdScan(args []string, stdout, stderr io.Writer) int {
 		stderr:   stderr,
 		json:     *asJSON,
 		follow:   *follow,
-		excludes: excludes,
+		excludes: rel,
+		absolute: abs,
 	}
 	if isTerminal(stderr) {
 		s.progress = stderr
@@ -164,13 +164,15 @@ func isTerminal(w io.Writer) bool {
 }
 
 type scanner struct {
-	engine   scan.Engine
-	stdout   io.Writer
-	stderr   io.Writer
-	json     bool
-	follow   bool
-	excludes []string
-	progress io.Writer // the terminal for the progress line, or nil
+	engine scan.Engine
+	stdout io.Writer
+	stderr io.Writer
+	json   bool
+	follow bool
+	// Excludes relative to each PATH scanned, and absolute ones, relative
+	// to "/".
+	excludes, absolute policy.Excludes
+	progress           io.Writer // the terminal for the progress line, or nil
 
 	mu                             sync.Mutex // serialises output lines
 	progressShown                  bool       // under mu
@@ -322,10 +324,10 @@ func (s *scanner) walkDir(ctx context.Context, root, dir string, jobs chan<- job
 			return
 		}
 		p := filepath.Join(dir, de.Name())
-		if s.excluded(root, p) {
+		t := de.Type()
+		if s.excluded(root, p, t.IsDir()) {
 			continue
 		}
-		t := de.Type()
 		if t&fs.ModeSymlink != 0 {
 			if !s.follow {
 				continue
@@ -337,6 +339,9 @@ func (s *scanner) walkDir(ctx context.Context, root, dir string, jobs chan<- job
 			}
 			t = fi.Mode().Type()
 			if fi.IsDir() {
+				if s.excluded(root, p, true) { // by a glob for directories only
+					continue
+				}
 				// A link to a directory already seen would loop.
 				if id := idOf(fi); !visited[id] {
 					visited[id] = true
@@ -362,62 +367,31 @@ func (s *scanner) walkDir(ctx context.Context, root, dir string, jobs chan<- job
 	}
 }
 
-// excluded reports whether p (below root) matches an --exclude glob: a
-// glob without a slash matches the name, one with slashes the path
-// relative to root, and an absolute one the whole path.
-func (s *scanner) excluded(root, p string) bool {
-	if len(s.excludes) == 0 {
-		return false
-	}
-	rel, err := filepath.Rel(root, p)
-	if err != nil {
-		rel = p
-	}
-	for _, g := range s.excludes {
-		switch {
-		case filepath.IsAbs(g):
-			if globMatch(g, p) {
-				return true
-			}
-		case strings.Contains(g, "/"):
-			if globMatch(g, rel) {
-				return true
-			}
-		default:
-			if ok, _ := filepath.Match(g, filepath.Base(p)); ok {
-				return true
-			}
+// compileExcludes compiles --exclude globs, with a watch's exclude
+// semantics (gitignore's): those that start with "/" apart, to match whole
+// paths.
+func compileExcludes(globs []string) (rel, abs policy.Excludes, err error) {
+	var relative, absolute []string
+	for _, g := range globs {
+		if strings.HasPrefix(strings.TrimPrefix(g, "!"), "/") {
+			absolute = append(absolute, g)
+		} else {
+			relative = append(relative, g)
 		}
 	}
-	return false
+	if rel, err = policy.CompileExcludes(relative); err == nil {
+		abs, err = policy.CompileExcludes(absolute)
+	}
+	return rel, abs, err
 }
 
-// globMatch matches a slash-separated path against a glob in which each
-// element is a filepath.Match pattern and "**" matches any number of
-// elements.
-func globMatch(glob, path string) bool {
-	return matchParts(strings.Split(strings.Trim(glob, "/"), "/"), strings.Split(strings.Trim(path, "/"), "/"))
-}
-
-func matchParts(g, p []string) bool {
-	for len(g) > 0 {
-		if g[0] == "**" {
-			for i := 0; i <= len(p); i++ {
-				if matchParts(g[1:], p[i:]) {
-					return true
-				}
-			}
-			return false
-		}
-		if len(p) == 0 {
-			return false
-		}
-		if ok, _ := filepath.Match(g[0], p[0]); !ok {
-			return false
-		}
-		g, p = g[1:], p[1:]
+// excluded reports whether p, below root, matches the --exclude globs;
+// dir says it is a directory.
+func (s *scanner) excluded(root, p string, dir bool) bool {
+	if r, err := filepath.Rel(root, p); err == nil && s.excludes.Excluded(filepath.ToSlash(r), dir) {
+		return true
 	}
-	return len(p) == 0
+	return s.absolute.Excluded(strings.TrimPrefix(p, "/"), dir)
 }
 
 func (s *scanner) scanFile(ctx context.Context, j job) {

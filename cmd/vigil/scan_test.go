@@ -223,26 +223,51 @@ func TestScanProgress(t *testing.T) {
 	}
 }
 
-func TestGlobMatch(t *testing.T) {
+// --exclude has a watch's exclude semantics (gitignore's), relative to
+// each scanned directory, or to "/" for an absolute glob.
+func TestScanExcluded(t *testing.T) {
 	tests := []struct {
-		glob, path string
-		want       bool
+		globs []string
+		path  string
+		dir   bool
+		want  bool
 	}{
-		{"cache/**", "cache/x/y", true},
-		{"cache/**", "cache", true},
-		{"cache/**", "other/cache/x", false},
-		{"**/evil.bin", "evil.bin", true},
-		{"**/evil.bin", "a/b/evil.bin", true},
-		{"a/*/c", "a/b/c", true},
-		{"a/*/c", "a/b/b/c", false},
-		{"a/**/c", "a/b/b/c", true},
-		{"/srv/*.iso", "/srv/x.iso", true},
-		{"sub/deep", "sub/deep", true},
-		{"sub/deep", "sub/deeper", false},
+		{[]string{"cache/**"}, "/r/cache/x/y", false, true},
+		{[]string{"cache/**"}, "/r/cache", true, false}, // what is in cache, not cache
+		{[]string{"cache/**"}, "/r/other/cache/x", false, false},
+		{[]string{"**/evil.bin"}, "/r/evil.bin", false, true},
+		{[]string{"**/evil.bin"}, "/r/a/b/evil.bin", false, true},
+		{[]string{"a/*/c"}, "/r/a/b/c", false, true},
+		{[]string{"a/*/c"}, "/r/a/b/b/c", false, false},
+		{[]string{"a/**/c"}, "/r/a/b/b/c", false, true},
+		{[]string{"sub/deep"}, "/r/sub/deep", true, true},
+		{[]string{"sub/deep"}, "/r/sub/deeper", true, false},
+		{[]string{"sub/deep"}, "/r/sub/deep/f", false, true}, // below an excluded directory
+		{[]string{"/srv/*.iso"}, "/srv/x.iso", false, true},
+		{[]string{"/srv/*.iso"}, "/r/srv/x.iso", false, false},
+		{[]string{"*.iso"}, "/r/a/x.iso", false, true},
+		// gitignore's: the last match decides, "!" re-includes.
+		{[]string{"*.log", "!keep.log"}, "/r/a/keep.log", false, false},
+		{[]string{"*.log", "!keep.log"}, "/r/a/other.log", false, true},
+		{[]string{"!keep.log", "*.log"}, "/r/a/keep.log", false, true},
+		{[]string{"logs", "!logs/keep.log"}, "/r/logs/keep.log", false, true}, // not out of an excluded directory
+		{[]string{"/srv/*", "!/srv/keep"}, "/srv/keep", false, false},
+		// "[!x]" is a negated class, not '!' or 'x'.
+		{[]string{"[!a]b"}, "/r/cb", false, true},
+		{[]string{"[!a]b"}, "/r/ab", false, false},
+		// A trailing "/" is for directories only.
+		{[]string{"build/"}, "/r/build", true, true},
+		{[]string{"build/"}, "/r/build", false, false},
+		{[]string{"build/"}, "/r/build/out", false, true},
 	}
 	for _, tt := range tests {
-		if got := globMatch(tt.glob, tt.path); got != tt.want {
-			t.Errorf("globMatch(%q, %q): got %v want %v", tt.glob, tt.path, got, tt.want)
+		rel, abs, err := compileExcludes(tt.globs)
+		if err != nil {
+			t.Fatalf("%q: %v", tt.globs, err)
+		}
+		s := &scanner{excludes: rel, absolute: abs}
+		if got := s.excluded("/r", tt.path, tt.dir); got != tt.want {
+			t.Errorf("%q excludes %s (dir %v): got %v want %v", tt.globs, tt.path, tt.dir, got, tt.want)
 		}
 	}
 }

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"errors"
+	"fmt"
 	"path"
 	"sort"
 	"strings"
@@ -136,10 +137,8 @@ func (p *Policy) matchSlow(path string) (*Watch, string) {
 	return best, bestRel
 }
 
-// excluded reports whether r, a path relative to the watch root, is
-// excluded. As in gitignore, r is excluded when it or a directory above it
-// is; each is decided by the last glob that matches it ("!" re-includes),
-// and nothing below an excluded directory can be re-included.
+// excluded reports whether the file r, a path relative to the watch root,
+// is excluded.
 func (w *Watch) excluded(r string) bool {
 	globs := w.globs
 	if globs == nil && len(w.Exclude) > 0 {
@@ -149,18 +148,44 @@ func (w *Watch) excluded(r string) bool {
 			}
 		}
 	}
-	if len(globs) == 0 || r == "" {
+	return globs.Excluded(r, false)
+}
+
+// Excludes are exclude globs, compiled, in their order: a watch's, or
+// vigil scan's --exclude.
+type Excludes []glob
+
+// CompileExcludes compiles globs; the error names the first malformed one.
+func CompileExcludes(globs []string) (Excludes, error) {
+	var e Excludes
+	for _, s := range globs {
+		g, err := compileGlob(s)
+		if err != nil {
+			return nil, fmt.Errorf("%q: %w", s, err)
+		}
+		e = append(e, g)
+	}
+	return e, nil
+}
+
+// Excluded reports whether r, a slash-separated path relative to the
+// globs' root, is excluded; dir says r is a directory. As in gitignore, r
+// is excluded when it or a directory above it is; each is decided by the
+// last glob that matches it ("!" re-includes), and nothing below an
+// excluded directory can be re-included.
+func (e Excludes) Excluded(r string, dir bool) bool {
+	if len(e) == 0 || r == "" {
 		return false
 	}
 	for i := 0; ; {
-		end, dir := len(r), false
+		end, above := len(r), false
 		if j := strings.IndexByte(r[i:], '/'); j >= 0 {
-			end, dir = i+j, true
+			end, above = i+j, true
 		}
-		if decide(globs, r[:end], r[i:end], dir) {
+		if decide(e, r[:end], r[i:end], above || dir) {
 			return true
 		}
-		if !dir {
+		if !above {
 			return false
 		}
 		i = end + 1
@@ -170,7 +195,7 @@ func (w *Watch) excluded(r string) bool {
 // decide reports whether the last glob that matches p, whose last
 // component is name, excludes it. dir says p is a directory: all but the
 // last component of a path are.
-func decide(globs []glob, p, name string, dir bool) bool {
+func decide(globs Excludes, p, name string, dir bool) bool {
 	for i := len(globs) - 1; i >= 0; i-- {
 		g := &globs[i]
 		if g.dirOnly && !dir {

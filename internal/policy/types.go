@@ -106,7 +106,7 @@ type Watch struct {
 	MaxFileSize int64     // settings.max_file_size unless overridden
 	Range       hcl.Range // the label
 
-	globs []glob // Exclude, compiled by Parse
+	globs Excludes // Exclude, compiled by Parse
 }
 
 // Exclude lists processes whose accesses are never scanned.
