@@ -137,7 +137,7 @@ func TestEngineHangUsesOnError(t *testing.T) {
 	writeFile(t, filepath.Join(lax, "f"), clean)
 	writeFile(t, filepath.Join(strict, "eicar"), clamav.EICAR)
 	writeFile(t, filepath.Join(strict, "empty"), "") // holds nothing to find: no scan
-	startDaemonWith(t,
+	d := startDaemonWith(t,
 		fmt.Sprintf("watch %q {\n  on_error = \"deny\"\n}\nwatch %q {\n  on_error = \"allow\"\n}\n", strict, lax),
 		fmt.Sprintf("engine \"clamd\" {\n  address = %q\n}\n", clamd.Unix),
 		`  scan_timeout = "1s"`)
@@ -159,6 +159,22 @@ func TestEngineHangUsesOnError(t *testing.T) {
 		if elapsed > 3*time.Second {
 			t.Errorf("%s: answered after %v, want about scan_timeout (1s)", tt.path, elapsed)
 		}
+	}
+	// Once clamd fails PING too, opens fail at once without asking it,
+	// until it answers again.
+	d.waitLog(t, "clamd does not answer PING")
+	f := filepath.Join(strict, "f")
+	if _, err := os.ReadFile(f); !errors.Is(err, unix.EPERM) {
+		t.Errorf("%s with clamd down: got %v, want EPERM (on_error deny)", f, err)
+	}
+	// Blocked eicar, strict/f and lax/f at their deadline, strict/f now.
+	if recs := d.alerts(t, 4); len(recs) != 4 || !strings.Contains(recs[len(recs)-1].Error, "clamd does not answer to PING since") {
+		t.Errorf("alerts with clamd down: %+v, want 4, the last saying clamd does not answer", recs)
+	}
+	clamd.Cmd.Process.Signal(syscall.SIGCONT)
+	d.waitLog(t, "clamd answers again")
+	if _, err := os.ReadFile(f); err != nil {
+		t.Errorf("%s once clamd answers again: %v, want it scanned and allowed", f, err)
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -53,6 +54,12 @@ const (
 // ErrSizeLimit is returned when the file exceeds clamd's StreamMaxLength.
 var ErrSizeLimit = errors.New("clamd: INSTREAM size limit exceeded (StreamMaxLength)")
 
+// ErrDown is returned at once by scans while clamd does not answer PING.
+var ErrDown = errors.New("clamd does not answer")
+
+// pingEvery is how often clamd is asked for PONG while it does not answer.
+const pingEvery = time.Second
+
 // Engine asks clamd. It keeps up to Conns sessions (IDSESSION) open:
 // a session saves a connect and clamd's per-connection set-up on every
 // file, which is most of the cost of a small clean file. A session that
@@ -70,6 +77,19 @@ type Engine struct {
 	versionAt  atomic.Int64 // unix nanoseconds of the last answer
 	refreshing atomic.Bool
 	closed     atomic.Bool
+
+	// down is set while clamd does not answer PING (see checkHealth);
+	// checking while a check runs.
+	down      atomic.Pointer[outage]
+	checking  atomic.Bool
+	quit      chan struct{} // closed by Close: checks end
+	closeOnce sync.Once
+}
+
+// outage is a time clamd did not answer PING: since when, and why.
+type outage struct {
+	since time.Time
+	err   error
 }
 
 var _ scan.Engine = (*Engine)(nil)
@@ -97,6 +117,7 @@ func New(cfg Config, log hclog.Logger) (*Engine, error) {
 		log:     log,
 		slots:   make(chan struct{}, cfg.Conns),
 		idle:    make(chan *session, cfg.Conns),
+		quit:    make(chan struct{}),
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Timeout)
 	defer cancel()
@@ -201,10 +222,12 @@ func (e *Engine) Ping(ctx context.Context) error {
 	return nil
 }
 
-// Close closes the pooled sessions. Scans after Close still work, on
-// connections of their own.
+// Close closes the pooled sessions and ends a health check. Scans after
+// Close still work, on connections of their own, and ask clamd whatever
+// the last check found.
 func (e *Engine) Close() error {
 	e.closed.Store(true)
+	e.closeOnce.Do(func() { close(e.quit) })
 	for {
 		select {
 		case s := <-e.idle:
@@ -431,6 +454,10 @@ func (e *Engine) Scan(ctx context.Context, f *os.File) (scan.Result, error) {
 		return scan.Result{}, nil
 	}
 	op := "clamd scan " + f.Name()
+	if o := e.down.Load(); o != nil && !e.closed.Load() {
+		return scan.Result{}, fmt.Errorf("%s: %w to PING since %s (%v): asked again every %v",
+			op, ErrDown, o.since.Format(time.TimeOnly), o.err, pingEvery)
+	}
 	var reply string
 	if e.network == "unix" {
 		reply, err = e.request(ctx, op, func(s *session) error { return sendFD(s, f) })
@@ -438,6 +465,7 @@ func (e *Engine) Scan(ctx context.Context, f *os.File) (scan.Result, error) {
 		reply, err = e.request(ctx, op, func(s *session) error { return sendStream(s, f, fi.Size()) })
 	}
 	if err != nil {
+		e.checkHealth()
 		return scan.Result{}, err
 	}
 	res, err := parseScanReply(reply)
@@ -445,6 +473,47 @@ func (e *Engine) Scan(ctx context.Context, f *os.File) (scan.Result, error) {
 		return scan.Result{}, fmt.Errorf("%s: %w", op, err)
 	}
 	return res, nil
+}
+
+// checkHealth asks clamd for PONG after a request failed without a reply,
+// unless a check runs. While clamd does not answer, scans fail at once,
+// and on_error decides, rather than each waiting for its deadline: a
+// stopped or stuck clamd would otherwise cost every open scan_timeout, and
+// find, once it resumes, a pile of requests for opens answered long ago.
+// clamd is asked again every pingEvery until it answers. The check waits
+// as long as a request may (Config.Timeout): a clamd busy with long scans
+// but answering is not down.
+func (e *Engine) checkHealth() {
+	if e.closed.Load() || !e.checking.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer e.checking.Store(false)
+		for {
+			ctx, cancel := context.WithTimeout(context.Background(), e.timeout)
+			err := e.Ping(ctx)
+			cancel()
+			if e.closed.Load() {
+				return
+			}
+			if err == nil {
+				if o := e.down.Swap(nil); o != nil {
+					e.log.Info("clamd answers again: scanning resumes", "engine", "clamd",
+						"down_for", time.Since(o.since).Round(time.Millisecond))
+				}
+				return
+			}
+			if e.down.CompareAndSwap(nil, &outage{since: time.Now(), err: err}) {
+				e.log.Error("clamd does not answer PING: scans fail at once, on_error decides, until it does",
+					"engine", "clamd", "error", err)
+			}
+			select {
+			case <-e.quit:
+				return
+			case <-time.After(pingEvery):
+			}
+		}
+	}()
 }
 
 // sendFD sends FILDES and then f's descriptor with one dummy byte, as

@@ -30,10 +30,14 @@ type fakeClamd struct {
 	version atomic.Value // string
 	// reply answers a scan of data; name is "fd[N]" or "stream". The
 	// empty string means no reply at all.
-	reply     func(name string, data []byte) string
-	idShift   int  // added to the session id in replies
-	endAfter  bool // close each session after one scan reply
-	limit     int  // StreamMaxLength; 0 for none
+	reply    func(name string, data []byte) string
+	idShift  int  // added to the session id in replies
+	endAfter bool // close each session after one scan reply
+	limit    int  // StreamMaxLength; 0 for none
+	// hung holds every command read until it is cleared, as a stopped
+	// clamd would; scanCmds counts the scan commands read.
+	hung      atomic.Bool
+	scanCmds  atomic.Int32
 	sessions  atomic.Int32
 	scans     atomic.Int32
 	fdScans   atomic.Int32
@@ -147,6 +151,12 @@ func (f *fakeClamd) handle(c net.Conn) {
 		}
 		cmd = strings.TrimSuffix(strings.TrimPrefix(cmd, "z"), "\x00")
 		id++
+		if cmd == "FILDES" || cmd == "INSTREAM" {
+			f.scanCmds.Add(1)
+		}
+		for f.hung.Load() {
+			time.Sleep(time.Millisecond)
+		}
 		switch cmd {
 		case "IDSESSION":
 			session, id = true, 0
@@ -516,6 +526,53 @@ func TestClamdDown(t *testing.T) {
 	}
 	if d := time.Since(start); d > 2*time.Second {
 		t.Fatalf("got failure after %v want within the 2s timeout", d)
+	}
+}
+
+// A clamd that stops answering costs one scan its deadline; once it
+// fails PING too, scans fail at once without asking it, until it answers
+// PING again.
+func TestClamdHungFailsFast(t *testing.T) {
+	for _, network := range []string{"unix", "tcp"} {
+		t.Run(network, func(t *testing.T) {
+			fk := startFake(t, network, func(name string, data []byte) string { return name + ": OK" })
+			e := newEngine(t, fk.addr, 200*time.Millisecond)
+			f := tempFile(t, []byte("some file content"))
+			fk.hung.Store(true)
+			t.Cleanup(func() { fk.hung.Store(false) }) // before the fake stops
+			if _, err := e.Scan(context.Background(), f); !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("scan with clamd stopped: got %v, want a deadline", err)
+			}
+			var err error
+			waitFor(t, func() bool {
+				_, err = e.Scan(context.Background(), f)
+				return errors.Is(err, ErrDown)
+			}, "scan failing with ErrDown")
+			sent := fk.scanCmds.Load()
+			for range 3 {
+				if _, err := e.Scan(context.Background(), f); !errors.Is(err, ErrDown) {
+					t.Fatalf("scan while clamd is down: got %v, want ErrDown", err)
+				}
+			}
+			if n := fk.scanCmds.Load() - sent; n != 0 {
+				t.Errorf("scan commands sent to a clamd that does not answer PING: %d, want 0", n)
+			}
+			fk.hung.Store(false)
+			waitFor(t, func() bool {
+				res, err := e.Scan(context.Background(), f)
+				return err == nil && !res.Infected
+			}, "clean scan after clamd answers again")
+		})
+	}
+}
+
+// waitFor waits up to 5 seconds for ok, and fails the test after.
+func waitFor(t *testing.T, ok func() bool, what string) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !ok(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s after 5s", what)
+		}
 	}
 }
 
