@@ -168,7 +168,7 @@ func TestEngineHangUsesOnError(t *testing.T) {
 		t.Errorf("%s with clamd down: got %v, want EPERM (on_error deny)", f, err)
 	}
 	// Blocked eicar, strict/f and lax/f at their deadline, strict/f now.
-	if recs := d.alerts(t, 4); len(recs) != 4 || !strings.Contains(recs[len(recs)-1].Error, "clamd does not answer to PING since") {
+	if recs := d.alerts(t, 4); len(recs) != 4 || !strings.Contains(recs[len(recs)-1].Error, "clamd not answering: no PONG since") {
 		t.Errorf("alerts with clamd down: %+v, want 4, the last saying clamd does not answer", recs)
 	}
 	clamd.Cmd.Process.Signal(syscall.SIGCONT)

@@ -55,7 +55,7 @@ const (
 var ErrSizeLimit = errors.New("clamd: INSTREAM size limit exceeded (StreamMaxLength)")
 
 // ErrDown is returned at once by scans while clamd does not answer PING.
-var ErrDown = errors.New("clamd does not answer")
+var ErrDown = errors.New("clamd not answering")
 
 // pingEvery is how often clamd is asked for PONG while it does not answer.
 const pingEvery = time.Second
@@ -455,7 +455,7 @@ func (e *Engine) Scan(ctx context.Context, f *os.File) (scan.Result, error) {
 	}
 	op := "clamd scan " + f.Name()
 	if o := e.down.Load(); o != nil && !e.closed.Load() {
-		return scan.Result{}, fmt.Errorf("%s: %w to PING since %s (%v): asked again every %v",
+		return scan.Result{}, fmt.Errorf("%s: %w: no PONG since %s (%v); asked again every %v",
 			op, ErrDown, o.since.Format(time.TimeOnly), o.err, pingEvery)
 	}
 	var reply string
