@@ -171,10 +171,29 @@ func TestEngineHangUsesOnError(t *testing.T) {
 	if recs := d.alerts(t, 4); len(recs) != 4 || !strings.Contains(recs[len(recs)-1].Error, "clamd not answering: no PONG since") {
 		t.Errorf("alerts with clamd down: %+v, want 4, the last saying clamd does not answer", recs)
 	}
+	wantEngineUp(t, d, false)
 	clamd.Cmd.Process.Signal(syscall.SIGCONT)
 	d.waitLog(t, "clamd answers again")
 	if _, err := os.ReadFile(f); err != nil {
 		t.Errorf("%s once clamd answers again: %v, want it scanned and allowed", f, err)
+	}
+	wantEngineUp(t, d, true)
+}
+
+// wantEngineUp checks what vigil status and vigil metrics say of the
+// engine's health.
+func wantEngineUp(t *testing.T, d *daemonProc, up bool) {
+	t.Helper()
+	msg, _ := statusJSON(t, d)["engine_error"].(string)
+	if up != (msg == "") || !up && !strings.Contains(msg, "clamd not answering") {
+		t.Errorf("status engine_error %q, want it to say clamd is not answering: %v", msg, !up)
+	}
+	fam := metricFamilies(t, d)["vigil_engine_up"]
+	if fam == nil || len(fam.Metric) != 1 {
+		t.Fatalf("vigil_engine_up: %v, want one gauge", fam)
+	}
+	if got, want := fam.Metric[0].GetGauge().GetValue(), map[bool]float64{false: 0, true: 1}[up]; got != want {
+		t.Errorf("vigil_engine_up: %v, want %v", got, want)
 	}
 }
 

@@ -51,6 +51,9 @@ func printStatus(w io.Writer, st *daemon.Status) {
 	fmt.Fprintf(tw, "started\t%s\n", st.Started.Format("2006-01-02 15:04:05 MST"))
 	fmt.Fprintf(tw, "policy\t%s\n", st.Policy)
 	fmt.Fprintf(tw, "engine\t%s (databases %.12s)\n", st.Engine, st.DBVersion)
+	if st.EngineError != "" {
+		fmt.Fprintf(tw, "engine error\t%s\n", st.EngineError)
+	}
 	if st.DBReport != "" {
 		fmt.Fprintf(tw, "databases\t%s\n", st.DBReport)
 	}

@@ -29,7 +29,8 @@ type Status struct {
 	Policy      string            `json:"policy"`
 	Engine      string            `json:"engine"`
 	DBVersion   string            `json:"db_version"`
-	DBReport    string            `json:"db_report,omitempty"` // the built-in engine's load report
+	DBReport    string            `json:"db_report,omitempty"`    // the built-in engine's load report
+	EngineError string            `json:"engine_error,omitempty"` // why the engine cannot scan now (clamd down)
 	Watches     []string          `json:"watches"`
 	WatchedDirs int64             `json:"watched_dirs"`
 	Hook        string            `json:"hook"` // eBPF rung tracing directories
@@ -137,6 +138,9 @@ func (d *daemon) status() Status {
 		DBReport:    dbReport(st.Engine),
 		WatchedDirs: int64(inst.watches.Dirs()),
 		Hook:        string(inst.hook),
+	}
+	if err := scan.HealthOf(st.Engine); err != nil {
+		s.EngineError = err.Error()
 	}
 	for _, w := range st.Policy.Watches {
 		s.Watches = append(s.Watches, w.Path)

@@ -4,6 +4,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/vigilsec/vigil/internal/metrics"
+	"github.com/vigilsec/vigil/internal/scan"
 	"github.com/vigilsec/vigil/internal/watch"
 )
 
@@ -46,6 +47,10 @@ func (d *daemon) newMetrics() *prometheus.Registry {
 				return st.Engine.Name(), st.Engine.Version()
 			}
 			return "", ""
+		},
+		EngineDown: func() bool {
+			i := cur()
+			return i != nil && scan.HealthOf(i.loop.State().Engine) != nil
 		},
 		Ready: d.ready.Load,
 	})

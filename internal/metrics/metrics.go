@@ -25,6 +25,7 @@ type Sources struct {
 	Cache      func() (hits, misses uint64)
 	Hook       func() string                 // "" leaves vigil_hook_info out
 	Engine     func() (name, version string) // "" name leaves vigil_engine_info out
+	EngineDown func() bool                   // true while the engine cannot scan
 	Ready      func() bool
 }
 
@@ -205,6 +206,7 @@ var (
 	descHook        = desc("hook_info", "The eBPF hook rung tracing directories.", "hook")
 	descEngine      = desc("engine_info", "The scan engine and its signature database version.", "engine", "version")
 	descReady       = desc("ready", "1 once every watch is marked and events are answered.")
+	descEngineUp    = desc("engine_up", "0 while the scan engine cannot scan (clamd does not answer PING): on_error decides at once.")
 )
 
 // collector reads Sources at each scrape.
@@ -223,7 +225,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 		descEvents, descVerdicts, descBlocked, descAlerted, descScans, descCacheHits,
 		descLookups, descIgnoreErrs, descEngineErrs, descTimeouts, descQueueFull,
 		descRespondErrs, descQueueDepth, descLatency, descDirs, descDirEvents, descResyncs,
-		descTrackErrs, descStalls, descStalled, descAlerts, descHook, descEngine, descReady,
+		descTrackErrs, descStalls, descStalled, descAlerts, descHook, descEngine, descEngineUp, descReady,
 	} {
 		ch <- d
 	}
@@ -231,6 +233,13 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 
 func counter(ch chan<- prometheus.Metric, d *prometheus.Desc, v uint64, labels ...string) {
 	ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+}
+
+func boolValue(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func gauge(ch chan<- prometheus.Metric, d *prometheus.Desc, v float64, labels ...string) {
@@ -276,12 +285,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			gauge(ch, descEngine, 1, name, version)
 		}
 	}
+	if c.src.EngineDown != nil {
+		gauge(ch, descEngineUp, boolValue(!c.src.EngineDown()))
+	}
 	if c.src.Ready != nil {
-		v := 0.0
-		if c.src.Ready() {
-			v = 1
-		}
-		gauge(ch, descReady, v)
+		gauge(ch, descReady, boolValue(c.src.Ready()))
 	}
 }
 

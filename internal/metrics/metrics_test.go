@@ -91,11 +91,12 @@ func fakeSources() Sources {
 		Manager: func() watch.ManagerStats {
 			return watch.ManagerStats{Events: 21, Resyncs: 2, TrackErrors: 1, Stalls: 3, Stalled: 1}
 		},
-		Alerts: func() (uint64, uint64, uint64) { return 14, 3, 1 },
-		Cache:  func() (uint64, uint64) { return 50, 290 },
-		Hook:   func() string { return "fentry" },
-		Engine: func() (string, string) { return "clamav", "daily:27500" },
-		Ready:  func() bool { return true },
+		Alerts:     func() (uint64, uint64, uint64) { return 14, 3, 1 },
+		Cache:      func() (uint64, uint64) { return 50, 290 },
+		Hook:       func() string { return "fentry" },
+		Engine:     func() (string, string) { return "clamav", "daily:27500" },
+		EngineDown: func() bool { return true },
+		Ready:      func() bool { return true },
 	}
 }
 
@@ -152,6 +153,7 @@ func TestScrape(t *testing.T) {
 		{"vigil_alerts_total", map[string]string{"result": "failed"}, 1},
 		{"vigil_hook_info", map[string]string{"hook": "fentry"}, 1},
 		{"vigil_engine_info", map[string]string{"engine": "clamav", "version": "daily:27500"}, 1},
+		{"vigil_engine_up", nil, 0},
 		{"vigil_ready", nil, 1},
 	}
 	for _, tt := range tests {
@@ -388,7 +390,7 @@ func TestOptionalSources(t *testing.T) {
 			name:    "none",
 			src:     Sources{},
 			present: []string{"go_goroutines"},
-			absent:  []string{"vigil_events_total", "vigil_ready", "vigil_hook_info", "vigil_engine_info"},
+			absent:  []string{"vigil_events_total", "vigil_ready", "vigil_hook_info", "vigil_engine_info", "vigil_engine_up"},
 		},
 		{
 			name: "nothing loaded yet",

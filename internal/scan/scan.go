@@ -12,6 +12,20 @@ import (
 // asking the engine, which keeps empty files usable while clamd is down.
 const TooSmall = 5
 
+// Health is implemented by engines that can tell whether they scan now;
+// clamd's fails while clamd does not answer PING.
+type Health interface {
+	Health() error
+}
+
+// HealthOf returns e's Health, nil when e cannot tell.
+func HealthOf(e Engine) error {
+	if h, ok := e.(Health); ok {
+		return h.Health()
+	}
+	return nil
+}
+
 // Result is an engine's finding for one file.
 type Result struct {
 	Infected  bool

@@ -92,7 +92,10 @@ type outage struct {
 	err   error
 }
 
-var _ scan.Engine = (*Engine)(nil)
+var (
+	_ scan.Engine = (*Engine)(nil)
+	_ scan.Health = (*Engine)(nil)
+)
 
 // New checks cfg, PINGs clamd and reads its VERSION: a clamd that is down
 // or not clamd is an error here, not at the first scan.
@@ -454,9 +457,8 @@ func (e *Engine) Scan(ctx context.Context, f *os.File) (scan.Result, error) {
 		return scan.Result{}, nil
 	}
 	op := "clamd scan " + f.Name()
-	if o := e.down.Load(); o != nil && !e.closed.Load() {
-		return scan.Result{}, fmt.Errorf("%s: %w: no PONG since %s (%v); asked again every %v",
-			op, ErrDown, o.since.Format(time.TimeOnly), o.err, pingEvery)
+	if err := e.Health(); err != nil {
+		return scan.Result{}, fmt.Errorf("%s: %w; asked again every %v", op, err, pingEvery)
 	}
 	var reply string
 	if e.network == "unix" {
@@ -473,6 +475,15 @@ func (e *Engine) Scan(ctx context.Context, f *os.File) (scan.Result, error) {
 		return scan.Result{}, fmt.Errorf("%s: %w", op, err)
 	}
 	return res, nil
+}
+
+// Health implements scan.Health: ErrDown, with since when and why, while
+// clamd does not answer PING (see checkHealth).
+func (e *Engine) Health() error {
+	if o := e.down.Load(); o != nil && !e.closed.Load() {
+		return fmt.Errorf("%w: no PONG since %s (%v)", ErrDown, o.since.Format(time.TimeOnly), o.err)
+	}
+	return nil
 }
 
 // checkHealth asks clamd for PONG after a request failed without a reply,
