@@ -69,6 +69,11 @@ func cmdScan(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "vigil scan: --exclude %v\n", err)
 		return 2
 	}
+	cwd, err := os.Getwd()
+	if err != nil {
+		fmt.Fprintf(stderr, "vigil scan: %v\n", err)
+		return 2
+	}
 	log := hclog.New(&hclog.LoggerOptions{Name: "vigil", Level: hclog.Warn, Output: stderr})
 	engine, err := scanEngine(*policyFile, dbs, log, stderr)
 	if err != nil {
@@ -95,6 +100,7 @@ func cmdScan(args []string, stdout, stderr io.Writer) int {
 		follow:   *follow,
 		excludes: rel,
 		absolute: abs,
+		cwd:      cwd,
 	}
 	if isTerminal(stderr) {
 		s.progress = stderr
@@ -164,15 +170,15 @@ func isTerminal(w io.Writer) bool {
 }
 
 type scanner struct {
-	engine scan.Engine
-	stdout io.Writer
-	stderr io.Writer
-	json   bool
-	follow bool
-	// Excludes relative to each PATH scanned, and absolute ones, relative
-	// to "/".
-	excludes, absolute policy.Excludes
-	progress           io.Writer // the terminal for the progress line, or nil
+	engine   scan.Engine
+	stdout   io.Writer
+	stderr   io.Writer
+	json     bool
+	follow   bool
+	excludes policy.Excludes // --exclude, relative to each PATH scanned
+	absolute policy.Excludes // --exclude starting with "/", relative to "/"
+	cwd      string          // to make relative paths absolute for those
+	progress io.Writer       // the terminal for the progress line, or nil
 
 	mu                             sync.Mutex // serialises output lines
 	progressShown                  bool       // under mu
@@ -388,8 +394,14 @@ func compileExcludes(globs []string) (rel, abs policy.Excludes, err error) {
 // excluded reports whether p, below root, matches the --exclude globs;
 // dir says it is a directory.
 func (s *scanner) excluded(root, p string, dir bool) bool {
-	if r, err := filepath.Rel(root, p); err == nil && s.excludes.Excluded(filepath.ToSlash(r), dir) {
+	if r, err := filepath.Rel(root, p); err == nil && s.excludes.Excluded(r, dir) {
 		return true
+	}
+	if len(s.absolute) == 0 {
+		return false
+	}
+	if !filepath.IsAbs(p) {
+		p = filepath.Join(s.cwd, p)
 	}
 	return s.absolute.Excluded(strings.TrimPrefix(p, "/"), dir)
 }

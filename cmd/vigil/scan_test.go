@@ -270,6 +270,15 @@ func TestScanExcluded(t *testing.T) {
 			t.Errorf("%q excludes %s (dir %v): got %v want %v", tt.globs, tt.path, tt.dir, got, tt.want)
 		}
 	}
+	// vigil scan . in /srv: an absolute glob meets the whole path.
+	_, abs, err := compileExcludes([]string{"/srv/*.iso"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &scanner{absolute: abs, cwd: "/srv"}
+	if !s.excluded(".", "x.iso", false) || s.excluded(".", "a/x.iso", false) {
+		t.Errorf("/srv/*.iso below . in /srv: want x.iso excluded, a/x.iso not")
+	}
 }
 
 // Unreadable files are reported and the scan goes on; root reads
