@@ -49,8 +49,9 @@ func (e *Engine) Version() string { return e.version }
 //
 // An allow list entry clears any detection. Otherwise the name reported is
 // EICAR's, else a file hash's, else a PE section hash's, else the first
-// body signature found in file order, else what a member of the file
-// finds when it is an archive (see scanArchive).
+// body signature found in file order, else, for a text file, the first
+// found in its normalised text (see textScan), else what a member of the
+// file finds when it is an archive (see scanArchive).
 func (e *Engine) Scan(ctx context.Context, f *os.File) (scan.Result, error) {
 	if err := ctx.Err(); err != nil {
 		return scan.Result{}, fmt.Errorf("scan %s: %w", f.Name(), err)
@@ -112,6 +113,8 @@ func (e *Engine) scan(ctx context.Context, f io.ReaderAt, size int64, name strin
 		kind    archiveKind
 		bs      *bodyScan
 		bodyHit = -1
+		ts      *textScan // the normalised pass, for a text file
+		textHit = -1
 		// buf[:n] holds the file's bytes from base; off is base+n.
 		base, off int64
 		n         int
@@ -120,6 +123,9 @@ func (e *Engine) scan(ctx context.Context, f io.ReaderAt, size int64, name strin
 	defer func() {
 		if bs != nil {
 			bs.release()
+		}
+		if ts != nil {
+			ts.release()
 		}
 	}()
 	// Read at most the size seen by Stat: a file growing under us must not
@@ -137,10 +143,13 @@ func (e *Engine) scan(ctx context.Context, f io.ReaderAt, size int64, name strin
 			class = classOf(fresh)
 			kind = archiveOf(fresh)
 			bs = e.body.start(class, size, f)
+			if class == classOther {
+				ts = e.body.startText(size, fresh)
+			}
 			// An allow list entry can clear any detection, EICAR's and an
 			// archive's members' too.
 			allow := e.allow.kinds(size)
-			if !eicar && need == 0 && bs == nil && (class != classPE || e.sections.empty()) &&
+			if !eicar && need == 0 && bs == nil && ts == nil && (class != classPE || e.sections.empty()) &&
 				(kind == notArchive || allow == 0) {
 				return scan.Result{}, kind, nil
 			}
@@ -163,6 +172,17 @@ func (e *Engine) scan(ctx context.Context, f io.ReaderAt, size int64, name strin
 		}
 		eof := off >= size || err != nil || rn == 0 // EOF or rn == 0: the file shrank
 
+		if ts != nil {
+			if sig := ts.feed(fresh); sig >= 0 {
+				textHit = sig
+				ts.release()
+				ts = nil
+				if bs == nil && need == 0 {
+					break
+				}
+			}
+		}
+
 		if bs != nil {
 			to := off
 			if !eof {
@@ -173,6 +193,10 @@ func (e *Engine) scan(ctx context.Context, f io.ReaderAt, size int64, name strin
 					bodyHit = sig
 					bs.release()
 					bs = nil
+					if ts != nil { // the raw scan's name is the one reported
+						ts.release()
+						ts = nil
+					}
 					if need == 0 {
 						break
 					}
@@ -193,6 +217,13 @@ func (e *Engine) scan(ctx context.Context, f io.ReaderAt, size int64, name strin
 	}
 	if off == 0 {
 		return scan.Result{}, notArchive, nil
+	}
+	if ts != nil {
+		sig, err := ts.finish(ctx.Err)
+		if err != nil {
+			return scan.Result{}, notArchive, fmt.Errorf("scan %s: %w", name, err)
+		}
+		textHit = sig
 	}
 
 	var (
@@ -224,6 +255,9 @@ func (e *Engine) scan(ctx context.Context, f io.ReaderAt, size int64, name strin
 	}
 	if bodyHit >= 0 {
 		return scan.Result{Infected: true, Signature: e.body.sigs[bodyHit].name}, kind, nil
+	}
+	if textHit >= 0 {
+		return scan.Result{Infected: true, Signature: e.body.sigs[textHit].name}, kind, nil
 	}
 	return scan.Result{}, kind, nil
 }

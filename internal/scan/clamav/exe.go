@@ -15,10 +15,13 @@ const (
 	classPE
 	classELF
 	classMachO
+	// classText is a text file's normalised bytes (textScan), never what
+	// classOf says of a file.
+	classText
 	numClasses
 )
 
-var classTargets = [numClasses]int{targetAny, targetPE, targetELF, targetMachO}
+var classTargets = [numClasses]int{targetAny, targetPE, targetELF, targetMachO, targetASCII}
 
 // classOf looks at a file's first bytes the way ClamAV's magic does for
 // these types: MZ, \x7fELF, the four thin Mach-O magics and a universal

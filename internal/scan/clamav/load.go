@@ -18,7 +18,7 @@ import (
 
 // rulesVersion names the built-in rules (EICAR, matching semantics); bump it
 // when they change so that cached clean verdicts are dropped.
-const rulesVersion = "vigil-builtin/6"
+const rulesVersion = "vigil-builtin/7"
 
 // dbKind is how a database file is read.
 type dbKind uint8
@@ -495,7 +495,7 @@ func (r Report) Total() int {
 }
 
 // String is one line for a log or `vigil scan --report`, e.g.
-// "builtin db 3f2a…: 2 files, 5 signatures (md5=3 sha1=0 sha256=1 ndb=1 ...); skipped .cvd=1 (not supported yet); unused .ndb target 3 (HTML)=2 (needs normalisation we do not do)".
+// "builtin db 3f2a…: 2 files, 5 signatures (md5=3 sha1=0 sha256=1 ndb=1 ...); skipped .cvd=1 (not supported yet); unused .ndb target 3 (HTML)=2 (needs HTML or mail parsing we do not do)".
 func (r Report) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "builtin db %s: %d files, %d signatures (", r.Version, r.Files, r.Total())

@@ -73,13 +73,20 @@ type matcher struct {
 	// back and fwd are the bytes a part may need before and from its
 	// anchor's first byte, lookarounds included.
 	back, fwd int
-	states    sync.Pool
+	// textPat is the longest target 7 part, libclamav's maxpatlen for
+	// them; textRel says a target 7 signature has an EOF-n offset. Both
+	// shape the normalised pass (textScan).
+	textPat  int
+	textRel  bool
+	states   sync.Pool
+	textBufs sync.Pool
 }
 
 // compile builds the matcher; sigs must have passed checkAnchors.
 func compile(sigs []*bodySig) *matcher {
 	m := &matcher{sigs: sigs}
 	m.states.New = func() any { return &bodyScan{m: m, chains: map[uint32]*chain{}} }
+	m.textBufs.New = func() any { b := make([]byte, scanBuff+m.textPat); return &b }
 	usage := map[uint32]int{}
 	type pair struct {
 		key uint32
@@ -99,6 +106,12 @@ func compile(sigs []*bodySig) *matcher {
 			}
 			back, fwd := p.reach()
 			m.back, m.fwd = max(m.back, back), max(m.fwd, fwd)
+			if s.target == targetASCII {
+				m.textPat = max(m.textPat, p.maxLen)
+			}
+		}
+		if s.target == targetASCII && s.off.kind == offEOF {
+			m.textRel = true
 		}
 		for c, t := range classTargets {
 			if s.target == targetAny || s.target == t {
@@ -373,6 +386,7 @@ type bodyScan struct {
 	r      io.ReaderAt
 	exe    *exeInfo
 	exeSet bool
+	noEOF  bool // EOF-n never matches: a streamed normalised pass
 	chains map[uint32]*chain
 	spare  []*chain
 	a, b   []int // scratch position sets
@@ -387,7 +401,7 @@ func (m *matcher) start(c fileClass, size int64, r io.ReaderAt) *bodyScan {
 	}
 	st := m.states.Get().(*bodyScan)
 	st.class, st.size, st.r = c, size, r
-	st.exe, st.exeSet = nil, false
+	st.exe, st.exeSet, st.noEOF = nil, false, false
 	return st
 }
 
@@ -421,7 +435,7 @@ func (st *bodyScan) offsetRange(s *bodySig) (lo, hi int64, ok bool) {
 		return o.n, o.n + o.shift, true
 	}
 	var x *exeInfo
-	if s.target != targetAny {
+	if s.target != targetAny && s.target != targetASCII {
 		// libclamav computes no relative offset, EOF-n included, for a
 		// typed signature whose file's headers are broken.
 		if x = st.exeInfo(); x == nil {
@@ -430,6 +444,9 @@ func (st *bodyScan) offsetRange(s *bodySig) (lo, hi int64, ok bool) {
 	}
 	switch o.kind {
 	case offEOF:
+		if st.noEOF {
+			return 0, 0, false
+		}
 		lo = st.size - o.n
 	case offEPPlus:
 		lo = x.ep + o.n

@@ -14,6 +14,7 @@ const (
 	targetAny   = 0
 	targetPE    = 1
 	targetELF   = 6
+	targetASCII = 7
 	targetMachO = 9
 	targetMax   = 14 // CLI_MTARGETS-1: higher types are ignored by ClamAV
 )
@@ -26,16 +27,16 @@ var targetNames = [targetMax + 1]string{
 
 // Why signatures of a target type are not used.
 const (
-	reasonNormalise = "needs normalisation we do not do"
+	reasonNormalise = "needs HTML or mail parsing we do not do"
 	reasonFileType  = "needs file type detection we do not do"
 	reasonTarget    = "unknown target type, ClamAV ignores it too"
 )
 
 func targetSkipReason(t int) string {
 	switch t {
-	case targetAny, targetPE, targetELF, targetMachO:
+	case targetAny, targetPE, targetELF, targetASCII, targetMachO:
 		return ""
-	case 3, 4, 7: // HTML, mail, ASCII
+	case 3, 4: // HTML, mail
 		return reasonNormalise
 	}
 	if t < 0 || t > targetMax {
