@@ -173,13 +173,12 @@ func (e *Engine) scan(ctx context.Context, f io.ReaderAt, size int64, name strin
 		eof := off >= size || err != nil || rn == 0 // EOF or rn == 0: the file shrank
 
 		if ts != nil {
-			if sig := ts.feed(fresh); sig >= 0 {
-				textHit = sig
+			ts.feed(fresh)
+			if ts.dropped() {
 				ts.release()
 				ts = nil
-				if bs == nil && need == 0 {
-					break
-				}
+			} else if ts.settled() && bs == nil && need == 0 {
+				break
 			}
 		}
 

@@ -1,6 +1,7 @@
 package clamav
 
 import (
+	"bytes"
 	"encoding/hex"
 	"slices"
 )
@@ -282,6 +283,10 @@ type textScan struct {
 	base   int64 // streamed: the offset of out[0]
 	carry  int   // streamed: maxPat
 	pooled *[]byte
+	hit    int // a signature found, or -1
+	// html looks for HTML in an ASCII file: libclamav's raw scan, meeting
+	// some, makes the file HTML, and then does not normalise it as text.
+	html *htmlFinder
 }
 
 // startText returns the normalised pass for a file of the given size
@@ -292,7 +297,10 @@ func (m *matcher) startText(size int64, head []byte) *textScan {
 		return nil
 	}
 	bs := m.start(classText, size, nil)
-	t := &textScan{bs: bs, whole: m.textRel, size: size, carry: m.textPat}
+	t := &textScan{bs: bs, whole: m.textRel, size: size, carry: m.textPat, hit: -1}
+	if textKindOf(head[:min(len(head), textHead)]) == textASCII {
+		t.html = &htmlFinder{}
+	}
 	if t.whole {
 		t.out = make([]byte, 0, min(size, 1<<20))
 	} else {
@@ -315,9 +323,23 @@ func (t *textScan) release() {
 	t.bs = nil
 }
 
+// dropped reports that the file turned out HTML: no normalised pass.
+func (t *textScan) dropped() bool { return t.html != nil && t.html.found }
+
+// settled reports that the rest of the file cannot change the verdict.
+func (t *textScan) settled() bool { return t.dropped() || t.hit >= 0 && t.html == nil }
+
 // feed normalises the file's next bytes; streamed, it matches every
-// buffer it fills and returns a signature found, or -1.
-func (t *textScan) feed(p []byte) int {
+// buffer it fills, up to a signature found.
+func (t *textScan) feed(p []byte) {
+	if t.html != nil {
+		if t.html.feed(p); t.html.found {
+			return
+		}
+	}
+	if t.hit >= 0 {
+		return
+	}
 	if t.whole {
 		slice := int64(scanBuff + t.carry)
 		for len(p) > 0 {
@@ -330,7 +352,7 @@ func (t *textScan) feed(p []byte) int {
 			t.in += int64(n)
 			p = p[n:]
 		}
-		return -1
+		return
 	}
 	for len(p) > 0 {
 		at := t.in % textPage
@@ -338,8 +360,8 @@ func (t *textScan) feed(p []byte) int {
 			// libclamav checks a whole page's room before reading it.
 			page := min(textPage, t.size-t.in)
 			if int64(len(t.out))+page > int64(cap(t.out)) {
-				if sig := t.flush(); sig >= 0 {
-					return sig
+				if t.hit = t.flush(); t.hit >= 0 {
+					return
 				}
 			}
 		}
@@ -348,7 +370,6 @@ func (t *textScan) feed(p []byte) int {
 		t.in += int64(n)
 		p = p[n:]
 	}
-	return -1
 }
 
 // flush matches the streamed buffer and starts the next one.
@@ -366,8 +387,11 @@ func (t *textScan) flush() int {
 }
 
 // finish matches what is left, or the whole normalised text, checking
-// ctx between slices of it; it returns a signature found, or -1.
+// ctx between slices of it; it returns the signature found, or -1.
 func (t *textScan) finish(done func() error) (int, error) {
+	if t.dropped() || t.hit >= 0 {
+		return t.hit, nil
+	}
 	if !t.whole {
 		return t.flush(), nil
 	}
@@ -391,5 +415,255 @@ func (t *textScan) finish(done func() error) (int, error) {
 // is shadowed by a later line making such files POSIX tar.)
 func isText(head []byte) bool {
 	head = head[:min(len(head), textHead)]
-	return !typedByMagic(head) && textKindOf(head) != notText
+	if typedByMagic(head) {
+		return false
+	}
+	switch k := textKindOf(head); k {
+	case notText:
+		return false
+	case textUTF16LE, textUTF16BE:
+		if utf16HTML(head, k) {
+			return false
+		}
+	}
+	return !typedByContent(head)
+}
+
+// htmlTags are libclamav's built-in HTML file type signatures (type 1,
+// any offset), but for "<a " ... "href": a text file holding one is HTML
+// to it, and HTML files are parsed, not normalised as text (out of our
+// scope: their target 3 signatures stay unused). In the first 1,024 bytes
+// they make the file HTML; further on, a raw scan that meets one turns an
+// ASCII file into HTML all the same (scanraw's dettype).
+var htmlTags = []string{
+	"<HEAD>", "<HTML>", "<Head>", "<Html>", "<IFRAME", "<IMG", "<Img",
+	"<OBJECT", "<Object", "<SCRIPT", "<Script", "<TABLE", "<head>",
+	"<html>", "<iframe", "<img", "<object", "<script", "<table",
+}
+
+// htmlAt is the one HTML signature at offset 0 only.
+const htmlAt = "<%@ LANGUAGE ="
+
+// htmlReach is the longest tag, less one: what a tag may reach into the
+// next chunk.
+const htmlReach = 6
+
+// htmlFinder looks for HTML in a file's bytes fed in order.
+type htmlFinder struct {
+	tail  [htmlReach]byte
+	nt    int
+	sawA  bool // "<a " or "<A " was seen: an href after it is HTML
+	found bool
+}
+
+// feed looks at the file's next bytes.
+func (h *htmlFinder) feed(p []byte) {
+	if h.found || len(p) == 0 {
+		return
+	}
+	if h.nt > 0 {
+		// What starts in the tail and ends in p.
+		var j [2 * htmlReach]byte
+		k := copy(j[:], h.tail[:h.nt])
+		k += copy(j[k:], p[:min(len(p), htmlReach)])
+		if h.scan(j[:k], h.nt); h.found {
+			return
+		}
+	}
+	h.scan(p, len(p))
+	if len(p) >= htmlReach {
+		h.nt = copy(h.tail[:], p[len(p)-htmlReach:])
+	} else {
+		keep := min(h.nt, htmlReach-len(p))
+		copy(h.tail[:], h.tail[h.nt-keep:h.nt])
+		h.nt = keep + copy(h.tail[keep:], p)
+	}
+}
+
+// scan looks for HTML starting before limit in b.
+func (h *htmlFinder) scan(b []byte, limit int) {
+	for i := 0; i < limit; {
+		if h.sawA {
+			for ; i < limit; i++ {
+				if i+4 <= len(b) && b[i]|0x20 == 'h' && b[i+1]|0x20 == 'r' &&
+					(b[i+2] == 'E' && b[i+3] == 'F' || b[i+2] == 'e' && b[i+3] == 'f') {
+					h.found = true
+					return
+				}
+			}
+			return
+		}
+		k := bytes.IndexByte(b[i:limit], '<')
+		if k < 0 {
+			return
+		}
+		i += k
+		rest := b[i:]
+		for _, tag := range htmlTags {
+			if len(rest) >= len(tag) && string(rest[:len(tag)]) == tag {
+				h.found = true
+				return
+			}
+		}
+		if len(rest) >= 3 && rest[1]|0x20 == 'a' && rest[2] == ' ' {
+			h.sawA = true
+			i += 3
+			continue
+		}
+		i++
+	}
+}
+
+// typedByContent reports whether libclamav's file type signatures make
+// a file with this head something other than text: HTML, PDF ("%PDF-" or
+// "%pdf-", a byte, a dot, anywhere in it), or one of headTypes.
+func typedByContent(head []byte) bool {
+	if bytes.HasPrefix(head, []byte(htmlAt)) {
+		return true
+	}
+	for i := 0; ; {
+		k := bytes.Index(head[i:], []byte("-"))
+		if k < 0 {
+			break
+		}
+		i += k + 1
+		if j := i - 5; j >= 0 && i+2 <= len(head) && head[i+1] == '.' &&
+			(string(head[j:i]) == "%PDF-" || string(head[j:i]) == "%pdf-") {
+			return true
+		}
+	}
+	if typedByHead(head) {
+		return true
+	}
+	var h htmlFinder
+	h.scan(head, len(head))
+	return h.found
+}
+
+// utf16HTML reports whether libclamav finds HTML in a UTF-16 head, which
+// it decodes twice for that: each pair as (second<<4)+first, a byte, and,
+// after a byte order mark, as UTF-16 of that order.
+func utf16HTML(head []byte, k textKind) bool {
+	var h htmlFinder
+	dec := make([]byte, 0, len(head)/2)
+	for i := 0; i+1 < len(head); i += 2 {
+		dec = append(dec, head[i+1]<<4+head[i])
+	}
+	if h.scan(dec, len(dec)); h.found {
+		return true
+	}
+	if len(head) < 2 || !(head[0] == 0xff && head[1] == 0xfe || head[0] == 0xfe && head[1] == 0xff) {
+		return false
+	}
+	dec = dec[:0]
+	for i := 2; i+1 < len(head); i += 2 {
+		lo, hi := head[i], head[i+1]
+		if k == textUTF16BE {
+			lo, hi = hi, lo
+		}
+		if hi == 0 && lo < 0x80 {
+			dec = append(dec, lo)
+		}
+	}
+	h.scan(dec, len(dec))
+	return h.found
+}
+
+// headType is one of libclamav's file type signatures for text-looking
+// files other than HTML's, as a first piece starting in [0, within], and
+// optionally a second starting at most gap bytes after the first's end.
+// Pieces are literal but for [xy], one of two bytes, and \x01, any byte. A head that holds
+// one is typed (mail, MHTML, an XML document, ...), not text.
+type headType struct {
+	first  string
+	within int
+	gap    int
+	second string
+}
+
+var headTypes = []headType{
+	{"\n[Ff]rom: ", textHead, 1024, "\n[Mm][Ii][Mm][Ee]-[Vv]ersion: "},
+	{"\n[Ff]rom: ", textHead, 2048, "\n[Cc]ontent-[Tt]ype: "},
+	{"\n[Mm][Ii][Mm][Ee]-[Vv]ersion: ", textHead, 2048, "\n[Cc]ontent-[Tt]ype: "},
+	{"\n[Mm]essage-[Ii]d: ", textHead, 1024, "\n[Cc]ontent-[Tt]ype: "},
+	{"\n[Rr]eceived: ", 2048, 2048, "\n[Cc]ontent-[Tt]ype: "},
+	{"Delivered-To:", textHead, 256, "Received:"},
+	{"[Mm][Ii][Mm][Ee]-[Vv]ersion: ", 0, 1024, "\n[Cc]ontent-[Tt]ype: "},          // MHTML
+	{"\n[Mm][Ii][Mm][Ee]-[Vv]ersion: ", textHead, 1024, "\n[Cc]ontent-[Tt]ype: "}, // MHTML
+	{`<?xml version="1.0"`, 0, 1024, "<Workbook"},
+	{`<?xml version="1.0"`, 0, 1024, "<wordDocument"},
+	{`<?xml version="1.0"`, 0, 1024, "<\x01\x01:Workbook"},
+	{`<?xml version="1.0"`, 0, 1024, "<\x01\x01:wordDocument"},
+	{`<?xml version="1.0"`, 0, 1024, `progid="Word.Document"?>`},
+	{"\xef\xbb\xbf<?xml version=\"1.0\"", 0, textHead, "<HWPML"},
+	{"<xdp:xdp", textHead, 0, ""},
+	{"\x01\r\r\n", 0, 0, ""},       // Python 3.7 byte code
+	{"\x01\x01-lh[01]-", 0, 0, ""}, // LHA
+	{"\x01\x01-lh[23]-", 0, 0, ""},
+	{"\x01\x01-lh[45]-", 0, 0, ""},
+	{"\x01\x01-lh[67]-", 0, 0, ""},
+	{"\x01\x01-lh[dx]-", 0, 0, ""},
+	{"\x01\x01-lz[s4]-", 0, 0, ""},
+	{"\x01\x01-lz5-", 0, 0, ""},
+	{"\x01\x01-pm0-", 0, 0, ""},
+}
+
+// piece is a parsed headType piece: per byte, two allowed values.
+type piece [][2]byte
+
+func parsePiece(s string) piece {
+	var p piece
+	for i := 0; i < len(s); i++ {
+		switch {
+		case s[i] == '[' && i+3 < len(s) && s[i+3] == ']':
+			p = append(p, [2]byte{s[i+1], s[i+2]})
+			i += 3
+		case s[i] == 1:
+			p = append(p, [2]byte{}) // any byte
+		default:
+			p = append(p, [2]byte{s[i], s[i]})
+		}
+	}
+	return p
+}
+
+func (p piece) at(b []byte, i int) bool {
+	if i < 0 || i+len(p) > len(b) {
+		return false
+	}
+	for k, c := range p {
+		if v := b[i+k]; c != [2]byte{} && v != c[0] && v != c[1] {
+			return false
+		}
+	}
+	return true
+}
+
+var headPieces = func() (out [][2]piece) {
+	for _, h := range headTypes {
+		out = append(out, [2]piece{parsePiece(h.first), parsePiece(h.second)})
+	}
+	return out
+}()
+
+// typedByHead reports whether one of headTypes is in head.
+func typedByHead(head []byte) bool {
+	for k, h := range headTypes {
+		p := headPieces[k]
+		for i := 0; i <= h.within && i < len(head); i++ {
+			if !p[0].at(head, i) {
+				continue
+			}
+			if len(p[1]) == 0 {
+				return true
+			}
+			from := i + len(p[0])
+			for j := from; j <= from+h.gap && j < len(head); j++ {
+				if p[1].at(head, j) {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }

@@ -118,6 +118,24 @@ func TestTextScan(t *testing.T) {
 		{"typed by magic: [aliases] is tar", "t.ndb", "T0:0:*:" + helloHex, "[aliases]\nHello  World\n", ""},
 		{"typed by magic: PDF", "t.ndb", "T0:0:*:" + helloHex, "%PDF-1.4\nHello  World\n", ""},
 		{"typed by magic: BMP", "t.ndb", "T0:0:*:" + helloHex, "BMHello  World.....\n", ""},
+		{"HTML in the head", "t.ndb", "T7:7:*:" + helloHex, "Hello World <TABLE>\n", ""},
+		{"HTML further on", "t.ndb", "T7:7:*:" + helloHex, "Hello World\n" + pad + pad + "<img src=x>\n", ""},
+		{"HTML further on, raw hit", "t.ndb", "RAW:0:*:48656c6c6f", "Hello World\n" + pad + pad + "<img src=x>\n", "RAW"},
+		{"a link", "t.ndb", "T7:7:*:" + helloHex, "Hello World\n" + pad + "<a " + pad + " hREF=x\n", ""},
+		{"a link's href, before", "t.ndb", "T7:7:*:" + helloHex, "Hello World href\n" + pad + "<a x\n", "T7"},
+		{"a tag's case", "t.ndb", "T7:7:*:" + helloHex, "Hello World <tAble> <hTML>\n", "T7"},
+		{"HTML at 0 only", "t.ndb", "T7:7:*:" + helloHex, "<%@ LANGUAGE = x> Hello World\n", ""},
+		{"HTML at 0 only, further", "t.ndb", "T7:7:*:" + helloHex, " <%@ LANGUAGE = x> Hello World\n", "T7"},
+		{"HTML in utf-16", "t.ndb", "T7:7:*:" + helloHex, string(utf16Bytes("Hello World <html>\n", false, true)), ""},
+		{"HTML in utf-16be", "t.ndb", "T7:7:*:" + helloHex, string(utf16Bytes("Hello World <html>\n", true, true)), ""},
+		{"mail in the head", "t.ndb", "T7:7:*:" + helloHex, "Hello World\nFrom: a\nMIME-Version: 1.0\n", ""},
+		{"mail in the head, too far apart", "t.ndb", "T7:7:*:" + helloHex, "Hello World\nFrom: a\n" + strings.Repeat("x", 1030) + "\nMIME-Version: 1.0\n", "T7"},
+		{"an XML document", "t.ndb", "T7:7:*:" + helloHex, `<?xml version="1.0"?><w:wordDocument>Hello World</w:wordDocument>`, ""},
+		{"an XML file", "t.ndb", "T7:7:*:" + helloHex, `<?xml version="1.0"?><doc>Hello World</doc>`, "T7"},
+		{"LHA", "t.ndb", "T7:7:*:" + helloHex, "ab-lh5- Hello World\n", ""},
+		{"Python byte code", "t.ndb", "T7:7:*:" + helloHex, "a\r\r\nHello World\n", ""},
+		{"PDF in the head", "t.ndb", "T7:7:*:" + helloHex, "Hello World\n%PDF-1.4\n", ""},
+		{"PDF further on", "t.ndb", "T7:7:*:" + helloHex, "Hello World\n" + pad + "%PDF-1.4\n", "T7"},
 		{"offset 0", "t.ndb", "A7:7:0:" + helloHex, "HELLO WORLD and more\n", "A7"},
 		{"offset 0, normalised", "t.ndb", "A7:7:0:" + helloHex, "  HELLO WORLD and more\n", ""},
 		{"offset 1, normalised", "t.ndb", "A7:7:1:" + helloHex, "  HELLO WORLD and more\n", "A7"},
@@ -136,6 +154,38 @@ func TestTextScan(t *testing.T) {
 		{"whitespace across a cut is not one", "t.ndb", "WA:7:*:6f20776f", strings.Repeat("q", 126980) + "hello" + strings.Repeat(" ", 9000) + "world", ""},
 	}
 	runDBCases(t, tests)
+}
+
+func TestHTMLFinder(t *testing.T) {
+	tests := []struct {
+		in   string
+		want bool
+	}{
+		{"x <script> y", true},
+		{"x <IFRAME y", true},
+		{"x <Iframe y", false},
+		{"x <a b c href", true},
+		{"x <A b c HrEF", true},
+		{"x <a b c hreF", false},
+		{"x href <a ", false},
+		{"x <ab href", false},
+		{"<img", true},
+		{"<im", false},
+	}
+	for _, tt := range tests {
+		// Every way of cutting it in three.
+		for i := range len(tt.in) + 1 {
+			for j := i; j <= len(tt.in); j++ {
+				var h htmlFinder
+				h.feed([]byte(tt.in[:i]))
+				h.feed([]byte(tt.in[i:j]))
+				h.feed([]byte(tt.in[j:]))
+				if h.found != tt.want {
+					t.Errorf("%q cut at %d, %d: got %v want %v", tt.in, i, j, h.found, tt.want)
+				}
+			}
+		}
+	}
 }
 
 // TestTextLimit: a text file over clamscan's --max-scriptnormalize default
