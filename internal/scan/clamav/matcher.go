@@ -113,8 +113,9 @@ func compile(sigs []*bodySig) *matcher {
 		if s.target == targetASCII && s.off.kind == offEOF {
 			m.textRel = true
 		}
-		for c, t := range classTargets {
-			if s.target == targetAny || s.target == t {
+		s.textable = s.pat.textable()
+		for c := range numClasses {
+			if sigApplies(s, fileClass(c)) {
 				m.any[c] = true
 			}
 		}
@@ -192,8 +193,16 @@ func cmpU32(a, b uint32) int {
 }
 
 func (m *matcher) applies(r anchorRef, c fileClass) bool {
-	t := m.sigs[r.sig].target
-	return t == targetAny || t == classTargets[c]
+	return sigApplies(m.sigs[r.sig], c)
+}
+
+// sigApplies reports whether s is matched on files of class c: its
+// target is any or c's, and normalised text holds every byte it needs.
+func sigApplies(s *bodySig, c fileClass) bool {
+	if c == classText && !s.textable {
+		return false
+	}
+	return s.target == targetAny || s.target == classTargets[c]
 }
 
 // byteCost estimates how common a byte is in files: an anchor of common

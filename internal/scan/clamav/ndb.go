@@ -164,6 +164,8 @@ type bodySig struct {
 	target int
 	off    offset
 	pat    *hexPattern
+	// textable: normalised text may match pat (see hexPattern.textable).
+	textable bool
 	// text is the line, for the version digest; dropped after load.
 	text string
 }

@@ -69,7 +69,9 @@ func benchCorpus(b *testing.B, dir string) (paths []string, total int64) {
 }
 
 // BenchmarkScanNDB scans a 64 MiB mixed corpus with 10,000 and 100,000
-// body signatures. Set VIGIL_BENCH_DIR to keep the corpus and databases
+// body signatures, binary ones (no normalised pass), and 10,000 with
+// 1,000 text ones more (a normalised pass of the text files and of most
+// random ones, which libclamav takes for UTF-16 text). Set VIGIL_BENCH_DIR to keep the corpus and databases
 // there for a side-by-side `clamscan -d DIR/sigs-N.ndb DIR/corpus-*`.
 func BenchmarkScanNDB(b *testing.B) {
 	dir := os.Getenv("VIGIL_BENCH_DIR")
@@ -77,9 +79,16 @@ func BenchmarkScanNDB(b *testing.B) {
 		dir = b.TempDir()
 	}
 	paths, total := benchCorpus(b, dir)
-	for _, n := range []int{10000, 100000} {
-		b.Run(fmt.Sprint(n), func(b *testing.B) {
-			db := writeFile(b, dir, fmt.Sprintf("sigs-%d.ndb", n), strings.Join(clamavtest.BodySignatures(n, 1), "\n")+"\n")
+	for _, set := range []struct {
+		n, text int
+	}{{10000, 0}, {100000, 0}, {10000, 1000}} {
+		name := fmt.Sprint(set.n)
+		if set.text > 0 {
+			name += fmt.Sprintf("+text%d", set.text)
+		}
+		b.Run(name, func(b *testing.B) {
+			sigs := append(clamavtest.BodySignatures(set.n, 1), textSignatures(set.text, 2)...)
+			db := writeFile(b, dir, fmt.Sprintf("sigs-%s.ndb", name), strings.Join(sigs, "\n")+"\n")
 			e := mustLoad(b, db)
 			files := make([]*os.File, len(paths))
 			for i, p := range paths {
@@ -103,6 +112,22 @@ func BenchmarkScanNDB(b *testing.B) {
 			}
 		})
 	}
+}
+
+// textSignatures returns n signatures of lower-case ASCII, as script
+// malware signatures are, which the normalised pass of text files
+// matches: 20 to 40 letters and spaces, at any offset, target 0 or 7.
+func textSignatures(n int, seed uint64) []string {
+	r := rand.New(rand.NewPCG(seed, 9))
+	out := make([]string, 0, n)
+	for i := range n {
+		var sb strings.Builder
+		for range 20 + r.IntN(21) {
+			fmt.Fprintf(&sb, "%02x", "abcdefghijklmnopqrstuvwxyz ();="[r.IntN(31)])
+		}
+		out = append(out, fmt.Sprintf("Text.%d:%d:*:%s", i, []int{0, 7}[r.IntN(2)], sb.String()))
+	}
+	return out
 }
 
 // BenchmarkLoadNDB measures loading 100,000 body signatures, and the heap

@@ -232,26 +232,68 @@ var normTab = func() (t [256]byte) {
 	return t
 }()
 
+// normOut is what normalised text is made of: every byte normTab writes.
+var normOut = func() (out [256]bool) {
+	for _, o := range normTab {
+		out[o] = o != 0
+	}
+	return out
+}()
+
+// textable reports whether p may match normalised text: no byte a run of
+// it requires is one normalisation never writes (a control, upper case, a
+// byte over 0x7f). Most signatures are binary: they are left out of the
+// normalised pass, which costs nothing when none is left.
+func (p *hexPattern) textable() bool {
+	for _, pt := range p.parts {
+		for _, e := range pt.elems {
+			if e.kind != elRun {
+				continue // conservative: alternatives, sets and classes may
+			}
+			for _, b := range e.run {
+				ok := false
+				for c := range 256 {
+					if normOut[c] && byte(c)&b.mask == b.val {
+						ok = true
+						break
+					}
+				}
+				if !ok {
+					return false
+				}
+			}
+		}
+	}
+	return true
+}
+
 // normalise appends src, normalised, to dst; space says whether the last
-// byte written was whitespace and is updated.
+// byte written was whitespace and is updated. Every byte is written, then
+// kept or not, without a branch: words and spaces, and random data (which
+// libclamav mostly takes for UTF-16 text), would mispredict most of them.
 func normalise(dst, src []byte, space *bool) []byte {
 	n := len(dst)
 	dst = slices.Grow(dst, len(src))[:n+len(src)]
-	sp := *space
+	var sp uint8
+	if *space {
+		sp = 1
+	}
 	for _, c := range src {
 		o := normTab[c]
-		if o > ' ' {
-			dst[n] = o
-			n++
-			sp = false
-		} else if o == ' ' && !sp {
-			dst[n] = ' '
-			n++
-			sp = true
-		}
+		dst[n] = o
+		isSp := b2u(o == ' ')
+		n += int(b2u(o > ' ') | isSp&^sp)
+		sp = isSp | sp&b2u(o == 0)
 	}
-	*space = sp
+	*space = sp == 1
 	return dst[:n]
+}
+
+func b2u(b bool) uint8 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // textScan is the normalised pass over one text file. libclamav has two

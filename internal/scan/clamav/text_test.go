@@ -86,6 +86,20 @@ func TestNormalise(t *testing.T) {
 			t.Errorf("normalise(%q) = %q want %q", tt.in, got, tt.want)
 		}
 	}
+	// A cut anywhere changes nothing: the state carries over.
+	r := rand.New(rand.NewPCG(3, 4))
+	data := make([]byte, 4096)
+	for i := range data {
+		data[i] = " \t\x00Aa\x80\x1b"[r.IntN(7)]
+	}
+	var s0 bool
+	whole := normalise(nil, data, &s0)
+	for cut := 0; cut < 64; cut++ {
+		var s1 bool
+		if got := normalise(normalise(nil, data[:cut], &s1), data[cut:], &s1); !bytes.Equal(got, whole) || s1 != s0 {
+			t.Fatalf("cut at %d: got another normalisation", cut)
+		}
+	}
 }
 
 // A "hello world" signature in lower case.
@@ -156,6 +170,40 @@ func TestTextScan(t *testing.T) {
 	runDBCases(t, tests)
 }
 
+// TestTextable: a signature needing a byte normalised text never holds
+// is left out of the normalised pass; with none left, there is none.
+func TestTextable(t *testing.T) {
+	tests := []struct {
+		sig  string
+		want bool
+	}{
+		{helloHex, true},
+		{"68656c6c6f20576f726c64", false}, // W
+		{"68656c6c6f0a", false},           // LF
+		{"68656c6c6fe9", false},
+		{"68656c6c6f7f", true}, // DEL is kept
+		{"68656c6c6f??", true},
+		{"68656c6c6f4?", true},  // 0x40 '@'
+		{"68656c6c6f5?", true},  // 0x5b-0x5f
+		{"68656c6c6f0?", false}, // controls only
+		{"68656c6c6f(0a|0b)", true},
+		{"0a0a0a0a*68656c6c6f", false},
+	}
+	for _, tt := range tests {
+		p, err := parseHex(tt.sig)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := p.textable(); got != tt.want {
+			t.Errorf("%s: got %v want %v", tt.sig, got, tt.want)
+		}
+	}
+	e, _ := loadNDB(t, "B:0:*:00010203040506")
+	if e.body.any[classText] {
+		t.Errorf("a binary signature makes a normalised pass")
+	}
+}
+
 func TestHTMLFinder(t *testing.T) {
 	tests := []struct {
 		in   string
@@ -217,15 +265,15 @@ func (c *countingReader) ReadAt(p []byte, off int64) (int, error) {
 // TestTextReadOnce: the normalised pass reads nothing of its own, in
 // either way of matching.
 func TestTextReadOnce(t *testing.T) {
-	data := []byte(strings.Repeat("Some text, Hello  World ", 60000)) // 1.4 MB, several chunks
+	data := []byte(strings.Repeat("Some text, Hello  World ", 60000) + "NOT  THERE") // 1.4 MB, several chunks
 	for _, db := range [][]string{
-		{"T7:7:*:6e6f742074686572650a"},
-		{"T7:7:EOF-3:6e6f742074686572650a"},
+		{"T7:7:*:6e6f74207468657265"},
+		{"T7:7:EOF-9:6e6f74207468657265"},
 	} {
 		e, _ := loadNDB(t, db...)
 		c := &countingReader{r: bytes.NewReader(data)}
 		res, _, err := e.scan(context.Background(), c, int64(len(data)), "mem")
-		if err != nil || res.Infected {
+		if err != nil || !res.Infected {
 			t.Fatalf("%v: got %+v, %v", db, res, err)
 		}
 		if c.n != int64(len(data)) {
@@ -259,8 +307,8 @@ func TestTextContext(t *testing.T) {
 		}
 		return 1<<30 - ctx.n
 	}
-	const whole = "T7:7:EOF-3:6e6f742074686572650a"
-	streamed, all := checks("T7:7:*:6e6f742074686572650a"), checks(whole)
+	const whole = "T7:7:EOF-3:6e6f74207468657265"
+	streamed, all := checks("T7:7:*:6e6f74207468657265"), checks(whole)
 	space := false
 	norm := len(normalise(nil, data, &space))
 	if want := (norm - 1) / chunk; all-streamed != want || want < 2 {
