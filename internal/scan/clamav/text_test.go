@@ -1,6 +1,7 @@
 package clamav
 
 import (
+	"archive/zip"
 	"bytes"
 	"context"
 	"errors"
@@ -234,6 +235,16 @@ func TestHTMLFinder(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestTextMembers: an archive's text members are normalised too.
+func TestTextMembers(t *testing.T) {
+	text := []byte("xx Hello \t World xx\n")
+	tests := []dbCase{
+		{"zip", "t.ndb", "T7:7:*:" + helloHex, string(zipOf(t, zip.Deflate, member{"m.txt", text})), "T7"},
+		{"gzip", "t.ndb", "T0:0:*:" + helloHex, string(gzipOf(t, text)), "T0"},
+	}
+	runDBCases(t, tests)
 }
 
 // TestTextLimit: a text file over clamscan's --max-scriptnormalize default
