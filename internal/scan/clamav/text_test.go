@@ -166,6 +166,8 @@ func TestTextScan(t *testing.T) {
 		{"second buffer offset, true", "t.ndb", mkdb("BS:0:134072:"+helloHex, z7), pad + strings.Repeat("x", 3000) + "HELLO WORLD" + strings.Repeat("x", 100), ""},
 		{"second buffer offset, whole", "t.ndb", mkdb("BE:7:134072:"+helloHex, z7eof), pad + strings.Repeat("x", 3000) + "HELLO WORLD" + strings.Repeat("x", 100), "BE"},
 		{"whitespace across a cut is two spaces", "t.ndb", "WS:7:*:6f2020776f", strings.Repeat("q", 126980) + "hello" + strings.Repeat(" ", 9000) + "world", "WS"},
+		{"whole: whitespace across a slice is two spaces", "t.ndb", mkdb("WS:7:*:6f2020776f", z7eof), strings.Repeat("q", scanBuff+11-8) + "hello" + strings.Repeat(" ", 10) + "world" + strings.Repeat("x", 50), "WS"},
+		{"whole: whitespace across a slice is not one", "t.ndb", mkdb("WA:7:*:6f20776f", z7eof), strings.Repeat("q", scanBuff+11-8) + "hello" + strings.Repeat(" ", 10) + "world" + strings.Repeat("x", 50), ""},
 		{"whitespace across a cut is not one", "t.ndb", "WA:7:*:6f20776f", strings.Repeat("q", 126980) + "hello" + strings.Repeat(" ", 9000) + "world", ""},
 	}
 	runDBCases(t, tests)
