@@ -272,6 +272,7 @@ type builder struct {
 	log      hclog.Logger
 	entries  [][32]byte
 	body     []*bodySig
+	never    []*bodySig // target 7 signatures that never match
 	fileSkip map[string]int
 	sigSkip  map[SigSkip]int // keyed with Count 0
 	ignore   ignoreList
@@ -342,6 +343,9 @@ func (b *builder) addFile(name string, r io.Reader) error {
 				b.e.report.Excluded++
 			case res.skip != "":
 				b.sigSkip[SigSkip{Ext: ext, Target: targetName(res.target), Reason: res.skip}]++
+				if res.never != nil && res.never.target == targetASCII {
+					b.never = append(b.never, res.never)
+				}
 			default:
 				b.entries = append(b.entries, bodyDigest(res.sig))
 				res.sig.text = ""
@@ -369,6 +373,9 @@ func (b *builder) finish() *Engine {
 	e := b.e
 	if len(b.body) > 0 {
 		e.body = compile(b.body)
+		for _, s := range b.never {
+			e.body.noteASCII(s)
+		}
 		size := windowChunk + e.body.back + e.body.fwd
 		e.bufs = &sync.Pool{New: func() any { b := make([]byte, size); return &b }}
 	}

@@ -106,13 +106,8 @@ func compile(sigs []*bodySig) *matcher {
 			}
 			back, fwd := p.reach()
 			m.back, m.fwd = max(m.back, back), max(m.fwd, fwd)
-			if s.target == targetASCII {
-				m.textPat = max(m.textPat, p.maxLen)
-			}
 		}
-		if s.target == targetASCII && s.off.kind == offEOF {
-			m.textRel = true
-		}
+		m.noteASCII(s)
 		s.textable = s.pat.textable()
 		for c := range numClasses {
 			if sigApplies(s, fileClass(c)) {
@@ -180,6 +175,21 @@ func compile(sigs []*bodySig) *matcher {
 		}
 	}
 	return m
+}
+
+// noteASCII counts a target 7 signature into what shapes the normalised
+// pass, as libclamav counts every one its matcher holds, those that never
+// match included.
+func (m *matcher) noteASCII(s *bodySig) {
+	if s.target != targetASCII {
+		return
+	}
+	for _, p := range s.pat.parts {
+		m.textPat = max(m.textPat, p.maxLen)
+	}
+	if s.off.kind == offEOF {
+		m.textRel = true
+	}
 }
 
 func cmpU32(a, b uint32) int {

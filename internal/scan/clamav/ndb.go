@@ -176,6 +176,7 @@ type ndbResult struct {
 	target int      // set for skipped lines
 	skip   string   // reason the line is not used, "" when used
 	level  bool     // excluded by functionality level
+	never  *bodySig // a signature that never matches, skipped
 }
 
 // parseNDB reads an extended signature database (.ndb),
@@ -256,7 +257,9 @@ func parseNDBLine(text string) (ndbResult, error) {
 		return ndbResult{}, fmt.Errorf("hex signature: %w", err)
 	}
 	if pat.never() {
-		skip = reasonNever
+		// Loaded by libclamav all the same: it shapes the normalised pass
+		// (matcher.noteASCII).
+		return ndbResult{target: target, skip: reasonNever, never: &bodySig{name: f[0], target: target, off: off, pat: pat}}, nil
 	}
 	if skip != "" {
 		return ndbResult{target: target, skip: skip}, nil

@@ -159,6 +159,7 @@ func TestTextScan(t *testing.T) {
 		{"target 0 EOF-n: never, streamed", "t.ndb", "E0:0:EOF-12:" + helloHex, "and more HELLO  WORLD\n", ""},
 		{"target 0 EOF-n: whole", "t.ndb", mkdb("E0:0:EOF-12:"+helloHex, z7eof), "and more HELLO  WORLD\n", "E0"},
 		{"found in the first of several buffers", "t.ndb", "T7:7:*:" + helloHex, "HELLO WORLD" + pad + pad, "T7"},
+		{"target 0 EOF-n: whole, by a target 7 that never matches", "t.ndb", mkdb("E0:0:EOF-12:"+helloHex, "N:7:EOF-1:41424344{5-3}45464748"), "and more HELLO  WORLD\n", "E0"},
 		{"first cut, no target 7", "t.ndb", "T0:0:*:" + helloHex, pad[:scanBuff-5] + "HELLO WORLD" + strings.Repeat("x", 5000), ""},
 		{"first cut, carried", "t.ndb", "T7:7:*:" + helloHex, pad[:scanBuff-5] + "HELLO WORLD" + strings.Repeat("x", 5000), "T7"},
 		{"second buffer offset", "t.ndb", "BA:0:134072:" + helloHex, pad + strings.Repeat("x", 3000) + "HELLO WORLD" + strings.Repeat("x", 100), "BA"},
