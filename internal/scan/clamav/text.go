@@ -431,7 +431,10 @@ func (t *textScan) flush() int {
 // finish matches what is left, or the whole normalised text, checking
 // ctx between slices of it; it returns the signature found, or -1.
 func (t *textScan) finish(done func() error) (int, error) {
-	if t.dropped() || t.hit >= 0 {
+	if t.dropped() {
+		return -1, nil
+	}
+	if t.hit >= 0 {
 		return t.hit, nil
 	}
 	if !t.whole {
