@@ -66,6 +66,7 @@ type Log struct {
 	q      chan Record
 	done   chan struct{}
 	reopen chan chan error
+	torn   bool // the file ends in a line cut short; the writer alone uses it
 
 	written, dropped, failed atomic.Uint64
 	closeOnce                sync.Once
@@ -160,7 +161,7 @@ func (l *Log) reopenFile() error {
 	if l.c != nil {
 		l.c.Close()
 	}
-	l.w, l.c = f, f
+	l.w, l.c, l.torn = f, f, false
 	return nil
 }
 
@@ -205,6 +206,11 @@ func (l *Log) run() {
 			r = rec
 		}
 		buf.Reset()
+		if l.torn {
+			// A line was cut short and could not be taken back: start
+			// on a line of its own rather than run on from it.
+			buf.WriteByte('\n')
+		}
 		n := l.encode(enc, r)
 		// Take what else is queued, up to a batch, without waiting.
 	batch:
@@ -222,16 +228,50 @@ func (l *Log) run() {
 		if n == 0 {
 			continue
 		}
-		if _, err := l.w.Write(buf.Bytes()); err != nil {
-			l.failed.Add(n)
+		b := buf.Bytes()
+		wrote, err := l.w.Write(b)
+		if err != nil {
+			// Lines written whole before the error (a full disk) are
+			// kept; a line cut short is taken back.
+			lead := 0 // the newline that ends a torn line
+			if l.torn {
+				lead = 1
+			}
+			whole := max(lead, bytes.LastIndexByte(b[:wrote], '\n')+1)
+			lines := uint64(bytes.Count(b[lead:whole], []byte{'\n'}))
+			if wrote > 0 {
+				l.torn = false
+			}
+			if whole < wrote {
+				l.untear(int64(wrote - whole))
+			}
+			l.written.Add(lines)
+			l.failed.Add(n - lines)
 			if now := time.Now(); now.Sub(lastLog) >= errLogEvery {
 				lastLog = now
 				l.log.Error("write alert log", "path", l.path, "error", err, "failed", l.failed.Load())
 			}
 			continue
 		}
+		l.torn = false
 		l.written.Add(n)
 	}
+}
+
+// untear removes the last cut bytes of the file, a line a write error cut
+// short, so that the next record does not run on from it. Where that
+// fails, the next write starts with a newline.
+func (l *Log) untear(cut int64) {
+	f, ok := l.w.(interface {
+		Stat() (os.FileInfo, error)
+		Truncate(int64) error
+	})
+	if ok {
+		if fi, err := f.Stat(); err == nil && fi.Size() >= cut && f.Truncate(fi.Size()-cut) == nil {
+			return
+		}
+	}
+	l.torn = true
 }
 
 // encode appends r as one line to the encoder's buffer; it returns the

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -347,4 +348,99 @@ func waitWritten(t *testing.T, l *Log, n uint64) {
 		}
 	}
 	t.Fatalf("fewer than %d records written after 5s", n)
+}
+
+// roomWriter takes room bytes, then fails as a full disk does, after
+// writing what fits: a line cut short. With a file it is an *os.File
+// (Stat, Truncate); without one it writes to buf.
+type roomWriter struct {
+	*os.File
+	buf  bytes.Buffer
+	mu   sync.Mutex
+	room int
+}
+
+func (w *roomWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var err error
+	if len(p) > w.room {
+		p, err = p[:w.room], syscall.ENOSPC
+	}
+	w.room -= len(p)
+	if w.File == nil {
+		w.buf.Write(p)
+	} else if _, werr := w.File.Write(p); werr != nil {
+		return 0, werr
+	}
+	return len(p), err
+}
+
+func (w *roomWriter) setRoom(n int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.room = n
+}
+
+// A full disk cuts a line short: the line is taken back (or, where it
+// cannot be, the next line starts on a line of its own), so every line
+// after the disk has room again is whole JSON; the lines written whole
+// before the error count as written.
+func TestWriteCutShort(t *testing.T) {
+	line := func(p string) string {
+		b, _ := json.Marshal(Record{Time: when, Action: ActionBlocked, Path: p})
+		return string(b) + "\n"
+	}
+	for _, withFile := range []bool{true, false} {
+		t.Run(map[bool]string{true: "file", false: "writer"}[withFile], func(t *testing.T) {
+			w := &roomWriter{}
+			path := filepath.Join(t.TempDir(), "alerts.jsonl")
+			if withFile {
+				f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
+				if err != nil {
+					t.Fatal(err)
+				}
+				w.File = f
+			}
+			// Room for /a whole and half of /b: one write cut short.
+			w.setRoom(len(line("/a")) + len(line("/b"))/2)
+			var c io.Closer
+			if withFile {
+				c = w.File
+			}
+			l := newLog(w, c, path, 16, nil)
+			l.Emit(Record{Time: when, Action: ActionBlocked, Path: "/a"})
+			waitWritten(t, l, 1)
+			l.Emit(Record{Time: when, Action: ActionBlocked, Path: "/b"})
+			for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(5 * time.Millisecond) {
+				if _, _, failed := l.Stats(); failed == 1 {
+					break
+				}
+			}
+			w.setRoom(1 << 20)
+			l.Emit(Record{Time: when, Action: ActionBlocked, Path: "/c"})
+			if err := l.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if written, _, failed := l.Stats(); written != 2 || failed != 1 {
+				t.Errorf("got written=%d failed=%d want 2, 1", written, failed)
+			}
+			var got string
+			if withFile {
+				b, err := os.ReadFile(path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got = string(b)
+			} else {
+				got = w.buf.String()
+			}
+			if !strings.HasPrefix(got, line("/a")) || !strings.HasSuffix(got, "\n"+line("/c")) {
+				t.Errorf("log: got %q\nwant /a's line first and /c's last, on a line of its own", got)
+			}
+			if withFile && got != line("/a")+line("/c") {
+				t.Errorf("log: got %q\nwant /a's and /c's lines only (the cut line taken back)", got)
+			}
+		})
+	}
 }
