@@ -67,14 +67,25 @@ func listenControl(path string) (*net.UnixListener, error) {
 }
 
 func (d *daemon) serveControl(l *net.UnixListener) {
+	var delay time.Duration // since the last accept that failed
 	for {
 		c, err := l.AcceptUnix()
 		if err != nil {
-			if !errors.Is(err, net.ErrClosed) {
-				d.log.Error("control socket", "error", err)
+			if errors.Is(err, net.ErrClosed) {
+				return
 			}
-			return
+			// Out of descriptors (a storm of event descriptors, a low
+			// RLIMIT_NOFILE) or memory: the connection waits in the
+			// backlog and a later accept takes it. Giving up would leave
+			// status, metrics and reload unanswered for good.
+			if delay == 0 {
+				d.log.Error("control socket: accept failed, retrying", "error", err)
+			}
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			time.Sleep(delay)
+			continue
 		}
+		delay = 0
 		go d.handleControl(c)
 	}
 }

@@ -9,8 +9,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 )
@@ -222,4 +224,86 @@ func TestControlRootOnly(t *testing.T) {
 	if out := ask(65534); out != "" {
 		t.Errorf("another user's status: got %q, want nothing", out)
 	}
+}
+
+// An accept that fails for want of descriptors is retried: the control
+// socket answers again once descriptors are free, rather than never.
+func TestControlAcceptOutOfDescriptors(t *testing.T) {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	l, err := listenControl(filepath.Join(t.TempDir(), "vigil.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	var logs syncBuffer
+	d := &daemon{log: hclog.New(&hclog.LoggerOptions{Output: &logs})}
+	go d.serveControl(l)
+
+	// Fill the descriptor table but for one, under a lowered limit.
+	probe, err := syscall.Dup(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	syscall.Close(probe)
+	low := lim
+	low.Cur = uint64(probe) + 16
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &low); err != nil {
+		t.Fatal(err)
+	}
+	var fill []int
+	release := func() {
+		for _, fd := range fill {
+			syscall.Close(fd)
+		}
+		fill = nil
+		syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
+	}
+	defer release()
+	for {
+		fd, err := syscall.Dup(0)
+		if err != nil {
+			break
+		}
+		fill = append(fill, fd)
+	}
+	syscall.Close(fill[len(fill)-1])
+	fill = fill[:len(fill)-1]
+	c, err := net.Dial("unix", l.Addr().String()) // takes the last one
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for end := time.Now().Add(5 * time.Second); !strings.Contains(logs.String(), "too many open files"); time.Sleep(time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatalf("accept did not fail for want of descriptors; log:\n%s", logs.String())
+		}
+	}
+	release()
+
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(c, "status\n")
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil || !strings.Contains(line, `"pid"`) {
+		t.Errorf("status once descriptors are free: got %q, %v; want the status", line, err)
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }
