@@ -106,6 +106,12 @@ func Run(ctx context.Context, opts Options) error {
 
 	inst, err := d.start(ctx, &onaccess.State{Policy: d.resolve(pol), Engine: engine})
 	if err != nil {
+		if ctx.Err() != nil {
+			// Asked to stop while the watches were placed: a stop
+			// like any other, not a failure to start.
+			log.Info("stopping", "while", "placing watches")
+			return nil
+		}
 		return err
 	}
 	d.cur.Store(inst)
