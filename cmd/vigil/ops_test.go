@@ -438,3 +438,86 @@ func TestStopDuringStartupWalk(t *testing.T) {
 	}
 	t.Skip("the walk always ended before the signal")
 }
+
+// SIGTERM during a storm of scans: every event read before the group
+// closes gets its verdict, not on_error's. With on_error = "deny", a
+// stop used to deny the clean files being opened while it ran (and
+// alert "context canceled" for each).
+func TestStopDuringStorm(t *testing.T) {
+	const procs, files, rounds = 4, 500, 1000 // far more than the stop needs
+	root := testutil.TempDir(t)
+	for p := range procs {
+		for f := range files {
+			writeFile(t, filepath.Join(root, fmt.Sprint(p), fmt.Sprint(f)), clean)
+		}
+	}
+	d := startDaemonWith(t, fmt.Sprintf("watch %q {}\n", root), "", `  on_error = "deny"`)
+	var cmds []*exec.Cmd
+	var stderr syncBuffer
+	for p := range procs {
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), stormEnv+"="+filepath.Join(root, fmt.Sprint(p)), fmt.Sprintf("VIGIL_TEST_STORM_ROUNDS=%d", rounds))
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer cmd.Process.Kill()
+		cmds = append(cmds, cmd)
+	}
+	for end := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if n, _ := counters(t, d)["scans"].(float64); n >= 2000 {
+			break // the storm is on
+		}
+		if time.Now().After(end) {
+			t.Fatal("fewer than 2000 scans after 10s")
+		}
+	}
+	d.stop(t)
+	if code := d.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Errorf("exit code after SIGTERM: got %d, want 0", code)
+	}
+	// The openers go on unwatched: stop them, and look at what failed.
+	for _, cmd := range cmds {
+		cmd.Process.Kill()
+		cmd.Wait()
+	}
+	stderr.mu.Lock()
+	failed := stderr.b.String()
+	stderr.mu.Unlock()
+	if failed != "" {
+		t.Errorf("clean opens failed during the stop:\n%s", failed)
+	}
+	for _, r := range readAlerts(t, d.alertLog) {
+		t.Errorf("alert during the stop: %+v", r)
+	}
+}
+
+// SIGTERM while the engine hangs: the stop waits a little for the scans
+// under way, then fails them with on_error and exits 0 in time, rather
+// than wait for scan_timeout.
+func TestStopWithHungEngine(t *testing.T) {
+	clamd := testutil.StartClamd(t, fmt.Sprintf("%x:%d:Test.EICAR\n", md5sum([]byte(clamav.EICAR)), len(clamav.EICAR)))
+	root := testutil.TempDir(t)
+	writeFile(t, filepath.Join(root, "f"), clean)
+	d := startDaemonWith(t, fmt.Sprintf("watch %q {}\n", root),
+		fmt.Sprintf("engine \"clamd\" {\n  address = %q\n}\n", clamd.Unix), `  scan_timeout = "60s"`)
+	testutil.Stop(t, clamd.Cmd.Process.Pid)
+	defer clamd.Cmd.Process.Signal(syscall.SIGCONT)
+	read := readAsync(filepath.Join(root, "f"))
+	time.Sleep(200 * time.Millisecond) // the open waits on clamd
+	start := time.Now()
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-d.exited:
+	case <-time.After(20 * time.Second):
+		t.Fatal("daemon still running 20s after SIGTERM")
+	}
+	if code := d.cmd.ProcessState.ExitCode(); code != 0 || strings.Contains(d.log(), "did not stop in time") {
+		t.Errorf("exit %d after %v; want 0, in time\n%s", code, time.Since(start), d.log())
+	}
+	select {
+	case <-read:
+	case <-time.After(5 * time.Second):
+		t.Fatal("open still waiting 5s after the daemon exited")
+	}
+}

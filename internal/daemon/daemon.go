@@ -209,12 +209,15 @@ type instance struct {
 	done    chan struct{} // closed when the loop has returned
 	failed  chan error    // the loop's error, if it stopped on its own
 	cancel  context.CancelFunc
-	managed chan struct{} // closed when the manager has returned; nil before
-	hook    dirtrace.Hook
-	quar    *quarantiner // nil when no watch quarantines
-	outside *outside     // nil unless ignore_out_of_scope is in force
-	subs    *submounts   // nil without a filesystem-mode watch
-	log     hclog.Logger
+	// stopLoop cancels the loop's scans: the loop does not stop with the
+	// daemon's context, but once stop has drained it.
+	stopLoop context.CancelFunc
+	managed  chan struct{} // closed when the manager has returned; nil before
+	hook     dirtrace.Hook
+	quar     *quarantiner // nil when no watch quarantines
+	outside  *outside     // nil unless ignore_out_of_scope is in force
+	subs     *submounts   // nil without a filesystem-mode watch
+	log      hclog.Logger
 }
 
 // start creates a group, runs its loop and places every watch. The loop
@@ -249,19 +252,26 @@ func (d *daemon) start(ctx context.Context, st *onaccess.State) (*instance, erro
 	if out != nil {
 		cfg.Quiet = out.quiet
 	}
+	loopCtx, stopLoop := context.WithCancel(context.WithoutCancel(ctx))
 	inst := &instance{
-		group:   group,
-		loop:    onaccess.New(cfg, st),
-		quar:    quar,
-		outside: out,
-		done:    make(chan struct{}),
-		failed:  make(chan error, 1),
-		cancel:  func() {},
-		log:     d.log,
+		stopLoop: stopLoop,
+		group:    group,
+		loop:     onaccess.New(cfg, st),
+		quar:     quar,
+		outside:  out,
+		done:     make(chan struct{}),
+		failed:   make(chan error, 1),
+		cancel:   func() {},
+		log:      d.log,
 	}
 	go func() {
 		defer close(inst.done)
-		if err := inst.loop.Run(ctx); err != nil {
+		// Not ctx: a stop (SIGTERM) would fail every scan under way and
+		// every event read after it, answered with on_error (deny, for
+		// a clean file) until the group closed. stop and retire end
+		// the loop once the marks are gone, with every event it read
+		// answered with its verdict.
+		if err := inst.loop.Run(loopCtx); err != nil {
 			inst.failed <- err
 		}
 	}()
@@ -334,17 +344,30 @@ func (d *daemon) sources() (watch.Sources, dirtrace.Hook, error) {
 	return srcs, hook, nil
 }
 
-// stop closes the group, which allows whatever is still pending, and waits
-// for the loop.
+// stop answers every event the group has queued, as retire does, then
+// closes the group, which allows whatever reaches it meanwhile.
 func (i *instance) stop() {
 	i.stopWatches()
 	i.subs.close()
 	i.outside.close()
 	i.flush()
+	i.loop.Drain()
+	i.group.Wake()
+	select {
+	case <-i.done:
+	case <-time.After(stopGrace):
+		// A hung engine: what is left fails, with on_error, at once.
+		i.stopLoop()
+		<-i.done
+	}
+	i.stopLoop()
 	i.close()
-	<-i.done
 	i.quar.close()
 }
+
+// stopGrace bounds how long a stop waits for the scans under way and
+// queued to end before it fails them.
+const stopGrace = 2 * time.Second
 
 // stopWatches stops following directory events; the marks stay.
 func (i *instance) stopWatches() {
@@ -370,6 +393,7 @@ func (i *instance) retire() {
 	i.loop.Drain()
 	i.group.Wake()
 	<-i.done
+	i.stopLoop()
 	go func() {
 		i.close()
 		i.quar.close()
