@@ -332,8 +332,12 @@ func (d *daemon) sources() (watch.Sources, dirtrace.Hook, error) {
 	case err != nil:
 		d.log.Warn("inotify unavailable", "error", err)
 	case len(srcs.Primary) > 0:
+		if hook == dirtrace.HookNone { // a tracer that reports nothing
+			in.Sole()
+		}
 		srcs.CrossCheck = append(srcs.CrossCheck, in)
 	default:
+		in.Sole()
 		srcs.Primary = append(srcs.Primary, in)
 	}
 	if ms, err := watch.NewMountSource(d.log); err != nil {

@@ -699,3 +699,31 @@ func TestTrackByName(t *testing.T) {
 		t.Fatalf("no event for %s", made)
 	}
 }
+
+// The limit warning says the directories it could not watch are still
+// followed only where another source follows them; alone, it says they
+// are not.
+func TestWatchLimitWarningSole(t *testing.T) {
+	for _, sole := range []bool{false, true} {
+		var buf bytes.Buffer
+		w, err := newWatcher(bufLogger(&buf))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sole {
+			w.Sole()
+		}
+		w.mu.Lock()
+		w.noteLimit()
+		w.flushLimitWarning()
+		w.mu.Unlock()
+		w.Close()
+		log := buf.String()
+		if got := strings.Contains(log, "the other sources keep protecting them"); got == sole {
+			t.Errorf("sole %v: the warning says other sources protect: %v\n%s", sole, got, log)
+		}
+		if got := strings.Contains(log, "are not marked"); got != sole {
+			t.Errorf("sole %v: the warning says new directories are not marked: %v\n%s", sole, got, log)
+		}
+	}
+}

@@ -22,6 +22,16 @@ type limitState struct {
 	others int // watches the user holds elsewhere, when the limit was hit
 	timer  *time.Timer
 	warned bool
+	sole   bool // no other source follows directories: see Sole
+}
+
+// Sole tells the watcher that it is the only source of directory events
+// (no eBPF tracer): a directory it cannot watch for want of inotify
+// watches is then not followed at all, and the warning says so.
+func (w *Watcher) Sole() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.limit.sole = true
 }
 
 // readLimit returns fs.inotify.max_user_watches, or 0 when unknown.
@@ -74,7 +84,11 @@ func (w *Watcher) flushLimitWarning() {
 	limit := readLimit()
 	tracked, untracked := len(w.tree.byWd), w.tree.failed
 	needed := l.others + tracked + untracked
-	w.log.Warn("inotify watch limit reached: some directories have no inotify watch, the other sources keep protecting them",
+	msg := "inotify watch limit reached: some directories have no inotify watch, the other sources keep protecting them"
+	if l.sole {
+		msg = "inotify watch limit reached: directories made or moved into the untracked ones are not marked, and their files are not scanned (no other source follows directories here): raise the limit, or use mode = \"filesystem\""
+	}
+	w.log.Warn(msg,
 		"tracked", tracked,
 		"untracked", untracked,
 		"limit", limit,
