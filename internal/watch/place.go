@@ -201,6 +201,9 @@ func (w *Walker) Place(ctx context.Context, roots []Root) (Stats, error) {
 			w.log.Warn("watch root is not a directory", "path", p)
 			r.missing++
 			continue
+		case errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE):
+			r.outOfFds(p, "open", err)
+			continue
 		case err != nil:
 			w.log.Error("open watch root", "path", p, "error", err)
 			r.errs.Add(1)
@@ -759,10 +762,33 @@ func join(dir string, name []byte) string {
 }
 
 // dirErr counts a directory that vanished or cannot be read mid-walk: it
-// happens on live trees, so it is not worth more than a debug line.
+// happens on live trees, so it is not worth more than a debug line. Running
+// out of descriptors is another matter: it ends the walk (see outOfFds).
 func (r *run) dirErr(dir, op string, err error) {
+	if errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE) {
+		r.outOfFds(dir, op, err)
+		return
+	}
 	r.errs.Add(1)
 	r.w.log.Debug("skip directory", "dir", dir, "error", fmt.Errorf("%s: %w", op, err))
+}
+
+// outOfFds ends a walk that ran out of file descriptors, with an error
+// naming the limit: one that went on would leave the directories it could
+// not open unmarked, perhaps all of them, and a daemon that went on from
+// there would say it was ready while protecting nothing.
+func (r *run) outOfFds(dir, op string, err error) {
+	r.errs.Add(1)
+	r.fatalOnce.Do(func() {
+		limit := "unknown"
+		var rl unix.Rlimit
+		if unix.Getrlimit(unix.RLIMIT_NOFILE, &rl) == nil {
+			limit = fmt.Sprintf("%d, hard %d", rl.Cur, rl.Max)
+		}
+		r.fatal = fmt.Errorf("%s %s: %w: out of file descriptors after %d directories (RLIMIT_NOFILE %s): raise the limit (systemd: LimitNOFILE=)",
+			op, dir, err, r.dirs.Load(), limit)
+		r.cancel()
+	})
 }
 
 func (r *run) markErr(dir string, err error) {
