@@ -53,6 +53,27 @@ func TestQuarantineRoundTrip(t *testing.T) {
 	wantDenied(t, evil) // still infected: quarantined again
 }
 
+// A store removed while vigil runs is made again at the next quarantine.
+func TestQuarantineStoreRemoved(t *testing.T) {
+	root := testutil.TempDir(t)
+	d := startDaemon(t, fmt.Sprintf("watch %q {\n  action = \"quarantine\"\n}\n", root), "")
+	dir := filepath.Join(d.state, "quarantine")
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	evil := filepath.Join(root, "evil.com")
+	writeFile(t, evil, clamav.EICAR)
+	wantDenied(t, evil)
+	recs := d.alerts(t, 1)
+	if len(recs) != 1 || recs[0].Action != "quarantined" || recs[0].Quarantine == "" {
+		t.Fatalf("alerts: got %+v, want the file quarantined in a store made again", recs)
+	}
+	if code, stdout, stderr := runCLI("quarantine", "list", "--dir", dir); code != 0 || !strings.Contains(stdout, recs[0].Quarantine) {
+		t.Errorf("quarantine list: exit %d, want the entry\n%s%s", code, stdout, stderr)
+	}
+	d.waitLog(t, "the quarantine store was removed: made again")
+}
+
 // A file the quarantine has no room for (the store leaves 5% of its
 // filesystem free) stays in place, blocked, and its alert says why.
 func TestQuarantineFull(t *testing.T) {

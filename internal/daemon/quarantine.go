@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"errors"
+	"fmt"
 	"os"
 
 	"github.com/hashicorp/go-hclog"
@@ -73,10 +74,7 @@ func (q *quarantiner) run() {
 	defer close(q.done)
 	for j := range q.jobs {
 		f := os.NewFile(uintptr(j.fd), j.path)
-		e, err := q.store.Add(f, j.path, quarantine.Info{
-			Signature: j.rec.Signature, PID: j.rec.PID, UID: j.rec.UID,
-			Exe: j.rec.Exe, Watch: j.rec.Watch, Time: j.rec.Time,
-		})
+		e, err := q.add(f, j)
 		f.Close()
 		rec := j.rec
 		rec.Quarantine = e.ID
@@ -95,6 +93,28 @@ func (q *quarantiner) run() {
 		}
 		q.alerts.Emit(rec)
 	}
+}
+
+// add moves j's file into the store. A store whose directory was removed
+// while vigil ran is made again, as a start would make it, and the move
+// tried once more: until a reload, every file would stay in place.
+func (q *quarantiner) add(f *os.File, j quarantineJob) (quarantine.Entry, error) {
+	info := quarantine.Info{
+		Signature: j.rec.Signature, PID: j.rec.PID, UID: j.rec.UID,
+		Exe: j.rec.Exe, Watch: j.rec.Watch, Time: j.rec.Time,
+	}
+	e, err := q.store.Add(f, j.path, info)
+	if err == nil || !q.store.Removed() {
+		return e, err
+	}
+	s, oerr := quarantine.Open(q.store.Dir())
+	if oerr != nil {
+		return e, fmt.Errorf("%w (the store was removed, and cannot be made again: %v)", err, oerr)
+	}
+	q.store.Close()
+	q.store = s
+	q.log.Warn("the quarantine store was removed: made again", "dir", s.Dir())
+	return q.store.Add(f, j.path, info)
 }
 
 // close moves what is queued, then stops.

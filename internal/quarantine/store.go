@@ -101,6 +101,13 @@ func checkDir(st *unix.Stat_t) error {
 // Dir returns the store's directory.
 func (s *Store) Dir() string { return s.dir }
 
+// Removed reports whether the store's directory was removed since Open:
+// nothing can be added to it any more.
+func (s *Store) Removed() bool {
+	var st unix.Stat_t
+	return unix.Fstat(s.fd(), &st) == nil && st.Nlink == 0
+}
+
 // Close releases the store's directory.
 func (s *Store) Close() error { return s.d.Close() }
 
@@ -253,7 +260,7 @@ func (s *Store) copyIn(id string, f *os.File, limit int64) (int64, string, error
 	name := id + dataExt
 	fd, err := unix.Openat(s.fd(), name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 	if err != nil {
-		return 0, "", fmt.Errorf("create %s: %w", name, err)
+		return 0, "", fmt.Errorf("create %s: %w", filepath.Join(s.dir, name), err)
 	}
 	out := os.NewFile(uintptr(fd), name)
 	h := sha256.New()
@@ -288,7 +295,7 @@ func (s *Store) writeRecord(e Entry) error {
 	tmp := tmpPrefix + e.ID + recordExt
 	fd, err := unix.Openat(s.fd(), tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_TRUNC|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 	if err != nil {
-		return fmt.Errorf("create record: %w", err)
+		return fmt.Errorf("create record %s: %w", filepath.Join(s.dir, tmp), err)
 	}
 	f := os.NewFile(uintptr(fd), tmp)
 	_, err = f.Write(b)
