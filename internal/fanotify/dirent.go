@@ -11,13 +11,25 @@ import (
 
 // DirEvent is one event of a group created with FAN_REPORT_DFID_NAME: the
 // directory an entry changed in, as a file handle on the filesystem Fsid,
-// and the entry's name. Overflow events carry neither.
+// and the entry's name ("." for an event on the directory itself, as
+// FAN_DELETE_SELF). Overflow events carry neither.
+//
+// A FAN_RENAME event carries the directory the entry went to in Fsid,
+// Handle and Name, and the one it left in OldFsid, OldHandle and OldName;
+// the kernel gives each only when the group marks that directory, and
+// HasDir and HasOld tell which came.
 type DirEvent struct {
 	Mask   uint64
 	Pid    int32
 	Fsid   [2]int32 // __kernel_fsid_t, as statfs(2) reports it
 	Handle unix.FileHandle
 	Name   string
+	HasDir bool
+
+	OldFsid   [2]int32
+	OldHandle unix.FileHandle
+	OldName   string
+	HasOld    bool
 }
 
 // Overflow reports whether the kernel dropped events (FAN_Q_OVERFLOW).
@@ -35,8 +47,9 @@ const (
 )
 
 // ParseDirEvents decodes a buffer read from a FAN_REPORT_DFID_NAME group.
-// Info records other than DFID_NAME and DFID are skipped; an event
-// without a directory record (an overflow) has a zero Handle.
+// Info records other than DFID_NAME, DFID and FAN_RENAME's OLD_ and
+// NEW_DFID_NAME are skipped; an event without a directory record (an
+// overflow) has HasDir false and a zero Handle.
 func ParseDirEvents(b []byte, dst []DirEvent) ([]DirEvent, error) {
 	for len(b) > 0 {
 		m, err := parseMetadata(b)
@@ -64,28 +77,36 @@ func parseInfo(b []byte, ev *DirEvent) error {
 		}
 		rec := b[infoHeaderLen:n]
 		b = b[n:]
-		if typ != unix.FAN_EVENT_INFO_TYPE_DFID_NAME && typ != unix.FAN_EVENT_INFO_TYPE_DFID {
+		var fsid *[2]int32
+		var handle *unix.FileHandle
+		var name *string
+		switch typ {
+		case unix.FAN_EVENT_INFO_TYPE_DFID_NAME, unix.FAN_EVENT_INFO_TYPE_DFID, unix.FAN_EVENT_INFO_TYPE_NEW_DFID_NAME:
+			fsid, handle, name, ev.HasDir = &ev.Fsid, &ev.Handle, &ev.Name, true
+		case unix.FAN_EVENT_INFO_TYPE_OLD_DFID_NAME:
+			fsid, handle, name, ev.HasOld = &ev.OldFsid, &ev.OldHandle, &ev.OldName, true
+		default:
 			continue
 		}
 		if len(rec) < fsidLen+handleHdrLen {
 			return fmt.Errorf("parse fanotify events: short fid record of %d bytes", len(rec))
 		}
-		ev.Fsid[0] = int32(binary.NativeEndian.Uint32(rec[0:4]))
-		ev.Fsid[1] = int32(binary.NativeEndian.Uint32(rec[4:8]))
+		fsid[0] = int32(binary.NativeEndian.Uint32(rec[0:4]))
+		fsid[1] = int32(binary.NativeEndian.Uint32(rec[4:8]))
 		h := rec[fsidLen:]
 		size := int(binary.NativeEndian.Uint32(h[0:4]))
 		htype := int32(binary.NativeEndian.Uint32(h[4:8]))
 		if size > len(h)-handleHdrLen {
 			return fmt.Errorf("parse fanotify events: file handle of %d bytes in a %d-byte record", size, len(rec))
 		}
-		ev.Handle = unix.NewFileHandle(htype, bytes.Clone(h[handleHdrLen:handleHdrLen+size]))
-		ev.Name = ""
-		if typ == unix.FAN_EVENT_INFO_TYPE_DFID_NAME {
-			name := h[handleHdrLen+size:]
-			if i := bytes.IndexByte(name, 0); i >= 0 {
-				name = name[:i]
+		*handle = unix.NewFileHandle(htype, bytes.Clone(h[handleHdrLen:handleHdrLen+size]))
+		*name = ""
+		if typ != unix.FAN_EVENT_INFO_TYPE_DFID {
+			n := h[handleHdrLen+size:]
+			if i := bytes.IndexByte(n, 0); i >= 0 {
+				n = n[:i]
 			}
-			ev.Name = string(name)
+			*name = string(n)
 		}
 	}
 	return nil

@@ -57,6 +57,11 @@ func TestParseDirEvents(t *testing.T) {
 	two := append(withInfo(unix.FAN_MOVED_TO, 7, pidfd, info(unix.FAN_EVENT_INFO_TYPE_DFID_NAME, fsid, 2, h[:4], &other)),
 		record(unix.FAN_Q_OVERFLOW, unix.FAN_NOFD, 0)...)
 	dfid := withInfo(unix.FAN_ATTRIB|unix.FAN_ONDIR, 1, info(unix.FAN_EVENT_INFO_TYPE_DFID, fsid, 1, h, nil))
+	fsid2 := [2]int32{5, 6}
+	rename := withInfo(unix.FAN_RENAME|unix.FAN_ONDIR, 3,
+		info(unix.FAN_EVENT_INFO_TYPE_OLD_DFID_NAME, fsid2, 1, h, &name),
+		info(unix.FAN_EVENT_INFO_TYPE_NEW_DFID_NAME, fsid, 1, h[:4], &other))
+	renameOut := withInfo(unix.FAN_RENAME|unix.FAN_ONDIR, 3, info(unix.FAN_EVENT_INFO_TYPE_OLD_DFID_NAME, fsid2, 1, h, &name))
 	badHandle := withInfo(unix.FAN_MOVED_TO, 1, info(unix.FAN_EVENT_INFO_TYPE_DFID_NAME, fsid, 1, h, &name))
 	binary.NativeEndian.PutUint32(badHandle[unix.FAN_EVENT_METADATA_LEN+4+8:], 200)
 	badInfoLen := withInfo(unix.FAN_MOVED_TO, 1, info(unix.FAN_EVENT_INFO_TYPE_DFID_NAME, fsid, 1, h, &name))
@@ -69,14 +74,23 @@ func TestParseDirEvents(t *testing.T) {
 		wantErr bool
 	}{
 		{"moved dir", moved, []DirEvent{{
-			Mask: unix.FAN_MOVED_TO | unix.FAN_ONDIR, Pid: 42, Fsid: fsid, Handle: unix.NewFileHandle(1, h), Name: "d",
+			Mask: unix.FAN_MOVED_TO | unix.FAN_ONDIR, Pid: 42, Fsid: fsid, Handle: unix.NewFileHandle(1, h), Name: "d", HasDir: true,
 		}}, false},
 		{"skipped record, then overflow", two, []DirEvent{
-			{Mask: unix.FAN_MOVED_TO, Pid: 7, Fsid: fsid, Handle: unix.NewFileHandle(2, h[:4]), Name: other},
+			{Mask: unix.FAN_MOVED_TO, Pid: 7, Fsid: fsid, Handle: unix.NewFileHandle(2, h[:4]), Name: other, HasDir: true},
 			{Mask: unix.FAN_Q_OVERFLOW},
 		}, false},
 		{"directory without name", dfid, []DirEvent{{
-			Mask: unix.FAN_ATTRIB | unix.FAN_ONDIR, Pid: 1, Fsid: fsid, Handle: unix.NewFileHandle(1, h),
+			Mask: unix.FAN_ATTRIB | unix.FAN_ONDIR, Pid: 1, Fsid: fsid, Handle: unix.NewFileHandle(1, h), HasDir: true,
+		}}, false},
+		{"rename, both sides", rename, []DirEvent{{
+			Mask: unix.FAN_RENAME | unix.FAN_ONDIR, Pid: 3,
+			Fsid: fsid, Handle: unix.NewFileHandle(1, h[:4]), Name: other, HasDir: true,
+			OldFsid: fsid2, OldHandle: unix.NewFileHandle(1, h), OldName: name, HasOld: true,
+		}}, false},
+		{"rename, old side only", renameOut, []DirEvent{{
+			Mask: unix.FAN_RENAME | unix.FAN_ONDIR, Pid: 3,
+			OldFsid: fsid2, OldHandle: unix.NewFileHandle(1, h), OldName: name, HasOld: true,
 		}}, false},
 		{"empty", nil, nil, false},
 		{"short", moved[:20], nil, true},
