@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vigilsec/vigil/internal/dirtrace"
+	"github.com/vigilsec/vigil/internal/features"
 	"github.com/vigilsec/vigil/internal/scan/clamav"
 	"github.com/vigilsec/vigil/internal/testutil"
 )
@@ -398,6 +400,74 @@ func TestInotifyLimit(t *testing.T) {
 	restore()
 	wantDenied(t, filepath.Join(deep, "eicar"))
 	d.waitLog(t, "sysctl fs.inotify.max_user_watches=")
+}
+
+// Without eBPF (--hook none) and with fs.inotify.max_user_watches below
+// the tree's size, a directory made under one that inotify has no watch
+// for is still marked at once: fanotify directory events, which have no
+// per-watch limit, follow it.
+func TestInotifyLimitWithoutEBPF(t *testing.T) {
+	testutil.SkipUnlessRoot(t)
+	if err := features.FanotifyDirEvents(); errors.Is(err, features.ErrNotSupported) {
+		t.Skipf("no fanotify directory events: %v", err)
+	}
+	const knob = "/proc/sys/fs/inotify/max_user_watches"
+	old, err := os.ReadFile(knob)
+	if err != nil {
+		t.Skipf("no %s: %v", knob, err)
+	}
+	restore := func() {
+		if err := os.WriteFile(knob, old, 0o644); err != nil {
+			t.Errorf("restore %s: %v", knob, err)
+		}
+	}
+	t.Cleanup(restore)
+
+	root := testutil.TempDir(t)
+	dirs := []string{root}
+	for i := range 40 {
+		dirs = append(dirs, filepath.Join(dirs[len(dirs)-1], fmt.Sprintf("d%d", i)))
+	}
+	if err := os.MkdirAll(dirs[len(dirs)-1], 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(knob, []byte("8"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d := startDaemonWith(t, fmt.Sprintf("watch %q {}\n", root), "", "", "--hook", "none")
+	// inotify is the cross-check here: its watches are placed, as far as
+	// the limit goes, after start-up.
+	waitCounter(t, d, "cross_check_backlog", 0)
+	d.waitLog(t, "sysctl fs.inotify.max_user_watches=")
+
+	// The limit stays low: at most 8 of the 41 directories have a watch.
+	var eicars []string
+	for i, dir := range dirs {
+		sub := filepath.Join(dir, fmt.Sprintf("new%d", i))
+		if err := os.Mkdir(sub, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		eicar := filepath.Join(sub, "eicar")
+		writeFile(t, eicar, clamav.EICAR)
+		eicars = append(eicars, eicar)
+	}
+	var readable []string
+	for end := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		readable = readable[:0]
+		for _, eicar := range eicars {
+			if _, err := os.ReadFile(eicar); !errors.Is(err, unix.EPERM) {
+				readable = append(readable, eicar)
+			}
+		}
+		if len(readable) == 0 || time.Now().After(end) {
+			break
+		}
+	}
+	restore()
+	if len(readable) > 0 {
+		t.Errorf("EICAR readable in %d of %d new directories after 5s, e.g. %s", len(readable), len(eicars), readable[0])
+	}
+	d.waitLogLine(t, "directory event sources", "fanotify")
 }
 
 // marked returns those of dirs that process pid's fanotify groups mark,

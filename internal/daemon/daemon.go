@@ -8,6 +8,7 @@ import (
 	"io"
 	"runtime/debug"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 
 	"github.com/vigilsec/vigil/internal/alert"
 	"github.com/vigilsec/vigil/internal/dirtrace"
+	"github.com/vigilsec/vigil/internal/fandir"
 	"github.com/vigilsec/vigil/internal/fanotify"
 	"github.com/vigilsec/vigil/internal/inotify"
 	"github.com/vigilsec/vigil/internal/metrics"
@@ -312,8 +314,10 @@ func (d *daemon) start(ctx context.Context, st *onaccess.State) (*instance, erro
 // sources starts the directory event sources: the eBPF tracer on the best
 // rung of its ladder that works here (or the forced one), and inotify
 // beside it as cross-check, or as the primary source without the tracer.
-// With neither, only the start-up walk and resyncs place marks. Mounts
-// are followed beside them.
+// Without an eBPF hook, fanotify directory events (fandir) are a primary
+// source beside inotify: they have no per-watch limit, so a directory
+// inotify has no watch for is still followed. With none of them, only the
+// start-up walk and resyncs place marks. Mounts are followed beside them.
 func (d *daemon) sources() (watch.Sources, dirtrace.Hook, error) {
 	var srcs watch.Sources
 	hook := dirtrace.HookNone
@@ -327,25 +331,50 @@ func (d *daemon) sources() (watch.Sources, dirtrace.Hook, error) {
 		hook = tr.Hook()
 		srcs.Primary = append(srcs.Primary, tr)
 	}
+	var fan *fandir.Source
+	if hook == dirtrace.HookNone {
+		if fan, err = fandir.New(d.log); err != nil {
+			d.log.Warn("fanotify directory events unavailable: inotify alone follows new directories", "error", err)
+			fan = nil
+		}
+	}
 	in, err := inotify.New(d.log)
 	switch {
 	case err != nil:
 		d.log.Warn("inotify unavailable", "error", err)
 	case len(srcs.Primary) > 0:
-		if hook == dirtrace.HookNone { // a tracer that reports nothing
+		if hook == dirtrace.HookNone && fan == nil { // a tracer that reports nothing
 			in.Sole()
 		}
 		srcs.CrossCheck = append(srcs.CrossCheck, in)
 	default:
-		in.Sole()
+		if fan == nil {
+			in.Sole()
+		}
 		srcs.Primary = append(srcs.Primary, in)
+	}
+	if fan != nil {
+		srcs.Primary = append(srcs.Primary, fan)
 	}
 	if ms, err := watch.NewMountSource(d.log); err != nil {
 		d.log.Warn("filesystems mounted in a watch after start are not followed", "error", err)
 	} else {
 		srcs.Others = append(srcs.Others, ms)
 	}
+	d.log.Info("directory event sources", "primary", sourceNames(srcs.Primary), "cross_check", sourceNames(srcs.CrossCheck))
 	return srcs, hook, nil
+}
+
+// sourceNames lists the sources' names for the log, "none" for none.
+func sourceNames(srcs []watch.Source) string {
+	if len(srcs) == 0 {
+		return "none"
+	}
+	names := make([]string, len(srcs))
+	for i, s := range srcs {
+		names[i] = s.Name()
+	}
+	return strings.Join(names, ",")
 }
 
 // stop answers every event the group has queued, as retire does, then
