@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"testing"
 	"time"
 
@@ -300,4 +301,48 @@ func TestHandle(t *testing.T) {
 			}
 		})
 	}
+}
+
+// BenchmarkTrack tracks leaves by name in batches of 1,000, as the walk
+// tracks a listed directory's leaves.
+func BenchmarkTrack(b *testing.B) {
+	testutil.SkipUnlessRoot(b)
+	top := testutil.TempDir(b)
+	const batch = 1000
+	names := make([]string, batch)
+	for i := range names {
+		names[i] = "d" + strconv.Itoa(i)
+		if err := os.Mkdir(filepath.Join(top, names[i]), 0o755); err != nil {
+			b.Fatal(err)
+		}
+	}
+	fd, err := unix.Open(top, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		b.Fatal(err)
+	}
+	ds := make([]watch.Dir, batch)
+	for i, n := range names {
+		ds[i] = watch.Dir{Fd: fd, Name: n, Path: filepath.Join(top, n), Dev: st.Dev}
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		b.StopTimer()
+		s, err := New(nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		if err := s.Track(ds...); err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		s.Close()
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(batch*b.N)/b.Elapsed().Seconds(), "dirs/s")
 }
