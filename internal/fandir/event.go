@@ -169,7 +169,7 @@ func (s *Source) moveSelf(e fanotify.DirEvent, out []watch.DirEvent) []watch.Dir
 	if !ok {
 		return out
 	}
-	if h, _, err := nameToHandleAt(unix.AT_FDCWD, p, 0); err == nil && key(e.Fsid, h) == n.key {
+	if h, err := s.handleAt(unix.AT_FDCWD, p, 0); err == nil && key(e.Fsid, h) == n.key {
 		return out // where the tree has it (tracked there again since)
 	}
 	s.dropDisplaced()

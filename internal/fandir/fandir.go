@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
@@ -44,12 +45,16 @@ type Source struct {
 	done   chan struct{}
 	wg     sync.WaitGroup
 	once   sync.Once
+	noFID  atomic.Bool // the kernel refused AT_HANDLE_FID
 
 	mu      sync.Mutex
 	tree    *tree
 	fsids   map[uint64][2]int32 // by st_dev
 	mask    uint64              // renameMask, or movedMask before 5.17
 	limited bool                // the mark limit warning was logged
+	// unsupported are the filesystems (st_dev) without file handles or
+	// an fsid, said once each.
+	unsupported map[uint64]bool
 	// displaced is the node a rename found at its destination: an empty
 	// directory it replaced (its FAN_DELETE_SELF follows), or with
 	// RENAME_EXCHANGE the other half, whose own rename comes next.
@@ -93,6 +98,8 @@ func newSource(log hclog.Logger) (*Source, error) {
 		tree:   newTree(),
 		fsids:  make(map[uint64][2]int32),
 		mask:   renameMask,
+
+		unsupported: make(map[uint64]bool),
 	}, nil
 }
 
@@ -115,10 +122,29 @@ func (s *Source) Track(ds ...watch.Dir) error {
 	var errs []error
 	for _, d := range ds {
 		if err := s.trackLocked(d); err != nil {
+			s.noteUnsupported(d, err)
 			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// noteUnsupported logs, once per filesystem, that its directories cannot
+// be tracked: it has no file handles, or no fsid to tell them by. Called
+// with s.mu held.
+func (s *Source) noteUnsupported(d watch.Dir, err error) {
+	// EOPNOTSUPP: no file handles; ENODEV: no fsid, or (EXDEV) one that
+	// differs within the filesystem; ENOSYS: a FUSE server without statfs.
+	if !errors.Is(err, unix.EOPNOTSUPP) && !errors.Is(err, unix.ENODEV) && !errors.Is(err, unix.EXDEV) &&
+		!errors.Is(err, unix.ENOSYS) {
+		return
+	}
+	if s.unsupported[d.Dev] {
+		return
+	}
+	s.unsupported[d.Dev] = true
+	s.log.Warn("fanotify directory events cannot follow directories on this filesystem: inotify alone does there",
+		"dir", d.Path, "error", err)
 }
 
 func (s *Source) trackLocked(d watch.Dir) error {
@@ -134,7 +160,7 @@ func (s *Source) trackLocked(d watch.Dir) error {
 	if d.Name == "" {
 		flags = unix.AT_EMPTY_PATH
 	}
-	h, _, err := nameToHandleAt(d.Fd, d.Name, flags)
+	h, err := s.handleAt(d.Fd, d.Name, flags)
 	if err != nil {
 		return fmt.Errorf("track %s: name_to_handle_at: %w", dir, err)
 	}
@@ -204,11 +230,31 @@ func (s *Source) fsid(d watch.Dir) ([2]int32, error) {
 	return st.Fsid.Val, nil
 }
 
-func nameToHandleAt(fd int, name string, flags int) (unix.FileHandle, int, error) {
+// atHandleFID is AT_HANDLE_FID (6.5), which x/sys lacks; the kernel
+// defines it as AT_REMOVEDIR, which name_to_handle_at has no use for.
+const atHandleFID = unix.AT_REMOVEDIR
+
+// handleAt is name_to_handle_at(2) as fanotify encodes the handles of
+// its events: with AT_HANDLE_FID (6.5), which a filesystem that cannot
+// be exported (FUSE, overlayfs) encodes too, and which is the same handle
+// where one can. Before 6.5 fanotify has no such handles, and the
+// kernel refuses the flag.
+func (s *Source) handleAt(fd int, name string, flags int) (unix.FileHandle, error) {
+	if !s.noFID.Load() {
+		h, err := nameToHandleAt(fd, name, flags|atHandleFID)
+		if err != unix.EINVAL {
+			return h, err
+		}
+		s.noFID.Store(true)
+	}
+	return nameToHandleAt(fd, name, flags)
+}
+
+func nameToHandleAt(fd int, name string, flags int) (unix.FileHandle, error) {
 	for {
-		h, mnt, err := unix.NameToHandleAt(fd, name, flags)
+		h, _, err := unix.NameToHandleAt(fd, name, flags)
 		if err != unix.EINTR {
-			return h, mnt, err
+			return h, err
 		}
 	}
 }

@@ -1,14 +1,17 @@
 package fandir
 
 import (
+	"bytes"
 	"errors"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
 
 	"github.com/vigilsec/vigil/internal/fanotify"
@@ -169,6 +172,43 @@ func TestEvents(t *testing.T) {
 				}
 			},
 			want: func(top, _ string) []watch.DirEvent { return []watch.DirEvent{ev(watch.Removed, top+"/a")} },
+		},
+		{
+			name:  "exchanged, and each followed where it went",
+			setup: []string{"a/x", "b/y"},
+			track: []string{"", "a", "b", "a/x", "b/y"},
+			do: func(t *testing.T, top, _ string) {
+				if err := unix.Renameat2(unix.AT_FDCWD, top+"/a/x", unix.AT_FDCWD, top+"/b/y", unix.RENAME_EXCHANGE); err != nil {
+					t.Skipf("renameat2(RENAME_EXCHANGE): %v", err)
+				}
+				mkdirs(t, top+"/b/y/from-x", top+"/a/x/from-y")
+			},
+			want: func(top, _ string) []watch.DirEvent {
+				return []watch.DirEvent{
+					{Op: watch.Moved, Path: top + "/b/y", From: top + "/a/x", Source: name},
+					{Op: watch.Moved, Path: top + "/a/x", From: top + "/b/y", Source: name},
+					ev(watch.Created, top+"/b/y/from-x"),
+					ev(watch.Created, top+"/a/x/from-y"),
+				}
+			},
+		},
+		{
+			name:  "moved over an empty directory",
+			setup: []string{"a/x", "b/y"},
+			track: []string{"", "a", "b", "a/x", "b/y"},
+			do: func(t *testing.T, top, _ string) {
+				// rename(2) itself: os.Rename refuses to replace a directory.
+				if err := unix.Rename(top+"/a/x", top+"/b/y"); err != nil {
+					t.Fatal(err)
+				}
+				mkdirs(t, top+"/b/y/new")
+			},
+			want: func(top, _ string) []watch.DirEvent {
+				return []watch.DirEvent{
+					{Op: watch.Moved, Path: top + "/b/y", From: top + "/a/x", Source: name},
+					ev(watch.Created, top+"/b/y/new"),
+				}
+			},
 		},
 		{
 			name:  "a root renamed from a directory not tracked",
@@ -345,4 +385,66 @@ func BenchmarkTrack(b *testing.B) {
 		b.StartTimer()
 	}
 	b.ReportMetric(float64(batch*b.N)/b.Elapsed().Seconds(), "dirs/s")
+}
+
+// TestFilesystems follows a new directory on each kind of filesystem
+// vigil meets: overlayfs cannot export file handles, and is followed
+// through the handles fanotify encodes for it (AT_HANDLE_FID, 6.5).
+func TestFilesystems(t *testing.T) {
+	tests := []struct {
+		name  string
+		mount func(t testing.TB) string
+	}{
+		{"tmpfs", testutil.MountTmpfs},
+		{"ext4", testutil.MountExt4},
+		{"overlayfs", testutil.MountOverlay},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newTest(t)
+			top := tt.mount(t)
+			track(t, s, top)
+			mkdirs(t, top+"/new")
+			want := []watch.DirEvent{ev(watch.Created, top+"/new")}
+			if got := collect(t, s, 1); !reflect.DeepEqual(got, want) {
+				t.Errorf("got %+v, want %+v", got, want)
+			}
+		})
+	}
+}
+
+// TestUnsupported: a filesystem fanotify cannot report (the test's FUSE
+// server answers no statfs, so it has no fsid) is not tracked, and the
+// log says so once, naming inotify.
+func TestUnsupported(t *testing.T) {
+	testutil.SkipUnlessRoot(t)
+	var buf bytes.Buffer
+	s, err := New(hclog.New(&hclog.LoggerOptions{Output: &buf, Level: hclog.Debug}))
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	defer s.Close()
+	fs := testutil.MountFUSE(t)
+	mkdirs(t, fs.Dir+"/a", fs.Dir+"/b")
+	fd, err := unix.Open(fs.Dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []watch.Dir{{Fd: fd, Path: fs.Dir}, {Fd: fd, Name: "a", Path: fs.Dir + "/a"}, {Fd: fd, Name: "b", Path: fs.Dir + "/b"}} {
+		d.Dev = st.Dev
+		if err := s.Track(d); err == nil {
+			t.Errorf("Track %s: got no error, want one", d.Path)
+		}
+	}
+	if n := s.Tracked(); n != 0 {
+		t.Errorf("Tracked: got %d, want 0", n)
+	}
+	if got := strings.Count(buf.String(), "inotify alone does there"); got != 1 {
+		t.Errorf("warnings: got %d, want 1:\n%s", got, buf.String())
+	}
 }
