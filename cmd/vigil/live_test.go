@@ -403,9 +403,9 @@ func TestInotifyLimit(t *testing.T) {
 }
 
 // Without eBPF (--hook none) and with fs.inotify.max_user_watches below
-// the tree's size, a directory made under one that inotify has no watch
-// for is still marked at once: fanotify directory events, which have no
-// per-watch limit, follow it.
+// the tree's size, a directory made or a tree moved in under one that
+// inotify has no watch for is still marked at once: fanotify directory
+// events, which have no per-watch limit, follow it.
 func TestInotifyLimitWithoutEBPF(t *testing.T) {
 	testutil.SkipUnlessRoot(t)
 	if err := features.FanotifyDirEvents(); errors.Is(err, features.ErrNotSupported) {
@@ -441,6 +441,8 @@ func TestInotifyLimitWithoutEBPF(t *testing.T) {
 	d.waitLog(t, "sysctl fs.inotify.max_user_watches=")
 
 	// The limit stays low: at most 8 of the 41 directories have a watch.
+	// In each, a directory is made, and a tree from outside moved in.
+	outside := testutil.TempDir(t)
 	var eicars []string
 	for i, dir := range dirs {
 		sub := filepath.Join(dir, fmt.Sprintf("new%d", i))
@@ -449,7 +451,15 @@ func TestInotifyLimitWithoutEBPF(t *testing.T) {
 		}
 		eicar := filepath.Join(sub, "eicar")
 		writeFile(t, eicar, clamav.EICAR)
-		eicars = append(eicars, eicar)
+		tree := filepath.Join(outside, fmt.Sprintf("tree%d", i))
+		if err := os.MkdirAll(filepath.Join(tree, "sub"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, filepath.Join(tree, "sub", "eicar"), clamav.EICAR)
+		if err := os.Rename(tree, filepath.Join(dir, "moved")); err != nil {
+			t.Fatal(err)
+		}
+		eicars = append(eicars, eicar, filepath.Join(dir, "moved", "sub", "eicar"))
 	}
 	var readable []string
 	for end := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
@@ -465,7 +475,7 @@ func TestInotifyLimitWithoutEBPF(t *testing.T) {
 	}
 	restore()
 	if len(readable) > 0 {
-		t.Errorf("EICAR readable in %d of %d new directories after 5s, e.g. %s", len(readable), len(eicars), readable[0])
+		t.Errorf("EICAR readable in %d of %d new and moved-in directories after 5s, e.g. %s", len(readable), len(eicars), readable[0])
 	}
 	d.waitLogLine(t, "directory event sources", "fanotify")
 }
