@@ -49,9 +49,9 @@ type Source struct {
 
 	mu      sync.Mutex
 	tree    *tree
-	fsids   map[uint64][2]int32 // by st_dev
-	mask    uint64              // renameMask, or movedMask before 5.17
-	limited bool                // the mark limit warning was logged
+	fsids   map[mount][2]int32
+	mask    uint64 // renameMask, or movedMask before 5.17
+	limited bool   // the mark limit warning was logged
 	// unsupported are the filesystems (st_dev) without file handles or
 	// an fsid, said once each.
 	unsupported map[uint64]bool
@@ -96,7 +96,7 @@ func newSource(log hclog.Logger) (*Source, error) {
 		events: make(chan watch.DirEvent, eventBuffer),
 		done:   make(chan struct{}),
 		tree:   newTree(),
-		fsids:  make(map[uint64][2]int32),
+		fsids:  make(map[mount][2]int32),
 		mask:   renameMask,
 
 		unsupported: make(map[uint64]bool),
@@ -205,9 +205,14 @@ func (s *Source) mark(d watch.Dir) error {
 	return nil
 }
 
+// mount is where an fsid was read: a device number given back after an
+// unmount can hold another filesystem, but not in the same mount.
+type mount struct{ dev, id uint64 }
+
 // fsid is the filesystem id that events report d's filesystem by.
 func (s *Source) fsid(d watch.Dir) ([2]int32, error) {
-	if f, ok := s.fsids[d.Dev]; ok {
+	at := mount{d.Dev, d.MntID}
+	if f, ok := s.fsids[at]; ok {
 		return f, nil
 	}
 	fd := d.Fd
@@ -225,7 +230,7 @@ func (s *Source) fsid(d watch.Dir) ([2]int32, error) {
 		return [2]int32{}, fmt.Errorf("fstatfs: %w", err)
 	}
 	if d.Dev != 0 {
-		s.fsids[d.Dev] = st.Fsid.Val
+		s.fsids[at] = st.Fsid.Val
 	}
 	return st.Fsid.Val, nil
 }

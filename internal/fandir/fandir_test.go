@@ -331,7 +331,7 @@ func TestHandle(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := &Source{tree: newTree(), fsids: map[uint64][2]int32{}}
+			s := &Source{tree: newTree(), fsids: map[mount][2]int32{}}
 			s.tree.setKey(s.tree.ensure("/w/a"), key(fsid, h(1)))
 			s.tree.setKey(s.tree.ensure("/w/b"), key(fsid, h(2)))
 			s.tree.setKey(s.tree.ensure("/w/a/sub"), key(fsid, h(3)))
