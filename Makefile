@@ -60,7 +60,7 @@ check-generated: generate ## regenerate and fail if the committed eBPF object or
 	@out=$$(git status --porcelain -- internal/dirtrace bpf); \
 		if [ -n "$$out" ]; then echo "untracked generated files:"; echo "$$out"; exit 1; fi
 
-VMTEST_PKGS ?= ./internal/dirtrace ./internal/fanotify ./internal/features ./internal/inotify \
+VMTEST_PKGS ?= ./internal/dirtrace ./internal/fandir ./internal/fanotify ./internal/features ./internal/inotify \
 	./internal/watch ./internal/onaccess ./internal/testutil ./internal/scan/clamd ./cmd/vigil ./vmtest
 VMTEST_RUN ?=
 VMTEST_FLAGS ?=
