@@ -4,6 +4,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vigilsec/vigil/internal/fanotify"
+	"github.com/vigilsec/vigil/internal/pathtree"
 	"github.com/vigilsec/vigil/internal/watch"
 )
 
@@ -49,8 +50,8 @@ func (s *Source) handle(evs []fanotify.DirEvent, out []watch.DirEvent) []watch.D
 			// FAN_MOVED_TO. A removal makes the manager forget the old
 			// path and look at it again; the creation at the new one
 			// walks it there.
-			if n := s.tree.lookup(p); n != nil {
-				s.tree.drop(n)
+			if n := s.tree.Lookup(p); n != nil {
+				s.tree.Drop(n, nil)
 			}
 			out = append(out, event(watch.Removed, p))
 			if e.Mask&(unix.FAN_CREATE|unix.FAN_MOVED_TO) != 0 {
@@ -69,15 +70,15 @@ func (s *Source) entry(has bool, fsid [2]int32, h unix.FileHandle, entry string)
 	if !has || entry == "" || entry == "." {
 		return "", false
 	}
-	n := s.tree.byKey[key(fsid, h)]
+	n := s.tree.Find(key(fsid, h))
 	if n == nil {
 		return "", false
 	}
-	dir, ok := s.tree.path(n)
+	dir, ok := s.tree.Path(n)
 	if !ok {
 		return "", false
 	}
-	return joinPath(dir, entry), true
+	return pathtree.Join(dir, entry), true
 }
 
 // self is the tracked node of the directory a self event is about.
@@ -85,7 +86,7 @@ func (s *Source) self(e fanotify.DirEvent) *node {
 	if !e.HasDir {
 		return nil
 	}
-	return s.tree.byKey[key(e.Fsid, e.Handle)]
+	return s.tree.Find(key(e.Fsid, e.Handle))
 }
 
 // rename handles FAN_RENAME. The kernel names each end only when the
@@ -101,20 +102,20 @@ func (s *Source) rename(e fanotify.DirEvent, out []watch.DirEvent) []watch.DirEv
 			moved = s.displaced // RENAME_EXCHANGE: the other half leaves from
 			s.displaced = nil
 		} else {
-			moved = s.tree.lookup(from)
+			moved = s.tree.Lookup(from)
 		}
 		s.dropDisplaced()
 		if moved != nil {
-			s.tree.detach(moved)
-			if old := s.tree.attach(moved, to); old != nil {
+			s.tree.Detach(moved)
+			if old := s.tree.Attach(moved, to); old != nil {
 				s.displaced, s.displacedPath = old, to
 			}
 		}
 		return append(out, watch.DirEvent{Op: watch.Moved, Path: to, From: from, Source: name})
 	case fromOK:
 		s.dropDisplaced()
-		if n := s.tree.lookup(from); n != nil {
-			s.tree.drop(n)
+		if n := s.tree.Lookup(from); n != nil {
+			s.tree.Drop(n, nil)
 		}
 		return append(out, event(watch.Removed, from))
 	case toOK:
@@ -126,7 +127,7 @@ func (s *Source) rename(e fanotify.DirEvent, out []watch.DirEvent) []watch.DirEv
 
 func (s *Source) dropDisplaced() {
 	if s.displaced != nil {
-		s.tree.drop(s.displaced)
+		s.tree.Drop(s.displaced, nil)
 		s.displaced = nil
 	}
 }
@@ -140,8 +141,8 @@ func (s *Source) deleteSelf(e fanotify.DirEvent, out []watch.DirEvent) []watch.D
 		s.dropDisplaced() // the empty directory a rename replaced
 		return out
 	}
-	p, ok := s.tree.path(n)
-	s.tree.drop(n)
+	p, ok := s.tree.Path(n)
+	s.tree.Drop(n, nil)
 	if !ok {
 		return out
 	}
@@ -165,14 +166,14 @@ func (s *Source) moveSelf(e fanotify.DirEvent, out []watch.DirEvent) []watch.Dir
 	if n == nil || n == s.displaced {
 		return out
 	}
-	p, ok := s.tree.path(n)
+	p, ok := s.tree.Path(n)
 	if !ok {
 		return out
 	}
-	if h, err := s.handleAt(unix.AT_FDCWD, p, 0); err == nil && key(e.Fsid, h) == n.key {
+	if h, err := s.handleAt(unix.AT_FDCWD, p, 0); err == nil && key(e.Fsid, h) == n.Key() {
 		return out // where the tree has it (tracked there again since)
 	}
 	s.dropDisplaced()
-	s.tree.drop(n)
+	s.tree.Drop(n, nil)
 	return append(out, event(watch.Removed, p))
 }

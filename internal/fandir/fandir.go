@@ -13,6 +13,7 @@ import (
 
 	"github.com/vigilsec/vigil/internal/fanotify"
 	"github.com/vigilsec/vigil/internal/features"
+	"github.com/vigilsec/vigil/internal/pathtree"
 	"github.com/vigilsec/vigil/internal/watch"
 )
 
@@ -32,6 +33,13 @@ const (
 	// is an event too, and an overflow costs a walk of every watch.
 	initFlags   = unix.FAN_CLASS_NOTIF | unix.FAN_REPORT_DFID_NAME | unix.FAN_UNLIMITED_QUEUE | unix.FAN_UNLIMITED_MARKS
 	eventBuffer = 4096
+)
+
+// The tree keys tracked directories by the key of their file handle: ""
+// is none.
+type (
+	tree = pathtree.Tree[string]
+	node = pathtree.Node[string]
 )
 
 // Source is a fanotify group marking each tracked directory for its
@@ -95,7 +103,7 @@ func newSource(log hclog.Logger) (*Source, error) {
 		log:    log.Named(name),
 		events: make(chan watch.DirEvent, eventBuffer),
 		done:   make(chan struct{}),
-		tree:   newTree(),
+		tree:   pathtree.New[string](),
 		fsids:  make(map[mount][2]int32),
 		mask:   renameMask,
 
@@ -165,24 +173,24 @@ func (s *Source) trackLocked(d watch.Dir) error {
 		return fmt.Errorf("track %s: name_to_handle_at: %w", dir, err)
 	}
 	k := key(fsid, h)
-	if n := s.tree.byKey[k]; n != nil {
-		if p, ok := s.tree.path(n); ok && p == dir {
+	if n := s.tree.Find(k); n != nil {
+		if p, ok := s.tree.Path(n); ok && p == dir {
 			return nil
 		}
 		// The same directory under a new path: it was renamed.
 		if n == s.displaced {
 			s.displaced = nil
 		}
-		s.tree.detach(n)
-		if old := s.tree.attach(n, dir); old != nil {
-			merge(s.tree, old, n)
+		s.tree.Detach(n)
+		if old := s.tree.Attach(n, dir); old != nil {
+			s.tree.Merge(old, n, nil)
 		}
 		return nil
 	}
 	if err := s.mark(d); err != nil {
 		return fmt.Errorf("track %s: %w", dir, err)
 	}
-	s.tree.setKey(s.tree.ensure(dir), k)
+	s.tree.SetKey(s.tree.Ensure(dir), k)
 	return nil
 }
 
@@ -281,25 +289,6 @@ func key(fsid [2]int32, h unix.FileHandle) string {
 	return string(append(b, h.Bytes()...))
 }
 
-// merge folds the node old, found where n was attached, into n: old's
-// key is stale, its subtree may hold directories tracked since.
-func merge(t *tree, old, n *node) {
-	t.forgetKey(old)
-	for k, kid := range old.kids {
-		if n.kids[k] != nil {
-			kid.parent = nil
-			t.drop(kid)
-			continue
-		}
-		if n.kids == nil {
-			n.kids = make(map[string]*node)
-		}
-		kid.parent = n
-		n.kids[k] = kid
-	}
-	old.kids = nil
-}
-
 // Untrack forgets dir and every tracked directory below it. Their marks
 // stay until the directories are deleted or the group is closed (a mark
 // is removed by path, and the path no longer leads there): events from
@@ -310,20 +299,14 @@ func (s *Source) Untrack(dir string) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if n := s.tree.lookup(filepath.Clean(dir)); n != nil && n != s.tree.root {
-		s.tree.drop(n)
-	} else if n == s.tree.root {
-		for _, k := range n.kids {
-			s.tree.drop(k)
-		}
-	}
+	s.tree.DropPath(filepath.Clean(dir), nil)
 }
 
 // Tracked is the number of directories with a known handle.
 func (s *Source) Tracked() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.tree.byKey)
+	return s.tree.Len()
 }
 
 // Close stops the reader, closes the group (removing every mark) and

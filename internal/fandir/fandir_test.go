@@ -16,6 +16,7 @@ import (
 
 	"github.com/vigilsec/vigil/internal/fanotify"
 	"github.com/vigilsec/vigil/internal/features"
+	"github.com/vigilsec/vigil/internal/pathtree"
 	"github.com/vigilsec/vigil/internal/testutil"
 	"github.com/vigilsec/vigil/internal/watch"
 )
@@ -331,10 +332,10 @@ func TestHandle(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := &Source{tree: newTree(), fsids: map[mount][2]int32{}}
-			s.tree.setKey(s.tree.ensure("/w/a"), key(fsid, h(1)))
-			s.tree.setKey(s.tree.ensure("/w/b"), key(fsid, h(2)))
-			s.tree.setKey(s.tree.ensure("/w/a/sub"), key(fsid, h(3)))
+			s := &Source{tree: pathtree.New[string](), fsids: map[mount][2]int32{}}
+			s.tree.SetKey(s.tree.Ensure("/w/a"), key(fsid, h(1)))
+			s.tree.SetKey(s.tree.Ensure("/w/b"), key(fsid, h(2)))
+			s.tree.SetKey(s.tree.Ensure("/w/a/sub"), key(fsid, h(3)))
 			got := s.handle(tt.evs, nil)
 			if !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("got %+v\nwant %+v", got, tt.want)

@@ -21,9 +21,9 @@ func (s *Source) noteLimit() {
 	if b, err := os.ReadFile(maxUserMarks); err == nil {
 		limit, _ = strconv.Atoi(strings.TrimSpace(string(b)))
 	}
-	want := max(2*limit, 2*len(s.tree.byKey), 8192)
+	want := max(2*limit, 2*s.tree.Len(), 8192)
 	s.log.Warn("fanotify mark limit reached: directories past it are followed by the other sources only",
-		"tracked", len(s.tree.byKey),
+		"tracked", s.tree.Len(),
 		"limit", limit,
 		"fix", "sysctl fs.fanotify.max_user_marks="+strconv.Itoa(want))
 }

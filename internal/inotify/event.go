@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/vigilsec/vigil/internal/pathtree"
 	"github.com/vigilsec/vigil/internal/watch"
 )
 
@@ -124,20 +125,20 @@ func (w *Watcher) handle(evs []rawEvent, now time.Time, out []watch.DirEvent) []
 			// the manager: reported removed, it is forgotten and walked
 			// again where it stands, and nothing else is.
 			out = w.settle(out)
-			if n := w.tree.byWd[e.wd]; n != nil {
-				if p, ok := w.tree.path(n); ok {
+			if n := w.tree.Find(e.wd); n != nil {
+				if p, ok := w.tree.Path(n); ok {
 					out = append(out, event(watch.Removed, p))
 				}
 			}
 			continue
 		case e.mask&unix.IN_IGNORED != 0:
-			if n := w.tree.byWd[e.wd]; n != nil {
-				w.tree.forgetWd(n)
-				w.tree.prune(n)
+			if n := w.tree.Find(e.wd); n != nil {
+				w.tree.ForgetKey(n)
+				w.tree.Prune(n)
 			}
 			continue
 		}
-		n := w.tree.byWd[e.wd]
+		n := w.tree.Find(e.wd)
 		if n == nil {
 			continue // untracked meanwhile
 		}
@@ -151,11 +152,11 @@ func (w *Watcher) handle(evs []rawEvent, now time.Time, out []watch.DirEvent) []
 		case e.mask&unix.IN_ISDIR == 0:
 			continue // a file
 		}
-		dir, ok := w.tree.path(n)
+		dir, ok := w.tree.Path(n)
 		if !ok {
 			continue // a directory that left the tree
 		}
-		p := joinPath(dir, e.name)
+		p := pathtree.Join(dir, e.name)
 		switch {
 		case e.mask&unix.IN_CREATE != 0:
 			out = w.settle(out)
@@ -166,7 +167,7 @@ func (w *Watcher) handle(evs []rawEvent, now time.Time, out []watch.DirEvent) []
 				moved = w.displaced // RENAME_EXCHANGE: the other half leaves p
 				w.displaced = nil
 			} else {
-				moved = n.kids[e.name]
+				moved = n.Kid(e.name)
 			}
 			out = w.settle(out)
 			w.pending = &move{cookie: e.cookie, from: p, node: moved, deadline: now.Add(moveGrace)}
@@ -182,8 +183,8 @@ func (w *Watcher) handle(evs []rawEvent, now time.Time, out []watch.DirEvent) []
 			w.dropDisplaced()
 			w.lastMoved = m.node
 			if m.node != nil {
-				w.tree.detach(m.node)
-				if old := w.tree.attach(m.node, p); old != nil {
+				w.tree.Detach(m.node)
+				if old := w.tree.Attach(m.node, p); old != nil {
 					w.displaced, w.displacedPath, w.displacedEnd = old, p, now.Add(moveGrace)
 				}
 			}
@@ -210,20 +211,20 @@ func (w *Watcher) flushMove(out []watch.DirEvent) []watch.DirEvent {
 	if m.node != nil {
 		// Its watches stay on the inodes wherever they went: remove them,
 		// or events out there would be reported under the old paths.
-		w.tree.drop(m.node, w.rmWatch)
+		w.tree.Drop(m.node, w.rmWatch)
 	}
 	return append(out, event(watch.Removed, m.from))
 }
 
 func (w *Watcher) dropDisplaced() {
 	if w.displaced != nil {
-		w.tree.drop(w.displaced, w.rmWatch)
+		w.tree.Drop(w.displaced, w.rmWatch)
 		w.displaced = nil
 	}
 }
 
 func (w *Watcher) deleteSelf(n *node, out []watch.DirEvent) []watch.DirEvent {
-	w.tree.forgetWd(n) // the kernel removed the watch (IN_IGNORED follows)
+	w.tree.ForgetKey(n) // the kernel removed the watch (IN_IGNORED follows)
 	switch {
 	case n == w.displaced:
 		w.dropDisplaced() // the empty directory a move replaced
@@ -231,8 +232,8 @@ func (w *Watcher) deleteSelf(n *node, out []watch.DirEvent) []watch.DirEvent {
 	case w.pending != nil && w.pending.node == n:
 		return w.flushMove(out) // moved out, then deleted
 	}
-	p, ok := w.tree.path(n)
-	w.tree.drop(n, w.rmWatch)
+	p, ok := w.tree.Path(n)
+	w.tree.Drop(n, w.rmWatch)
 	if !ok {
 		return out
 	}
@@ -261,7 +262,7 @@ func (w *Watcher) moveSelf(n *node, prevTo string, prevToIdx int, out []watch.Di
 		w.lastMoved = nil
 		return out
 	}
-	p, ok := w.tree.path(n)
+	p, ok := w.tree.Path(n)
 	if !ok {
 		return out
 	}
@@ -278,14 +279,14 @@ func (w *Watcher) moveSelf(n *node, prevTo string, prevToIdx int, out []watch.Di
 		} else {
 			out = append(out, mv) // after the Created: walked, then renamed
 		}
-		w.tree.detach(n)
-		if old := w.tree.attach(n, prevTo); old != nil {
-			w.merge(old, n)
+		w.tree.Detach(n)
+		if old := w.tree.Attach(n, prevTo); old != nil {
+			w.tree.Merge(old, n, w.rmWatch)
 		}
 		return out
 	}
 	out = w.settle(out)
-	w.tree.drop(n, w.rmWatch)
+	w.tree.Drop(n, w.rmWatch)
 	return append(out, event(watch.Removed, p))
 }
 

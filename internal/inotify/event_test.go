@@ -243,10 +243,10 @@ func TestHandle(t *testing.T) {
 			// Made-up watch descriptors: removing them fails with EINVAL,
 			// which rmWatch tolerates.
 			for wd, p := range map[int32]string{1: "/r", 2: "/r/a", 3: "/r/b"} {
-				w.tree.setWd(w.tree.ensure(p), wd)
+				w.tree.SetKey(w.tree.Ensure(p), wd)
 			}
 			for wd, p := range tt.more {
-				w.tree.setWd(w.tree.ensure(p), wd)
+				w.tree.SetKey(w.tree.Ensure(p), wd)
 			}
 			now := time.Unix(1000, 0)
 			var got []watch.DirEvent

@@ -13,6 +13,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
 
+	"github.com/vigilsec/vigil/internal/pathtree"
 	"github.com/vigilsec/vigil/internal/watch"
 )
 
@@ -25,6 +26,14 @@ const (
 	// readBufSize holds thousands of events: a burst is read in few calls.
 	readBufSize = 64 << 10
 	eventBuffer = 4096
+)
+
+// The tree keys tracked directories by watch descriptor: 0 is none, as
+// inotify numbers watches from 1. A pinned node is a directory whose watch
+// could not be added (ENOSPC).
+type (
+	tree = pathtree.Tree[int32]
+	node = pathtree.Node[int32]
 )
 
 // Watcher is an inotify instance reporting directory events for the
@@ -83,7 +92,7 @@ func newWatcher(log hclog.Logger) (*Watcher, error) {
 		events: make(chan watch.DirEvent, eventBuffer),
 		done:   make(chan struct{}),
 		procFd: perr == nil,
-		tree:   newTree(),
+		tree:   pathtree.New[int32](),
 	}, nil
 }
 
@@ -136,14 +145,14 @@ func (w *Watcher) trackLocked(d watch.Dir) error {
 		return fmt.Errorf("inotify_add_watch %s: %w", dir, cerr)
 	}
 	if errors.Is(err, unix.ENOSPC) {
-		n := w.tree.ensure(dir)
-		if n.wd != 0 {
+		n := w.tree.Ensure(dir)
+		if wd := n.Key(); wd != 0 {
 			// The kernel reuses the watch of an inode it already watches:
 			// this one is another directory's, stale.
-			w.rmWatch(n.wd)
-			w.tree.forgetWd(n)
+			w.rmWatch(wd)
+			w.tree.ForgetKey(n)
 		}
-		w.tree.setFailed(n, true)
+		w.tree.Pin(n)
 		w.noteLimit()
 		return fmt.Errorf("inotify_add_watch %s: %w", dir, err)
 	}
@@ -152,51 +161,28 @@ func (w *Watcher) trackLocked(d watch.Dir) error {
 	}
 
 	wd32 := int32(wd)
-	if n := w.tree.byWd[wd32]; n != nil {
-		if p, ok := w.tree.path(n); ok && p == dir {
+	if n := w.tree.Find(wd32); n != nil {
+		if p, ok := w.tree.Path(n); ok && p == dir {
 			return nil
 		}
 		// The same directory under a new path: it was renamed.
 		if n == w.displaced {
 			w.displaced = nil
 		}
-		w.tree.detach(n)
-		if old := w.tree.attach(n, dir); old != nil {
-			w.merge(old, n)
+		w.tree.Detach(n)
+		if old := w.tree.Attach(n, dir); old != nil {
+			w.tree.Merge(old, n, w.rmWatch)
 		}
 		return nil
 	}
-	n := w.tree.ensure(dir)
-	if n.wd != 0 {
+	n := w.tree.Ensure(dir)
+	if n.Key() != 0 {
 		// Another directory stands at dir now; the old one is gone or
 		// elsewhere, and its late events must not speak for dir.
-		w.rmWatch(n.wd)
+		w.rmWatch(n.Key())
 	}
-	w.tree.setWd(n, wd32)
+	w.tree.SetKey(n, wd32)
 	return nil
-}
-
-// merge folds the node old, found where n was attached, into n: old's own
-// watch is stale, its subtree may hold directories tracked since.
-func (w *Watcher) merge(old, n *node) {
-	if old.wd != 0 {
-		w.rmWatch(old.wd)
-		w.tree.forgetWd(old)
-	}
-	w.tree.setFailed(old, false)
-	for k, kid := range old.kids {
-		if n.kids[k] != nil {
-			kid.parent = nil
-			w.tree.drop(kid, w.rmWatch)
-			continue
-		}
-		if n.kids == nil {
-			n.kids = make(map[string]*node)
-		}
-		kid.parent = n
-		n.kids[k] = kid
-	}
-	old.kids = nil
 }
 
 // Untrack removes the watches of dir and of every tracked directory below
@@ -207,13 +193,7 @@ func (w *Watcher) Untrack(dir string) {
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if n := w.tree.lookup(filepath.Clean(dir)); n != nil && n != w.tree.root {
-		w.tree.drop(n, w.rmWatch)
-	} else if n == w.tree.root {
-		for _, k := range n.kids {
-			w.tree.drop(k, w.rmWatch)
-		}
-	}
+	w.tree.DropPath(filepath.Clean(dir), w.rmWatch)
 }
 
 // rmWatch removes a watch from the kernel. EINVAL means it is already
@@ -232,7 +212,7 @@ func (w *Watcher) rmWatch(wd int32) {
 func (w *Watcher) Tracked() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return len(w.tree.byWd)
+	return w.tree.Len()
 }
 
 // Untracked is the number of directories that could not be tracked
@@ -240,7 +220,7 @@ func (w *Watcher) Tracked() int {
 func (w *Watcher) Untracked() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.tree.failed
+	return w.tree.Pinned()
 }
 
 // Close stops the reader, closes the instance (removing every watch) and

@@ -51,8 +51,8 @@ func (w *Watcher) paths() []string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	var ps []string
-	w.tree.walk(w.tree.root, "/", func(n *node, p string) {
-		if n.wd != 0 {
+	w.tree.Walk(w.tree.Root(), "/", func(n *node, p string) {
+		if n.Key() != 0 {
 			ps = append(ps, p)
 		}
 	})
@@ -626,7 +626,7 @@ func TestWatchLimit(t *testing.T) {
 	}
 	defer unix.Close(fd)
 	w2.mu.Lock()
-	w2.tree.setFailed(w2.tree.ensure(r+"/0"), true)
+	w2.tree.Pin(w2.tree.Ensure(r + "/0"))
 	w2.mu.Unlock()
 	if err := w2.Track(watch.Dir{Fd: fd, Path: r + "/0"}); err != nil {
 		t.Fatal(err)

@@ -59,7 +59,7 @@ func (w *Watcher) noteLimit() {
 		l.first = now
 		// The limit is per user: at ENOSPC the user's watches elsewhere
 		// (other programs, other instances) fill what ours do not.
-		l.others = max(readLimit()-len(w.tree.byWd), 0)
+		l.others = max(readLimit()-w.tree.Len(), 0)
 		l.timer = time.AfterFunc(limitQuiet, func() {
 			w.mu.Lock()
 			defer w.mu.Unlock()
@@ -82,7 +82,7 @@ func (w *Watcher) flushLimitWarning() {
 	l.warned = true
 	l.timer.Stop()
 	limit := readLimit()
-	tracked, untracked := len(w.tree.byWd), w.tree.failed
+	tracked, untracked := w.tree.Len(), w.tree.Pinned()
 	needed := l.others + tracked + untracked
 	msg := "inotify watch limit reached: some directories have no inotify watch, the other sources keep protecting them"
 	if l.sole {
