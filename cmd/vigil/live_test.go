@@ -367,31 +367,18 @@ func TestWatchRootMadeAgain(t *testing.T) {
 	})
 }
 
+const maxUserWatches = "/proc/sys/fs/inotify/max_user_watches"
+
 // With fs.inotify.max_user_watches below the tree's size, the start-up
 // marks still cover the whole tree, and the warning names the sysctl.
 func TestInotifyLimit(t *testing.T) {
-	testutil.SkipUnlessRoot(t)
-	const knob = "/proc/sys/fs/inotify/max_user_watches"
-	old, err := os.ReadFile(knob)
-	if err != nil {
-		t.Skipf("no %s: %v", knob, err)
-	}
-	restore := func() {
-		if err := os.WriteFile(knob, old, 0o644); err != nil {
-			t.Errorf("restore %s: %v", knob, err)
-		}
-	}
-	t.Cleanup(restore)
-
 	root := testutil.TempDir(t)
 	deep := root
 	for i := range 40 {
 		deep = filepath.Join(deep, fmt.Sprintf("d%d", i))
 	}
 	writeFile(t, filepath.Join(deep, "eicar"), clamav.EICAR)
-	if err := os.WriteFile(knob, []byte("8"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	restore := testutil.Sysctl(t, maxUserWatches, "8")
 	d := startDaemon(t, fmt.Sprintf("watch %q {}\n", root), "")
 	// Lowered only while the daemon places its inotify watches: at start
 	// when inotify is the primary source, else just after, in the
@@ -407,22 +394,9 @@ func TestInotifyLimit(t *testing.T) {
 // inotify has no watch for is still marked at once: fanotify directory
 // events, which have no per-watch limit, follow it.
 func TestInotifyLimitWithoutEBPF(t *testing.T) {
-	testutil.SkipUnlessRoot(t)
 	if err := features.FanotifyDirEvents(); errors.Is(err, features.ErrNotSupported) {
 		t.Skipf("no fanotify directory events: %v", err)
 	}
-	const knob = "/proc/sys/fs/inotify/max_user_watches"
-	old, err := os.ReadFile(knob)
-	if err != nil {
-		t.Skipf("no %s: %v", knob, err)
-	}
-	restore := func() {
-		if err := os.WriteFile(knob, old, 0o644); err != nil {
-			t.Errorf("restore %s: %v", knob, err)
-		}
-	}
-	t.Cleanup(restore)
-
 	root := testutil.TempDir(t)
 	dirs := []string{root}
 	for i := range 40 {
@@ -431,9 +405,7 @@ func TestInotifyLimitWithoutEBPF(t *testing.T) {
 	if err := os.MkdirAll(dirs[len(dirs)-1], 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(knob, []byte("8"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	restore := testutil.Sysctl(t, maxUserWatches, "8")
 	d := startDaemonWith(t, fmt.Sprintf("watch %q {}\n", root), "", "", "--hook", "none")
 	// inotify is the cross-check here: its watches are placed, as far as
 	// the limit goes, after start-up.

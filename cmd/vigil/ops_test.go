@@ -201,14 +201,24 @@ func wantEngineUp(t *testing.T, d *daemonProc, up bool) {
 // SIGKILL of vigil in the middle of a scan (clamd stopped) releases the
 // waiting open at once.
 func TestKillMidScan(t *testing.T) {
+	d, f := hungClamdDaemon(t)
+	killReleases(t, d, f)
+}
+
+// hungClamdDaemon starts a daemon watching a directory that holds the
+// clean file f, with a clamd engine and a scan_timeout of 60s, then stops
+// clamd (SIGSTOP; SIGCONT at cleanup): a scan of f waits for it.
+func hungClamdDaemon(t *testing.T) (d *daemonProc, f string) {
+	t.Helper()
 	clamd := testutil.StartClamd(t, fmt.Sprintf("%x:%d:Test.EICAR\n", md5sum([]byte(clamav.EICAR)), len(clamav.EICAR)))
 	root := testutil.TempDir(t)
-	writeFile(t, filepath.Join(root, "f"), clean)
-	d := startDaemonWith(t, fmt.Sprintf("watch %q {}\n", root),
+	f = filepath.Join(root, "f")
+	writeFile(t, f, clean)
+	d = startDaemonWith(t, fmt.Sprintf("watch %q {}\n", root),
 		fmt.Sprintf("engine \"clamd\" {\n  address = %q\n}\n", clamd.Unix), `  scan_timeout = "60s"`)
 	testutil.Stop(t, clamd.Cmd.Process.Pid)
-	defer clamd.Cmd.Process.Signal(syscall.SIGCONT)
-	killReleases(t, d, filepath.Join(root, "f"))
+	t.Cleanup(func() { clamd.Cmd.Process.Signal(syscall.SIGCONT) })
+	return d, f
 }
 
 // stormEnv makes the test binary an opener process (see TestMain).
@@ -496,14 +506,8 @@ func TestStopDuringStorm(t *testing.T) {
 // under way, then fails them with on_error and exits 0 in time, rather
 // than wait for scan_timeout.
 func TestStopWithHungEngine(t *testing.T) {
-	clamd := testutil.StartClamd(t, fmt.Sprintf("%x:%d:Test.EICAR\n", md5sum([]byte(clamav.EICAR)), len(clamav.EICAR)))
-	root := testutil.TempDir(t)
-	writeFile(t, filepath.Join(root, "f"), clean)
-	d := startDaemonWith(t, fmt.Sprintf("watch %q {}\n", root),
-		fmt.Sprintf("engine \"clamd\" {\n  address = %q\n}\n", clamd.Unix), `  scan_timeout = "60s"`)
-	testutil.Stop(t, clamd.Cmd.Process.Pid)
-	defer clamd.Cmd.Process.Signal(syscall.SIGCONT)
-	read := readAsync(filepath.Join(root, "f"))
+	d, f := hungClamdDaemon(t)
+	read := readAsync(f)
 	time.Sleep(200 * time.Millisecond) // the open waits on clamd
 	start := time.Now()
 	d.cmd.Process.Signal(syscall.SIGTERM)

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/vigilsec/vigil/internal/testutil"
 )
 
 // A control socket with no daemon behind it is said to be unreachable
@@ -229,10 +231,6 @@ func TestControlRootOnly(t *testing.T) {
 // An accept that fails for want of descriptors is retried: the control
 // socket answers again once descriptors are free, rather than never.
 func TestControlAcceptOutOfDescriptors(t *testing.T) {
-	var lim syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		t.Fatal(err)
-	}
 	l, err := listenControl(filepath.Join(t.TempDir(), "vigil.sock"))
 	if err != nil {
 		t.Fatal(err)
@@ -242,35 +240,7 @@ func TestControlAcceptOutOfDescriptors(t *testing.T) {
 	d := &daemon{log: hclog.New(&hclog.LoggerOptions{Output: &logs})}
 	go d.serveControl(l)
 
-	// Fill the descriptor table but for one, under a lowered limit.
-	probe, err := syscall.Dup(0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	syscall.Close(probe)
-	low := lim
-	low.Cur = uint64(probe) + 16
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &low); err != nil {
-		t.Fatal(err)
-	}
-	var fill []int
-	release := func() {
-		for _, fd := range fill {
-			syscall.Close(fd)
-		}
-		fill = nil
-		syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
-	}
-	defer release()
-	for {
-		fd, err := syscall.Dup(0)
-		if err != nil {
-			break
-		}
-		fill = append(fill, fd)
-	}
-	syscall.Close(fill[len(fill)-1])
-	fill = fill[:len(fill)-1]
+	release := testutil.FillDescriptors(t, 1)
 	c, err := net.Dial("unix", l.Addr().String()) // takes the last one
 	if err != nil {
 		t.Fatal(err)

@@ -386,44 +386,10 @@ func TestPlaceOutOfDescriptors(t *testing.T) {
 	grow("t", 6) // a walk holds a parent open until its children are
 	mkdirs(t, dir, paths...)
 
-	var lim unix.Rlimit
-	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
-		t.Fatal(err)
-	}
-	probe, err := unix.Dup(0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	unix.Close(probe)
-	low := lim
-	low.Cur = uint64(probe) + 64
-	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &low); err != nil {
-		t.Fatal(err)
-	}
-	var fill []int
-	release := func() {
-		for _, fd := range fill {
-			unix.Close(fd)
-		}
-		fill = nil
-		unix.Setrlimit(unix.RLIMIT_NOFILE, &lim)
-	}
-	defer release()
-	for {
-		fd, err := unix.Dup(0)
-		if err != nil {
-			break
-		}
-		fill = append(fill, fd)
-	}
-	for _, fd := range fill[len(fill)-4:] { // room for the root and a few more
-		unix.Close(fd)
-	}
-	fill = fill[:len(fill)-4]
-
 	w := NewWalker(newRecorder(), nil)
 	w.workers = 1
-	_, err = w.Place(context.Background(), []Root{{Path: dir, Recursive: true, Events: open}})
+	release := testutil.FillDescriptors(t, 4) // room for the root and a few more
+	_, err := w.Place(context.Background(), []Root{{Path: dir, Recursive: true, Events: open}})
 	release()
 	if !errors.Is(err, unix.EMFILE) {
 		t.Fatalf("got error %v, want EMFILE", err)
