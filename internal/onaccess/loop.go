@@ -127,6 +127,7 @@ type Loop struct {
 	draining atomic.Bool
 	counters *Counters
 	oversize seenKeys // files over max_file_size logged
+	failures logLimit // log lines of on_error decisions
 
 	// Set by Run.
 	ctx     context.Context
@@ -521,6 +522,36 @@ func unnamed(s policy.Settings) *policy.Watch {
 	}
 }
 
+// logLimit keeps a log readable when every open fails (clamd down, a full
+// queue): logBurst lines a second at most. The lines held back are counted,
+// and the next line logged says how many; the alert log and the counters
+// still have every one.
+type logLimit struct {
+	mu     sync.Mutex
+	second time.Time // when the current second began
+	lines  int       // logged in it
+	held   int       // not logged since the last line
+}
+
+const logBurst = 10
+
+// take reports whether a line may be logged at now, and how many were
+// held back before it.
+func (ll *logLimit) take(now time.Time) (ok bool, held int) {
+	ll.mu.Lock()
+	defer ll.mu.Unlock()
+	if now.Sub(ll.second) >= time.Second {
+		ll.second, ll.lines = now, 0
+	}
+	if ll.lines >= logBurst {
+		ll.held++
+		return false, 0
+	}
+	ll.lines++
+	held, ll.held = ll.held, 0
+	return true, held
+}
+
 // seenKeys remembers file versions, up to maxSeenKeys at a time: a file
 // opened again and again is logged once for each version.
 type seenKeys struct {
@@ -712,8 +743,15 @@ func (l *Loop) reportFailure(r *request, cause error, who opener) {
 	rec := l.record(r, alert.ActionError, who)
 	rec.Error = cause.Error()
 	l.cfg.Alerts.Emit(rec)
-	l.log.Error("scan failed, on_error decides", "path", r.path, "verdict", verdictName(allow),
-		"pid", r.pid, "engine", r.state.Engine.Name(), "error", cause)
+	ok, held := l.failures.take(time.Now())
+	if !ok {
+		return
+	}
+	args := []any{"path", r.path, "verdict", verdictName(allow), "pid", r.pid, "engine", r.state.Engine.Name(), "error", cause}
+	if held > 0 {
+		args = append(args, "not_logged_before", held)
+	}
+	l.log.Error("scan failed, on_error decides", args...)
 }
 
 // record is the alert for r's verdict, opened by who.

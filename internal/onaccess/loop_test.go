@@ -425,6 +425,39 @@ func (f *fileIgnorer) UnignoreFile(fd int, mask uint64) error {
 // version, however often it is opened. It gets no ignore mark: the skip
 // is its watch's, and a hard link may put the same inode in a watch with
 // a larger max_file_size, which must still scan it.
+// When every scan fails, the log takes logBurst lines a second; the next
+// line says how many it did not take, and every failure is alerted.
+func TestFailuresLogLimited(t *testing.T) {
+	var logs strings.Builder
+	var mu sync.Mutex
+	h := newHarnessWith(t, 256, basePolicy, func(c *Config) {
+		c.Log = hclog.New(&hclog.LoggerOptions{Output: &logs, Mutex: &mu, Level: hclog.Info})
+	})
+	const n = 3 * logBurst
+	var evs []fanotify.Event
+	for i := range n {
+		evs = append(evs, h.event(fmt.Sprintf("a/broken%d", i), "FAIL to scan", unix.FAN_OPEN_PERM))
+	}
+	start := time.Now()
+	h.send(n, evs...)
+	took := time.Since(start)
+	time.Sleep(time.Second) // a second later, the log takes lines again
+	h.send(1, h.event("a/broken-later", "FAIL to scan", unix.FAN_OPEN_PERM))
+	h.stop()
+	if got := len(h.alerts.actions()); got != n+1 {
+		t.Errorf("alerts: got %d, want %d: every failure", got, n+1)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	lines := strings.Count(logs.String(), "scan failed, on_error decides")
+	if most := logBurst*(int(took/time.Second)+1) + 1; lines > most || lines < logBurst+1 {
+		t.Errorf("log lines of %d failures within %v, then one: %d, want %d to %d:\n%s", n, took, lines, logBurst+1, most, logs.String())
+	}
+	if !strings.Contains(logs.String(), "not_logged_before=") {
+		t.Errorf("no line says how many were not logged:\n%s", logs.String())
+	}
+}
+
 func TestOversizeLoggedOnce(t *testing.T) {
 	var logs strings.Builder
 	var mu sync.Mutex
