@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -63,30 +62,14 @@ type daemonProc struct {
 	cmd      *exec.Cmd
 	policy   string // the policy file; settings come from settings
 	settings string
-	stderr   *syncBuffer
+	stderr   *testutil.SyncBuffer
 	socket   string
 	alertLog string
 	state    string // the daemon's own files: policy, socket, alerts, quarantine
 	exited   chan struct{}
 }
 
-// syncBuffer collects the daemon's log while tests read it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (d *daemonProc) log() string {
-	d.stderr.mu.Lock()
-	defer d.stderr.mu.Unlock()
-	return d.stderr.b.String()
-}
+func (d *daemonProc) log() string { return d.stderr.String() }
 
 // startDaemon runs vigil on policy (the settings block is added here) and
 // waits for READY=1. The daemon is killed, by PID, at cleanup or when the
@@ -105,7 +88,7 @@ func startDaemonWith(t *testing.T, watches, engine, settings string, args ...str
 	testutil.SkipUnlessFanotify(t)
 	state := t.TempDir()
 	d := &daemonProc{
-		stderr:   new(syncBuffer),
+		stderr:   new(testutil.SyncBuffer),
 		socket:   filepath.Join(state, "vigil.sock"),
 		alertLog: filepath.Join(state, "alerts.jsonl"),
 		state:    state,

@@ -412,7 +412,7 @@ func TestStopDuringStartupWalk(t *testing.T) {
 	// The walk starts right after the directory sources are up; a signal
 	// that lands after it ended proves nothing: try again.
 	for try := range 5 {
-		stderr := new(syncBuffer)
+		stderr := new(testutil.SyncBuffer)
 		logged := (&daemonProc{stderr: stderr}).log
 		cmd := exec.Command(vigilBin, "run", "--policy", pol)
 		cmd.Stderr = stderr
@@ -463,7 +463,7 @@ func TestStopDuringStorm(t *testing.T) {
 	}
 	d := startDaemonWith(t, fmt.Sprintf("watch %q {}\n", root), "", `  on_error = "deny"`)
 	var cmds []*exec.Cmd
-	var stderr syncBuffer
+	var stderr testutil.SyncBuffer
 	for p := range procs {
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
 		cmd.Env = append(os.Environ(), stormEnv+"="+filepath.Join(root, fmt.Sprint(p)), fmt.Sprintf("VIGIL_TEST_STORM_ROUNDS=%d", rounds))
@@ -491,9 +491,7 @@ func TestStopDuringStorm(t *testing.T) {
 		cmd.Process.Kill()
 		cmd.Wait()
 	}
-	stderr.mu.Lock()
-	failed := stderr.b.String()
-	stderr.mu.Unlock()
+	failed := stderr.String()
 	if failed != "" {
 		t.Errorf("clean opens failed during the stop:\n%s", failed)
 	}

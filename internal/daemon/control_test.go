@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -236,7 +235,7 @@ func TestControlAcceptOutOfDescriptors(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	var logs syncBuffer
+	var logs testutil.SyncBuffer
 	d := &daemon{log: hclog.New(&hclog.LoggerOptions{Output: &logs})}
 	go d.serveControl(l)
 
@@ -259,21 +258,4 @@ func TestControlAcceptOutOfDescriptors(t *testing.T) {
 	if err != nil || !strings.Contains(line, `"pid"`) {
 		t.Errorf("status once descriptors are free: got %q, %v; want the status", line, err)
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }

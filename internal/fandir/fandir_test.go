@@ -62,25 +62,7 @@ func track(t *testing.T, s *Source, dirs ...string) {
 // collect reads n events, then waits quiet for any extra one.
 func collect(t *testing.T, s *Source, n int) []watch.DirEvent {
 	t.Helper()
-	var got []watch.DirEvent
-	timeout := time.After(2 * time.Second)
-	for len(got) < n {
-		select {
-		case e := <-s.Events():
-			got = append(got, e)
-		case <-timeout:
-			t.Errorf("timed out after %d of %d events: %+v", len(got), n, got)
-			return got
-		}
-	}
-	for {
-		select {
-		case e := <-s.Events():
-			got = append(got, e)
-		case <-time.After(quiet):
-			return got
-		}
-	}
+	return testutil.Collect(t, s.Events(), n, quiet)
 }
 
 func mkdirs(t *testing.T, dirs ...string) {

@@ -63,25 +63,7 @@ func (w *Watcher) paths() []string {
 // collect reads n events, then waits quiet for any extra one.
 func collect(t *testing.T, w *Watcher, n int) []watch.DirEvent {
 	t.Helper()
-	var got []watch.DirEvent
-	timeout := time.After(2 * time.Second)
-	for len(got) < n {
-		select {
-		case e := <-w.Events():
-			got = append(got, e)
-		case <-timeout:
-			t.Errorf("timed out after %d of %d events", len(got), n)
-			return got
-		}
-	}
-	for {
-		select {
-		case e := <-w.Events():
-			got = append(got, e)
-		case <-time.After(quiet):
-			return got
-		}
-	}
+	return testutil.Collect(t, w.Events(), n, quiet)
 }
 
 func TestEvents(t *testing.T) {
