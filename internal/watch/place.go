@@ -201,7 +201,7 @@ func (w *Walker) Place(ctx context.Context, roots []Root) (Stats, error) {
 			w.log.Warn("watch root is not a directory", "path", p)
 			r.missing++
 			continue
-		case errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE):
+		case isOutOfFds(err):
 			r.outOfFds(p, "open", err)
 			continue
 		case err != nil:
@@ -765,12 +765,16 @@ func join(dir string, name []byte) string {
 // happens on live trees, so it is not worth more than a debug line. Running
 // out of descriptors is another matter: it ends the walk (see outOfFds).
 func (r *run) dirErr(dir, op string, err error) {
-	if errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE) {
+	if isOutOfFds(err) {
 		r.outOfFds(dir, op, err)
 		return
 	}
 	r.errs.Add(1)
 	r.w.log.Debug("skip directory", "dir", dir, "error", fmt.Errorf("%s: %w", op, err))
+}
+
+func isOutOfFds(err error) bool {
+	return errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE)
 }
 
 // outOfFds ends a walk that ran out of file descriptors, with an error
