@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"maps"
+	"runtime"
 	"slices"
 	"time"
 
@@ -41,12 +43,14 @@ func runWatch(e *env) ([]row, error) {
 	}
 	var rows []row
 	placeRates, runRates := map[int]float64{}, map[int]float64{}
+	floors := map[int]floor{}
 	for _, n := range e.treeSizes() {
 		root, err := e.dirTree(n)
 		if err != nil {
 			return rows, err
 		}
 		var best watch.Stats
+		var low floor
 		for range reps {
 			if err := e.stopped(); err != nil {
 				return rows, err
@@ -58,7 +62,15 @@ func runWatch(e *env) ([]row, error) {
 			if best.Elapsed == 0 || st.Elapsed < best.Elapsed {
 				best = st
 			}
+			dirs, elapsed, err := floorOnce(root)
+			if err != nil {
+				return rows, err
+			}
+			if low.elapsed == 0 || elapsed < low.elapsed {
+				low = floor{dirs, elapsed}
+			}
 		}
+		floors[n] = low
 		rate := best.Rate()
 		placeRates[n] = rate
 		rows = append(rows, row{
@@ -89,6 +101,7 @@ func runWatch(e *env) ([]row, error) {
 			met:      watchMet(n, rate),
 		})
 	}
+	rows = append(rows, floorRows(floors, placeRates, runRates, reps)...)
 	rows = append(rows, e.watchRatios("watch.Place", placeRates)...)
 	rows = append(rows, e.watchRatios("`vigil run`", runRates)...)
 	if reason := e.unmet([]need{needVigil}); reason == "" {
@@ -99,6 +112,34 @@ func runWatch(e *env) ([]row, error) {
 		rows = append(rows, r)
 	}
 	return rows, nil
+}
+
+// floor is the best of floorOnce's walks over one tree.
+type floor struct {
+	dirs    int
+	elapsed time.Duration
+}
+
+func (f floor) rate() float64 { return float64(f.dirs) / f.elapsed.Seconds() }
+
+// floorRows give the kernel's floor on each tree, and how near the walks
+// came to it.
+func floorRows(floors map[int]floor, placeRates, runRates map[int]float64, reps int) []row {
+	var rows []row
+	for _, n := range slices.Sorted(maps.Keys(floors)) {
+		f := floors[n]
+		near := fmt.Sprintf("; watch.Place at %.0f%% of it", 100*placeRates[n]/f.rate())
+		if r, ok := runRates[n]; ok {
+			near += fmt.Sprintf(", `vigil run` at %.0f%%", 100*r/f.rate())
+		}
+		rows = append(rows, row{
+			figure: fmt.Sprintf("watch setup floor on this machine, directories/s (%s-directory tree): only what any walk must do (list each directory with subdirectories; mark, and statx to tell a leaf, every directory), %d threads, best of %d",
+				group(int64(n)), runtime.NumCPU(), reps),
+			aim:      "report",
+			measured: fmt.Sprintf("%s (%s dirs in %s)%s", group(int64(f.rate())), group(int64(f.dirs)), millis(f.elapsed), near),
+		})
+	}
+	return rows
 }
 
 // startupRow times `vigil run` on an empty tree from exec until READY=1:
