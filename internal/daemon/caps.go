@@ -21,7 +21,6 @@ var keptCaps = []uintptr{
 	unix.CAP_PERFMON,         // attaching tracing programs
 	unix.CAP_DAC_READ_SEARCH, // walking and reading files it does not own
 	unix.CAP_SYS_PTRACE,      // /proc/PID/exe of other users' processes
-	unix.CAP_SYS_RESOURCE,    // file and memlock limits
 }
 
 // quarantineCaps are kept too when a watch quarantines: removing an
