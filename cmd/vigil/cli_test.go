@@ -93,6 +93,10 @@ func TestPolicyCheck(t *testing.T) {
 		{name: "one bad of two", args: []string{"policy", "check", good, bad}, wantCode: 1, wantStderr: []string{bad + ":3,3"}},
 		{name: "missing file", args: []string{"policy", "check", filepath.Join(dir, "nope.hcl")}, wantCode: 1, wantStderr: []string{"nope.hcl"}},
 		{name: "no file", args: []string{"policy", "check"}, wantCode: 2},
+		{name: "help after a file", args: []string{"policy", "check", good, "--help"},
+			wantStdout: []string{"Usage: vigil policy check"}, notStdout: []string{"valid"}, notStderr: []string{"--help"}},
+		{name: "file named like a flag after --", args: []string{"policy", "check", "--", "-x.hcl"}, wantCode: 1,
+			wantStderr: []string{"-x.hcl:1,1"}},
 		{name: "shipped default", args: []string{"policy", "check", "../../policies/default.hcl"}},
 	})
 }
@@ -120,6 +124,14 @@ func TestScanCommand(t *testing.T) {
 		{name: "missing path is an error", args: []string{"scan", filepath.Join(dir, "nope")}, wantCode: 2},
 		{name: "missing db is an error", args: []string{"scan", "--db", filepath.Join(dir, "nodb"), tree}, wantCode: 2},
 		{name: "no path", args: []string{"scan"}, wantCode: 2},
+		// As clamscan takes them, and vigil quarantine: flags after the
+		// paths are flags, not paths to scan.
+		{name: "flags after the path", args: []string{"scan", tree, "--db", db, "--json"}, wantCode: 1,
+			wantStdout: []string{`"signature":"Test.Evil"`, `"result":"summary"`}, notStderr: []string{"--json", "ERROR"}},
+		{name: "bad flag after the path", args: []string{"scan", tree, "--bogus"}, wantCode: 2,
+			wantStderr: []string{"-bogus", "Usage: vigil scan"}, notStdout: []string{"FOUND"}},
+		{name: "path named like a flag after --", args: []string{"scan", "--", "--json"}, wantCode: 2,
+			wantStderr: []string{"--json: ERROR"}},
 	})
 }
 

@@ -122,19 +122,47 @@ func printUsage(fs *flag.FlagSet, head string) {
 	}
 }
 
-// parseArgs parses a command's arguments with fs: see parseFlags.
-func parseArgs(fs *flag.FlagSet, args []string, stdout io.Writer) (code int, ok bool) {
-	return parseFlags(fs, stdout, func() error { return fs.Parse(args) })
+// parseArgs parses a command's arguments with fs, flags wherever they
+// stand, and returns the positional ones: see parseInterspersed and
+// parseFlags.
+func parseArgs(fs *flag.FlagSet, args []string, stdout io.Writer) (pos []string, code int, ok bool) {
+	code, ok = parseFlags(fs, stdout, func() (err error) {
+		pos, err = parseInterspersed(fs, args)
+		return err
+	})
+	return pos, code, ok
+}
+
+// parseInterspersed parses flags wherever they stand, so that
+// "scan /srv --json" works as "scan --json /srv", as clamscan takes it;
+// "--" ends flags.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if n := len(args) - len(rest); n > 0 && args[n-1] == "--" {
+			return append(pos, rest...), nil // Parse consumed the "--"
+		}
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
 }
 
 // parseNoArgs is parseArgs for a command that takes no positional
 // arguments: one is a usage error.
 func parseNoArgs(fs *flag.FlagSet, args []string, stdout io.Writer) (code int, ok bool) {
-	if code, ok := parseArgs(fs, args, stdout); !ok {
+	pos, code, ok := parseArgs(fs, args, stdout)
+	if !ok {
 		return code, false
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(fs.Output(), "vigil %s: unexpected argument %q\n\n", fs.Name(), fs.Arg(0))
+	if len(pos) > 0 {
+		fmt.Fprintf(fs.Output(), "vigil %s: unexpected argument %q\n\n", fs.Name(), pos[0])
 		fs.Usage()
 		return 2, false
 	}
@@ -305,15 +333,15 @@ func cmdPolicy(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	fs := newFlags("policy check", "vigil policy check FILE ...", stderr)
-	if code, ok := parseArgs(fs, args[1:], stdout); !ok {
+	files, code, ok := parseArgs(fs, args[1:], stdout)
+	if !ok {
 		return code
 	}
-	if fs.NArg() == 0 {
+	if len(files) == 0 {
 		fs.Usage()
 		return 2
 	}
-	code := 0
-	for _, f := range fs.Args() {
+	for _, f := range files {
 		_, diags := policy.Load(f)
 		if len(diags) > 0 {
 			policy.WriteDiagnostics(stderr, diags)

@@ -72,11 +72,7 @@ func cmdQuarantine(args []string, stdout, stderr io.Writer) int {
 		fs.StringVar(to, "to", "", "restore to this absolute `path` instead of the original one")
 		fs.BoolVar(force, "force", false, "allow a destination outside the watch that quarantined the file")
 	}
-	var pos []string
-	code, ok := parseFlags(fs, stdout, func() (err error) {
-		pos, err = parseInterspersed(fs, rest)
-		return err
-	})
+	pos, code, ok := parseArgs(fs, rest, stdout)
 	if !ok {
 		return code
 	}
@@ -168,26 +164,6 @@ func quarantineDir(dir, policyFile string, stderr io.Writer) (string, int) {
 		return "", 2
 	}
 	return pol.Settings.QuarantineDir, 0
-}
-
-// parseInterspersed parses flags wherever they stand, so that
-// "restore ID --force" works as "restore --force ID"; "--" ends flags.
-func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		rest := fs.Args()
-		if n := len(args) - len(rest); n > 0 && args[n-1] == "--" {
-			return append(pos, rest...), nil // Parse consumed the "--"
-		}
-		if len(rest) == 0 {
-			return pos, nil
-		}
-		pos = append(pos, rest[0])
-		args = rest[1:]
-	}
 }
 
 func printEntries(w io.Writer, entries []quarantine.Entry) {

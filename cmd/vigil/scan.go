@@ -53,10 +53,11 @@ func cmdScan(args []string, stdout, stderr io.Writer) int {
 	fset.Var(&excludes, "exclude", "skip files and directories matching this `glob` (repeatable), as a watch's exclude does: a name\n(*.iso), a path relative to the scanned directory (cache/**, a/*/b), or an absolute one (/srv/*.iso);\n** matches any number of directories, a trailing / directories only, and !GLOB re-includes")
 	follow := fset.Bool("follow", false, "follow symbolic links met inside the trees (links named on the command line are always followed)")
 	report := fset.Bool("report", false, "print what the engine loaded (signatures per type, skipped files, version)")
-	if code, ok := parseArgs(fset, args, stdout); !ok {
+	paths, code, ok := parseArgs(fset, args, stdout)
+	if !ok {
 		return code
 	}
-	if fset.NArg() == 0 && !*report {
+	if len(paths) == 0 && !*report {
 		fset.Usage()
 		return 2
 	}
@@ -85,7 +86,7 @@ func cmdScan(args []string, stdout, stderr io.Writer) int {
 	}
 	if *report {
 		printReport(stdout, engine, *asJSON)
-		if fset.NArg() == 0 {
+		if len(paths) == 0 {
 			return 0
 		}
 	}
@@ -105,7 +106,7 @@ func cmdScan(args []string, stdout, stderr io.Writer) int {
 	if isTerminal(stderr) {
 		s.progress = stderr
 	}
-	code := s.run(ctx, fset.Args())
+	code = s.run(ctx, paths)
 	if ctx.Err() != nil {
 		fmt.Fprintln(stderr, "vigil scan: interrupted")
 		return 2
