@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"bufio"
+	"bytes"
 	"cmp"
 	"encoding/json"
 	"errors"
@@ -238,7 +239,8 @@ func Reload(socket string) error {
 	return nil
 }
 
-// Metrics copies the daemon's Prometheus text exposition to w.
+// Metrics copies the daemon's Prometheus text exposition to w, once it
+// has all of it.
 func Metrics(socket string, w io.Writer) error {
 	c, err := dialControl(socket)
 	if err != nil {
@@ -249,8 +251,14 @@ func Metrics(socket string, w io.Writer) error {
 	if _, err := c.Write([]byte("metrics\n")); err != nil {
 		return fmt.Errorf("ask %s: %w", socket, err)
 	}
-	if _, err := io.Copy(w, c); err != nil {
+	// Read whole first: copied straight to an *os.File, a read error came
+	// back as a write error, after half an exposition.
+	var buf bytes.Buffer
+	if _, err := buf.ReadFrom(c); err != nil {
 		return fmt.Errorf("read metrics from %s: %w", socket, err)
+	}
+	if _, err := w.Write(buf.Bytes()); err != nil {
+		return fmt.Errorf("write metrics: %w", err)
 	}
 	return nil
 }

@@ -259,3 +259,39 @@ func TestControlAcceptOutOfDescriptors(t *testing.T) {
 		t.Errorf("status once descriptors are free: got %q, %v; want the status", line, err)
 	}
 }
+
+// A daemon that stops answering halfway through the metrics is a failed
+// read from the socket, not a write to the output (which an *os.File
+// output, spliced into, used to say), and no half exposition is printed.
+func TestMetricsReadTimeout(t *testing.T) {
+	socket := filepath.Join(t.TempDir(), "vigil.sock")
+	l, err := net.Listen("unix", socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		bufio.NewReader(c).ReadString('\n')
+		io.WriteString(c, "# HELP vigil_events_total Events.\n")
+		<-done
+	}()
+	out, err := os.Create(filepath.Join(t.TempDir(), "metrics.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	err = Metrics(socket, out)
+	if err == nil || !strings.HasPrefix(err.Error(), "read metrics from "+socket+": ") || strings.Contains(err.Error(), "write") {
+		t.Errorf("got %v, want a read error from %s", err, socket)
+	}
+	if fi, _ := out.Stat(); fi.Size() != 0 {
+		t.Errorf("got %d bytes of output, want none from a cut exposition", fi.Size())
+	}
+}
