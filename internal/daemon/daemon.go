@@ -67,7 +67,7 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	alerts, err := alert.Open(pol.Settings.AlertLog, log)
 	if err != nil {
-		return fmt.Errorf("open alert log: %w", err)
+		return err // it names the operation and the path
 	}
 	defer alerts.Close()
 
@@ -228,7 +228,7 @@ type instance struct {
 func (d *daemon) start(ctx context.Context, st *onaccess.State) (*instance, error) {
 	quar, err := newQuarantiner(st.Policy, d.alerts, d.log)
 	if err != nil {
-		return nil, fmt.Errorf("open quarantine: %w", err)
+		return nil, err // it names the operation and the store
 	}
 	group, err := fanotify.Init(unix.FAN_CLASS_CONTENT|unix.FAN_UNLIMITED_QUEUE|unix.FAN_UNLIMITED_MARKS,
 		unix.O_RDONLY|unix.O_LARGEFILE|unix.O_CLOEXEC|unix.O_NONBLOCK)

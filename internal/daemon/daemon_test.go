@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -68,6 +69,43 @@ func TestLoadPolicyLogsDiagnostics(t *testing.T) {
 						t.Errorf("record %d: %s: got %v, want %v", i, k, recs[i][k], v)
 					}
 				}
+			}
+		})
+	}
+}
+
+// A start stopped by an alert log or a quarantine store that cannot be
+// opened says so once, before anything is marked.
+func TestRunStoresUnopenable(t *testing.T) {
+	dir := t.TempDir()
+	notFile := filepath.Join(dir, "alerts") // a directory: cannot be appended to
+	open := filepath.Join(dir, "q")         // a store group and others may enter
+	for _, d := range []string{notFile, open, filepath.Join(dir, "w")} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tests := []struct {
+		name     string
+		alertLog string
+		action   string
+		want     string
+	}{
+		{"alert log", notFile, "block", "open alert log: open " + notFile + ": is a directory"},
+		{"quarantine", filepath.Join(dir, "alerts.jsonl"), "quarantine",
+			"open quarantine " + open + ": mode 0755 lets group or others in, want 0700"},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			file := filepath.Join(dir, fmt.Sprintf("policy%d.hcl", i))
+			pol := fmt.Sprintf("settings {\n  alert_log = %q\n  quarantine_dir = %q\n  control_socket = %q\n}\nwatch %q {\n  action = %q\n}\n",
+				tt.alertLog, open, filepath.Join(dir, fmt.Sprintf("vigil%d.sock", i)), filepath.Join(dir, "w"), tt.action)
+			if err := os.WriteFile(file, []byte(pol), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			err := Run(t.Context(), Options{PolicyFile: file, Log: hclog.NewNullLogger()})
+			if err == nil || err.Error() != tt.want {
+				t.Errorf("got %v, want %q", err, tt.want)
 			}
 		})
 	}
