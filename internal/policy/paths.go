@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
+	"slices"
 	"syscall"
 	"time"
 
@@ -57,8 +59,24 @@ func checkPaths(refs []pathRef) hcl.Diagnostics {
 			Subject:  r.rng.Ptr(),
 		})
 	}
+	var dirs []pathRef // watch paths that are directories, in file order
 	for _, r := range refs {
 		res, ok := infos[r.path]
+		if ok && res.real != "" && r.kind == watchPath {
+			// Two paths that differ but for a symbolic link: the daemon
+			// keeps the first watch (see Resolved), and this says so first.
+			if i := slices.IndexFunc(dirs, func(d pathRef) bool { return infos[d.path].real == res.real }); i >= 0 {
+				diags = append(diags, &hcl.Diagnostic{
+					Severity: hcl.DiagWarning,
+					Summary:  "Watch path already watched",
+					Detail: fmt.Sprintf("%q is the directory %q at %s watches; vigil keeps that watch and ignores this one.",
+						r.path, dirs[i].path, pos(dirs[i].rng)),
+					Subject: r.rng.Ptr(),
+				})
+				continue
+			}
+			dirs = append(dirs, r)
+		}
 		switch {
 		case !ok: // no answer in time
 		case notExist(res.err) && r.kind == watchPath:
@@ -83,6 +101,7 @@ func notExist(err error) bool {
 type statResult struct {
 	info fs.FileInfo
 	err  error
+	real string // a directory's path without links, as the daemon resolves it; "" if unknown
 }
 
 // statAll stats each path at once and returns the answers that came
@@ -95,6 +114,10 @@ func statAll(refs []pathRef) map[string]statResult {
 	st := stat // read here: a late call outlives this Load
 	return answers.Within(paths, statTimeout, func(p string) statResult {
 		fi, err := st(p)
-		return statResult{fi, err}
+		r := statResult{info: fi, err: err}
+		if err == nil && fi.IsDir() {
+			r.real, _ = filepath.EvalSymlinks(p)
+		}
+		return r
 	}, nil)
 }

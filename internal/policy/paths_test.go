@@ -57,12 +57,19 @@ watch "%[1]s/f/below" {}
 	dbCol := len(`  databases = ["`+dir+`/d", `) + 1 // the second element
 	want := []string{
 		fmt.Sprintf("2:%d warning Database path does not exist", dbCol),
+		"5:7 warning Watch path already watched",
 		"6:7 warning Watch path does not exist",
 		"7:7 warning Watch path is not a directory",
 		"8:7 warning Watch path does not exist",
 	}
 	if got := diagsAt(diags); !reflect.DeepEqual(got, want) {
 		t.Errorf("got %q\nwant %q", got, want)
+	}
+	if len(diags) > 1 {
+		if want := fmt.Sprintf("%q is the directory %q at %s:4,7 watches; vigil keeps that watch and ignores this one.",
+			dir+"/link", dir+"/d", f); diags[1].Detail != want {
+			t.Errorf("got detail %q\nwant %q", diags[1].Detail, want)
+		}
 	}
 	for _, d := range diags {
 		if d.Subject.Filename != f {
