@@ -523,3 +523,53 @@ func TestStopWithHungEngine(t *testing.T) {
 		t.Fatal("open still waiting 5s after the daemon exited")
 	}
 }
+
+// vigil run by a user who may not make a fanotify group says that it
+// needs root, and exits 1, rather than only "operation not permitted".
+func TestRunWithoutRoot(t *testing.T) {
+	dir, err := os.MkdirTemp("", "vigil-nonroot-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	// Everything the daemon opens before the group is another user's to
+	// open here: the binary, the policy, the alert log and the socket.
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	bin, err := os.ReadFile(vigilBin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "vigil"), bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.Mkdir(filepath.Join(dir, "w"), 0o755)
+	policy := filepath.Join(dir, "policy.hcl")
+	writeFile(t, policy, fmt.Sprintf("settings {\n  control_socket = %q\n  alert_log = %q\n}\nwatch %q {}\n",
+		filepath.Join(dir, "vigil.sock"), filepath.Join(dir, "alerts.jsonl"), filepath.Join(dir, "w")))
+	cmd := exec.Command(filepath.Join(dir, "vigil"), "run", "--policy", policy)
+	if os.Geteuid() == 0 {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	done := make(chan error, 1)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err = <-done:
+	case <-time.After(30 * time.Second):
+		cmd.Process.Kill()
+		t.Fatalf("vigil run as another user did not stop:\n%s", stderr.String())
+	}
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+		t.Errorf("got %v, want exit 1", err)
+	}
+	if !strings.Contains(stderr.String(), "operation not permitted (vigil run needs root: CAP_SYS_ADMIN)") {
+		t.Errorf("stderr does not say that vigil run needs root:\n%s", stderr.String())
+	}
+}

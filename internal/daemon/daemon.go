@@ -232,6 +232,9 @@ func (d *daemon) start(ctx context.Context, st *onaccess.State) (*instance, erro
 	}
 	group, err := fanotify.Init(unix.FAN_CLASS_CONTENT|unix.FAN_UNLIMITED_QUEUE|unix.FAN_UNLIMITED_MARKS,
 		unix.O_RDONLY|unix.O_LARGEFILE|unix.O_CLOEXEC|unix.O_NONBLOCK)
+	if errors.Is(err, unix.EPERM) {
+		err = fmt.Errorf("%w (vigil run needs root: CAP_SYS_ADMIN)", err)
+	}
 	if err != nil {
 		quar.close()
 		return nil, fmt.Errorf("start permission loop: %w", err)
