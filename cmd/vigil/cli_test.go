@@ -11,6 +11,9 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
+	"github.com/vigilsec/vigil/internal/features"
 	"github.com/vigilsec/vigil/internal/scan/clamav"
 )
 
@@ -241,4 +244,29 @@ func TestDaemonUnreachable(t *testing.T) {
 		{name: "reload", args: []string{"reload", "--socket", socket}, wantCode: 2,
 			wantStderr: []string{"vigil reload: " + want}, notStderr: []string{"policy"}},
 	})
+}
+
+// A probe that fails for want of privileges tells nothing about the
+// kernel: without root it is unknown, not a "no".
+func TestProbeState(t *testing.T) {
+	eperm := fmt.Errorf("probe fanotify permission events: %w", unix.EPERM)
+	tests := []struct {
+		name string
+		err  error
+		root bool
+		want string
+	}{
+		{"available", nil, false, "yes"},
+		{"not permitted, not root", eperm, false, "unknown, run as root to tell: probe fanotify permission events: operation not permitted"},
+		{"not permitted as root", eperm, true, "no: probe fanotify permission events: operation not permitted"},
+		{"not supported", fmt.Errorf("FAN_MARK_IGNORE: %w (%v)", features.ErrNotSupported, unix.EINVAL), false,
+			"no: FAN_MARK_IGNORE: not supported (invalid argument)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := probeState(tt.err, tt.root); got != tt.want {
+				t.Errorf("got %q want %q", got, tt.want)
+			}
+		})
+	}
 }
