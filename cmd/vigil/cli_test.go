@@ -151,6 +151,9 @@ func TestUsage(t *testing.T) {
 		{name: "version bad flag", args: []string{"version", "--bogus"}, wantCode: 2,
 			wantStderr: []string{"-bogus", "Usage: vigil version"}, notStdout: []string{"vigil "}},
 		{name: "version help", args: []string{"version", "--help"}, wantStdout: []string{"Usage: vigil version"}},
+		// Each flag's value is named as the synopsis names it, not "value".
+		{name: "scan help names values", args: []string{"scan", "--help"},
+			wantStdout: []string{"-db path\n", "-exclude glob\n", "-policy file\n"}, notStdout: []string{" value\n"}},
 	}
 	// A command that takes no arguments rejects one rather than ignore it.
 	for _, cmd := range []string{"run", "status", "reload", "metrics", "features", "version"} {

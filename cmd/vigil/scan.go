@@ -48,7 +48,7 @@ func cmdScan(args []string, stdout, stderr io.Writer) int {
 	fset := newFlags("scan", scanSynopsis, stderr)
 	policyFile := fset.String("policy", "", "use the engine and databases of this policy `file`")
 	var dbs, excludes listFlag
-	fset.Var(&dbs, "db", "database file or directory (repeatable); default: "+strings.Join(defaultDatabases, ", ")+" where present")
+	fset.Var(&dbs, "db", "database `path`, a file or a directory (repeatable); default: "+strings.Join(defaultDatabases, ", ")+" where present")
 	asJSON := fset.Bool("json", false, "print one JSON object per infected or failed file, then the summary")
 	fset.Var(&excludes, "exclude", "skip files and directories matching this `glob` (repeatable), as a watch's exclude does: a name\n(*.iso), a path relative to the scanned directory (cache/**, a/*/b), or an absolute one (/srv/*.iso);\n** matches any number of directories, a trailing / directories only, and !GLOB re-includes")
 	follow := fset.Bool("follow", false, "follow symbolic links met inside the trees (links named on the command line are always followed)")
