@@ -112,6 +112,10 @@ func (d *daemon) handleControl(c *net.UnixConn) {
 			d.log.Error("control socket: metrics", "error", err)
 		}
 	case "reload":
+		// Taken at once, so that whoever asks can tell a daemon that
+		// answers from one that does not (stopped, say) in seconds, and
+		// then waits for the outcome as long as a walk may take.
+		enc.Encode(reloadReply{Reloading: true})
 		res := make(chan error, 1)
 		c.SetDeadline(time.Now().Add(reloadTimeout))
 		select {
@@ -194,10 +198,12 @@ func peerUID(c *net.UnixConn) (uint32, error) {
 	return cred.Uid, nil
 }
 
-// reloadReply is the daemon's answer to "reload".
+// reloadReply is the daemon's answer to "reload": one with Reloading set
+// at once, then the outcome.
 type reloadReply struct {
-	OK    bool   `json:"ok"`
-	Error string `json:"error,omitempty"`
+	Reloading bool   `json:"reloading,omitempty"`
+	OK        bool   `json:"ok"`
+	Error     string `json:"error,omitempty"`
 	// Diagnostics are those of a policy that did not load, as text.
 	Diagnostics string `json:"diagnostics,omitempty"`
 }
@@ -225,13 +231,21 @@ func Reload(socket string) error {
 		return err
 	}
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(reloadTimeout))
+	c.SetDeadline(time.Now().Add(controlTimeout))
 	if _, err := c.Write([]byte("reload\n")); err != nil {
 		return fmt.Errorf("ask %s: %w", socket, err)
 	}
+	dec := json.NewDecoder(c)
 	var reply reloadReply
-	if err := json.NewDecoder(c).Decode(&reply); err != nil {
+	if err := dec.Decode(&reply); err != nil {
 		return fmt.Errorf("no answer from the daemon at %s: %w", socket, err)
+	}
+	if reply.Reloading {
+		c.SetDeadline(time.Now().Add(reloadTimeout))
+		reply = reloadReply{}
+		if err := dec.Decode(&reply); err != nil {
+			return fmt.Errorf("no outcome from the daemon at %s, which took the reload: %w", socket, err)
+		}
 	}
 	if !reply.OK {
 		return &RefusedError{Reason: reply.Error, Diagnostics: reply.Diagnostics}

@@ -95,9 +95,10 @@ func TestReloadOutcome(t *testing.T) {
 		wantErr     string
 		wantRefused bool
 	}{
-		{"done", `{"ok":true}` + "\n", "", false},
-		{"refused", `{"ok":false,"error":"load p.hcl: policy has errors"}` + "\n", "load p.hcl: policy has errors", true},
+		{"done", `{"reloading":true}` + "\n" + `{"ok":true}` + "\n", "", false},
+		{"refused", `{"reloading":true}` + "\n" + `{"ok":false,"error":"load p.hcl: policy has errors"}` + "\n", "load p.hcl: policy has errors", true},
 		{"hung up", "", "no answer from the daemon at SOCKET: EOF", false},
+		{"hung up once taken", `{"reloading":true}` + "\n", "no outcome from the daemon at SOCKET, which took the reload: EOF", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -115,6 +116,28 @@ func TestReloadOutcome(t *testing.T) {
 				t.Errorf("got %#v: refused %v, want %v", err, !tt.wantRefused, tt.wantRefused)
 			}
 		})
+	}
+}
+
+// A daemon that takes the connection and never answers (stopped, say:
+// the kernel accepts for it) is given up on in controlTimeout, not after
+// the reload's own ten minutes.
+func TestReloadUnansweredGivesUp(t *testing.T) {
+	socket := filepath.Join(t.TempDir(), "vigil.sock")
+	l, err := net.Listen("unix", socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	done := make(chan error, 1)
+	go func() { done <- Reload(socket) }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.HasPrefix(err.Error(), "no answer from the daemon at "+socket+": ") || !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Errorf("got %v, want no answer within the control timeout", err)
+		}
+	case <-time.After(controlTimeout + 10*time.Second):
+		t.Fatalf("Reload still waiting %v after asking a daemon that does not answer", controlTimeout+10*time.Second)
 	}
 }
 
