@@ -143,6 +143,8 @@ func TestUsage(t *testing.T) {
 		{name: "version", args: []string{"version"}, wantStdout: []string{"vigil "}},
 		{name: "help", args: []string{"--help"}, wantStdout: []string{"vigil policy check FILE"}, notStderr: []string{"Usage"}},
 		{name: "unknown command", args: []string{"bogus"}, wantCode: 2, wantStderr: []string{"unknown command"}},
+		{name: "help unknown command", args: []string{"help", "bogus"}, wantCode: 2, wantStderr: []string{`unknown command "bogus"`}},
+		{name: "help help", args: []string{"help", "help"}, wantStdout: []string{"vigil policy check FILE"}},
 		{name: "no command", args: []string{}, wantCode: 2, wantStderr: []string{"Usage:"}},
 		{name: "bad log format", args: []string{"run", "--log-format", "xml"}, wantCode: 2, wantStderr: []string{"--log-format"}},
 		{name: "policy without check", args: []string{"policy"}, wantCode: 2, wantStderr: []string{"Usage: vigil policy check"}},
@@ -171,6 +173,8 @@ func TestUsage(t *testing.T) {
 			cases = append(cases, cliCase{name: name + " " + h, args: append(slices.Clone(cmd), h),
 				wantStdout: []string{"Usage:", "vigil " + name}, notStderr: []string{"Usage"}})
 		}
+		cases = append(cases, cliCase{name: "help " + name, args: append([]string{"help"}, cmd...),
+			wantStdout: []string{"Usage:", "vigil " + name}, notStdout: []string{"on-access malware scanning"}, notStderr: []string{"Usage"}})
 		if cmd[0] != "policy" && len(cmd) == 1 && cmd[0] != "quarantine" {
 			cases = append(cases, cliCase{name: name + " bad flag", args: append(slices.Clone(cmd), "--bogus"), wantCode: 2,
 				wantStderr: []string{"-bogus", "Usage: vigil " + name}, notStdout: []string{"Usage"}})

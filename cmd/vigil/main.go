@@ -93,6 +93,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		printVersion(stdout)
 		return 0
 	case "help", "-h", "-help", "--help":
+		if cmd == "help" && len(rest) > 0 && rest[0] != "help" {
+			// vigil help COMMAND is COMMAND --help.
+			return run(append(slices.Clone(rest), "--help"), stdout, stderr)
+		}
 		fmt.Fprint(stdout, usage)
 		return 0
 	default:
