@@ -9,6 +9,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
@@ -51,8 +52,14 @@ type Watcher struct {
 
 	mu sync.Mutex
 	state
-	tree  *tree
-	limit limitState
+	tree   *tree
+	limit  limitState
+	target []byte // addWatch's path, NUL-terminated
+
+	// Track's batch and its errors, and the function that tracks them.
+	batch      []watch.Dir
+	batchErrs  []error
+	trackBatch func(ifd uintptr)
 }
 
 var _ watch.Source = (*Watcher)(nil)
@@ -85,7 +92,7 @@ func newWatcher(log hclog.Logger) (*Watcher, error) {
 		return nil, fmt.Errorf("inotify_init1: %w", err)
 	}
 	_, perr := os.Stat("/proc/self/fd")
-	return &Watcher{
+	w := &Watcher{
 		f:      f,
 		rc:     rc,
 		log:    log.Named(name),
@@ -93,7 +100,9 @@ func newWatcher(log hclog.Logger) (*Watcher, error) {
 		done:   make(chan struct{}),
 		procFd: perr == nil,
 		tree:   pathtree.New[int32](),
-	}, nil
+	}
+	w.trackBatch = w.trackBatchLocked
+	return w, nil
 }
 
 // Name is "inotify".
@@ -113,37 +122,39 @@ func (w *Watcher) Track(ds ...watch.Dir) error {
 	// watch it cannot place yet.
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	var errs []error
-	for _, d := range ds {
-		if err := w.trackLocked(d); err != nil {
-			errs = append(errs, err)
-		}
+	// At start-up the cross-check tracks every directory of the tree, one
+	// by one, and what a call allocates is garbage the daemon's peak
+	// memory is made of: the batch goes to trackBatch, a function made
+	// once, through fields w.mu guards, not to a closure made per call.
+	w.batch, w.batchErrs = ds, w.batchErrs[:0]
+	cerr := w.rc.Control(w.trackBatch)
+	err := errors.Join(w.batchErrs...) // a copy: the buffer is cleared for the next batch
+	clear(w.batchErrs)
+	w.batch, w.batchErrs = nil, w.batchErrs[:0]
+	if cerr != nil {
+		return fmt.Errorf("inotify_add_watch: %w", cerr)
 	}
-	return errors.Join(errs...)
+	return err
 }
 
-func (w *Watcher) trackLocked(d watch.Dir) error {
-	fd, dir := d.Fd, d.Path
+// trackBatchLocked tracks w.batch through the instance ifd, appending its
+// errors to w.batchErrs; w.trackBatch is it, made once.
+func (w *Watcher) trackBatchLocked(ifd uintptr) {
+	for _, d := range w.batch {
+		if err := w.trackLocked(ifd, d); err != nil {
+			w.batchErrs = append(w.batchErrs, err)
+		}
+	}
+}
+
+// trackLocked adds the watch of d through the instance ifd.
+func (w *Watcher) trackLocked(ifd uintptr, d watch.Dir) error {
+	dir := d.Path
 	if !filepath.IsAbs(dir) {
 		return fmt.Errorf("track %s: not an absolute path", dir)
 	}
 	dir = filepath.Clean(dir)
-	target, flags := "/proc/self/fd/"+strconv.Itoa(fd), uint32(0)
-	if d.Name != "" {
-		target, flags = target+"/"+d.Name, unix.IN_DONT_FOLLOW
-	}
-	if !w.procFd {
-		target, flags = dir, unix.IN_DONT_FOLLOW // no /proc: by path, racy but better than nothing
-	}
-
-	var wd int
-	var err error
-	cerr := w.rc.Control(func(ifd uintptr) {
-		wd, err = unix.InotifyAddWatch(int(ifd), target, watchMask|flags)
-	})
-	if cerr != nil {
-		return fmt.Errorf("inotify_add_watch %s: %w", dir, cerr)
-	}
+	wd, err := w.addWatch(ifd, d, dir)
 	if errors.Is(err, unix.ENOSPC) {
 		n := w.tree.Ensure(dir)
 		if wd := n.Key(); wd != 0 {
@@ -194,6 +205,32 @@ func (w *Watcher) Untrack(dir string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.tree.DropPath(filepath.Clean(dir), w.rmWatch)
+}
+
+// addWatch is inotify_add_watch(2) on d, the directory at dir, through
+// /proc/self/fd/N (and d.Name), so that the watch lands on the directory
+// the caller opened even if its path was renamed since; by path where
+// there is no /proc, racy but better than nothing. The path is built in
+// the watcher's buffer (w.mu held), which spares the two allocations per
+// call of unix.InotifyAddWatch and a string.
+func (w *Watcher) addWatch(ifd uintptr, d watch.Dir, dir string) (int, error) {
+	b, flags := w.target[:0], uint32(0)
+	switch {
+	case !w.procFd:
+		b, flags = append(b, dir...), unix.IN_DONT_FOLLOW
+	case d.Name != "":
+		b = strconv.AppendInt(append(b, "/proc/self/fd/"...), int64(d.Fd), 10)
+		b, flags = append(append(b, '/'), d.Name...), unix.IN_DONT_FOLLOW
+	default:
+		b = strconv.AppendInt(append(b, "/proc/self/fd/"...), int64(d.Fd), 10)
+	}
+	b = append(b, 0)
+	w.target = b
+	wd, _, errno := unix.Syscall(unix.SYS_INOTIFY_ADD_WATCH, ifd, uintptr(unsafe.Pointer(&b[0])), uintptr(watchMask|flags))
+	if errno != 0 {
+		return -1, errno
+	}
+	return int(wd), nil
 }
 
 // rmWatch removes a watch from the kernel. EINVAL means it is already

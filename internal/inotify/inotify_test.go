@@ -709,3 +709,40 @@ func TestWatchLimitWarningSole(t *testing.T) {
 		}
 	}
 }
+
+// Tracking allocates nothing of its own: at start-up the cross-check
+// tracks every directory of the tree one by one, and what each call
+// allocated (a closure, the path to the descriptor, its C string) was
+// the most of the daemon's peak memory. Tracking a directory tracked
+// already under its path is what is left: the path built to compare.
+func TestTrackAllocations(t *testing.T) {
+	w, err := New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	dir := tempDir(t)
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	one := []watch.Dir{{Fd: fd, Path: dir}}
+	if err := w.Track(one...); err != nil {
+		t.Fatal(err)
+	}
+	allocs := testing.AllocsPerRun(100, func() {
+		if err := w.Track(one...); err != nil {
+			t.Fatal(err)
+		}
+	})
+	// Path builds the tracked path to compare it: at most two, and two
+	// the race detector makes.
+	limit := 2.0
+	if testutil.Race {
+		limit = 4
+	}
+	if allocs > limit {
+		t.Errorf("Track of a tracked directory: %.1f allocations, want at most %.0f", allocs, limit)
+	}
+}

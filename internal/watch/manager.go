@@ -292,6 +292,10 @@ func (m *Manager) crossCheck(n int) bool {
 	m.mu.Unlock()
 	at := m.walker.enter()
 	defer m.walker.leave(at)
+	// At start-up every directory of the tree comes this way, and what
+	// each allocates is garbage the daemon's peak memory is made of: the
+	// directory goes to the sources in a slice made once per batch.
+	one := make([]Dir, 1)
 	for _, want := range batch {
 		if m.isStuck(want.path) {
 			continue // the primary sources track it
@@ -300,7 +304,8 @@ func (m *Manager) crossCheck(n int) bool {
 		fd, err := openDir(unix.AT_FDCWD, want.path, unix.O_NOFOLLOW)
 		if err == nil {
 			if d, _, err := statDir(fd, want.path); err == nil && d.key() == want.key && m.marked.marked(d.Path, d.key()) {
-				m.track(m.srcs.CrossCheck, d)
+				one[0] = d
+				m.track(m.srcs.CrossCheck, one...)
 			}
 			unix.Close(fd)
 		}
