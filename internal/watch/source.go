@@ -54,8 +54,9 @@ type Source interface {
 	Events() <-chan DirEvent
 	// Track starts reporting entry changes in each of ds (their Fd is
 	// valid only during the call: a source that needs a directory later
-	// must resolve it now, e.g. through /proc/self/fd/N). The error
-	// joins those of the directories it could not track.
+	// must resolve it now, e.g. through /proc/self/fd/N; ds itself is
+	// the caller's again once Track returns). The error joins those of
+	// the directories it could not track.
 	Track(ds ...Dir) error
 	// Untrack stops reporting changes in dir; unknown dirs are ignored.
 	Untrack(dir string)
