@@ -256,11 +256,11 @@ func (h *harness) event(name, content string, mask uint64) fanotify.Event {
 	return fanotify.Event{Mask: mask, Fd: fd, Pid: 1}
 }
 
-// counters waits up to a second for the loop's counters to satisfy ok,
-// as they are counted just after the response they follow, and returns
-// them.
+// counters waits up to 5 s (a kernel under TCG is slow) for the loop's
+// counters to satisfy ok, as they are counted just after the response
+// they follow, and returns them.
 func (h *harness) counters(ok func(Snapshot) bool) Snapshot {
-	deadline := time.Now().Add(time.Second)
+	deadline := time.Now().Add(5 * time.Second)
 	for {
 		c := h.loop.Counters()
 		if ok(c) || time.Now().After(deadline) {
