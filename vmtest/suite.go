@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"sync"
 	"text/tabwriter"
@@ -174,6 +175,7 @@ func cmdSuite(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	testTimeout := fs.Duration("test-timeout", 3*time.Minute, "go test -timeout of each test binary under KVM (scaled under TCG)")
 	host := fs.Bool("host", false, "run the suite on the host too (as its row of the table)")
 	outDir := fs.String("out", "", "where the binaries are built (default: bin/vmtest.d in -workdir)")
+	parallel := fs.Int("parallel", 0, "kernels run at once (0: one per host CPU under TCG, whose guests run in one thread each; one under KVM)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -217,20 +219,24 @@ func cmdSuite(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return steps
 	}
 
-	var rows []row
+	rows := []row{hostRow(ctx, &f, stepsFor("host"), *host, stdout)}
+	// Each kernel is made ready in turn, the first one choosing the
+	// accelerator for all; then they run side by side, -parallel at once,
+	// and each one's output is printed whole when it is done, in the
+	// list's order.
+	runs := make([]*kernelRun, len(kernels))
 	var probed string // why the first kernel's probe chose the accelerator
-	rows = append(rows, hostRow(ctx, &f, stepsFor("host"), *host, stdout))
-	for _, name := range kernels {
-		r := row{kernel: name, t: &tally{w: stdout}, tests: true}
-		start := time.Now()
+	for i, name := range kernels {
+		kr := &kernelRun{done: make(chan struct{})}
+		kr.r = row{kernel: name, t: &tally{w: &kr.out}, tests: true}
+		runs[i] = kr
 		k, err := prepareKernel(findKernel(name), f.cache)
 		if err != nil {
-			r.verdict(0, fmt.Errorf("kernel %s: %w (make vmtest-deps installs the listed ones)", name, err))
-			rows = append(rows, r)
+			kr.r.verdict(0, fmt.Errorf("kernel %s: %w (make vmtest-deps installs the listed ones)", name, err))
 			continue
 		}
-		r.kernel = k.Release
-		v, err := f.newVM(k, nil, r.t)
+		kr.r.kernel = k.Release
+		v, err := f.newVM(k, nil, kr.r.t)
 		if err == nil {
 			var accel, why string
 			accel, why, err = f.accelerator(ctx, v)
@@ -241,28 +247,50 @@ func cmdSuite(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 				} else if probed != "" {
 					why = probed
 				}
-				r.accel = accel
+				kr.r.accel = accel
 				v.Accel, v.Steps, v.Timeout = accel, stepsFor(accel), f.scaled(f.timeout, accel)
 				fmt.Fprintf(stdout, "=== vmtest: %s under %s (%s), timeout %s\n", k.Release, accel, why, v.Timeout)
 				if k.Note != "" {
-					fmt.Fprintf(stdout, "=== vmtest: %s\n", k.Note)
+					fmt.Fprintf(&kr.out, "=== vmtest: %s\n", k.Note)
 				}
-				var out outcome
-				out, err = v.Run(ctx)
-				r.verdict(out.Status, err)
-				for _, l := range out.Console {
-					fmt.Fprintf(stdout, "=== vmtest: console: %s\n", l)
-				}
+				kr.v = &v
 			}
 		}
-		if err != nil && r.result == "" {
-			r.verdict(0, err)
+		if err != nil {
+			kr.r.verdict(0, err)
 		}
-		r.elapsed = time.Since(start)
-		rows = append(rows, r)
-		if ctx.Err() != nil {
-			break
+	}
+	n := *parallel
+	if n <= 0 {
+		// Under TCG a guest runs in one host thread (see vm.args).
+		n = 1
+		if f.accel == "tcg" {
+			n = runtime.NumCPU()
 		}
+	}
+	slots := make(chan struct{}, n)
+	for _, kr := range runs {
+		if kr.v == nil {
+			close(kr.done)
+			continue
+		}
+		go func() {
+			defer close(kr.done)
+			slots <- struct{}{}
+			defer func() { <-slots }()
+			start := time.Now()
+			out, err := kr.v.Run(ctx)
+			kr.r.verdict(out.Status, err)
+			for _, l := range out.Console {
+				fmt.Fprintf(kr.r.t, "=== vmtest: console: %s\n", l)
+			}
+			kr.r.elapsed = time.Since(start)
+		}()
+	}
+	for _, kr := range runs {
+		<-kr.done
+		stdout.Write(kr.out.Bytes())
+		rows = append(rows, kr.r)
 	}
 	fmt.Fprintln(stdout)
 	printTable(stdout, rows)
@@ -272,6 +300,16 @@ func cmdSuite(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		}
 	}
 	return 0
+}
+
+// kernelRun is one kernel of the suite: its row, and the guest to boot
+// (nil when it could not be made ready: the row says why), whose output
+// is kept until the run is done.
+type kernelRun struct {
+	r    row
+	v    *vm
+	out  bytes.Buffer // written through r.t
+	done chan struct{}
 }
 
 // hostRow runs vigil features on the host for the hook it chooses, and
