@@ -64,9 +64,9 @@ func TestControlUnreachable(t *testing.T) {
 	}
 }
 
-// fakeDaemon answers one connection on a new control socket with reply
-// ("" hangs up without a word) and returns the socket's path.
-func fakeDaemon(t *testing.T, reply string) string {
+// listenSocket listens on a new unix socket, closed at cleanup, and
+// returns its path: a control socket for a daemon a test plays.
+func listenSocket(t *testing.T) (string, net.Listener) {
 	t.Helper()
 	socket := filepath.Join(t.TempDir(), "vigil.sock")
 	l, err := net.Listen("unix", socket)
@@ -74,6 +74,14 @@ func fakeDaemon(t *testing.T, reply string) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { l.Close() })
+	return socket, l
+}
+
+// fakeDaemon answers one connection on a new control socket with reply
+// ("" hangs up without a word) and returns the socket's path.
+func fakeDaemon(t *testing.T, reply string) string {
+	t.Helper()
+	socket, l := listenSocket(t)
 	go func() {
 		c, err := l.Accept()
 		if err != nil {
@@ -123,12 +131,7 @@ func TestReloadOutcome(t *testing.T) {
 // the kernel accepts for it) is given up on in controlTimeout, not after
 // the reload's own ten minutes.
 func TestReloadUnansweredGivesUp(t *testing.T) {
-	socket := filepath.Join(t.TempDir(), "vigil.sock")
-	l, err := net.Listen("unix", socket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
+	socket, _ := listenSocket(t) // connections wait in its backlog, unread
 	done := make(chan error, 1)
 	go func() { done <- Reload(socket) }()
 	select {
@@ -287,12 +290,7 @@ func TestControlAcceptOutOfDescriptors(t *testing.T) {
 // read from the socket, not a write to the output (which an *os.File
 // output, spliced into, used to say), and no half exposition is printed.
 func TestMetricsReadTimeout(t *testing.T) {
-	socket := filepath.Join(t.TempDir(), "vigil.sock")
-	l, err := net.Listen("unix", socket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
+	socket, l := listenSocket(t)
 	done := make(chan struct{})
 	defer close(done)
 	go func() {
