@@ -138,7 +138,10 @@ settings {
 	ready := make(chan error, 1)
 	go func() {
 		buf := make([]byte, 256)
-		ln.SetReadDeadline(time.Now().Add(20 * time.Second))
+		// A start that waits 5 s on a hung filesystem twice, with the
+		// eBPF programs loaded in between, took over 20 s on a kernel
+		// under TCG beside another.
+		ln.SetReadDeadline(time.Now().Add(60 * time.Second))
 		n, _, err := ln.ReadFromUnix(buf)
 		if err == nil && string(buf[:n]) != "READY=1" {
 			err = fmt.Errorf("notify: got %q want READY=1", buf[:n])
