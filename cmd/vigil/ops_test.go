@@ -531,11 +531,7 @@ func TestStopWithHungEngine(t *testing.T) {
 // vigil run by a user who may not make a fanotify group says that it
 // needs root, and exits 1, rather than only "operation not permitted".
 func TestRunWithoutRoot(t *testing.T) {
-	dir, err := os.MkdirTemp("", "vigil-nonroot-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(dir)
+	dir := testutil.TempDir(t)
 	// Everything the daemon opens before the group is another user's to
 	// open here: the binary, the policy, the alert log and the socket.
 	if err := os.Chmod(dir, 0o777); err != nil {

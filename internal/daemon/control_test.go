@@ -78,8 +78,9 @@ func listenSocket(t *testing.T) (string, net.Listener) {
 }
 
 // fakeDaemon answers one connection on a new control socket with reply
-// ("" hangs up without a word) and returns the socket's path.
-func fakeDaemon(t *testing.T, reply string) string {
+// ("" says nothing) and returns the socket's path. It hangs up at once,
+// or, when hold is not nil, once hold is closed.
+func fakeDaemon(t *testing.T, reply string, hold <-chan struct{}) string {
 	t.Helper()
 	socket, l := listenSocket(t)
 	go func() {
@@ -90,6 +91,9 @@ func fakeDaemon(t *testing.T, reply string) string {
 		defer c.Close()
 		bufio.NewReader(c).ReadString('\n')
 		io.WriteString(c, reply)
+		if hold != nil {
+			<-hold
+		}
 	}()
 	return socket
 }
@@ -110,7 +114,7 @@ func TestReloadOutcome(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			socket := fakeDaemon(t, tt.reply)
+			socket := fakeDaemon(t, tt.reply, nil)
 			err := Reload(socket)
 			got := ""
 			if err != nil {
@@ -206,11 +210,7 @@ func TestControlRootOnly(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: the test asks as another user")
 	}
-	dir, err := os.MkdirTemp("", "vigil-control-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(dir)
+	dir := testutil.TempDir(t)
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -290,19 +290,9 @@ func TestControlAcceptOutOfDescriptors(t *testing.T) {
 // read from the socket, not a write to the output (which an *os.File
 // output, spliced into, used to say), and no half exposition is printed.
 func TestMetricsReadTimeout(t *testing.T) {
-	socket, l := listenSocket(t)
 	done := make(chan struct{})
 	defer close(done)
-	go func() {
-		c, err := l.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		bufio.NewReader(c).ReadString('\n')
-		io.WriteString(c, "# HELP vigil_events_total Events.\n")
-		<-done
-	}()
+	socket := fakeDaemon(t, "# HELP vigil_events_total Events.\n", done)
 	out, err := os.Create(filepath.Join(t.TempDir(), "metrics.txt"))
 	if err != nil {
 		t.Fatal(err)
