@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 	"text/tabwriter"
 
 	"golang.org/x/sys/unix"
@@ -34,11 +33,10 @@ func cmdFeatures(args []string, stdout, stderr io.Writer) int {
 	}
 	chosen, unknown := dirtrace.HookNone, false
 	for _, p := range dirtrace.Probe() {
-		state := probeState(p.Err, root)
-		fmt.Fprintf(tw, "%s\t%s\n", p.Name, state)
-		unknown = unknown || strings.HasPrefix(state, "unknown")
+		fmt.Fprintf(tw, "%s\t%s\n", p.Name, probeState(p.Err, root))
+		unknown = unknown || untold(p.Err, root)
 		if p.Err == nil && chosen == dirtrace.HookNone {
-			chosen = dirtrace.Hook(strings.TrimPrefix(p.Name, "eBPF directory events, hook "))
+			chosen = p.Hook
 		}
 	}
 	if chosen == dirtrace.HookNone && unknown {
@@ -50,15 +48,20 @@ func cmdFeatures(args []string, stdout, stderr io.Writer) int {
 	return code
 }
 
-// probeState says what a probe found. Without root, a probe that needs
-// privileges (fanotify groups, eBPF maps) fails with EPERM whatever the
-// kernel offers: that tells nothing about the kernel.
+// probeState says what a probe found.
 func probeState(err error, root bool) string {
 	switch {
 	case err == nil:
 		return "yes"
-	case !root && errors.Is(err, unix.EPERM) && !errors.Is(err, features.ErrNotSupported):
+	case untold(err, root):
 		return "unknown, run as root to tell: " + err.Error()
 	}
 	return "no: " + err.Error()
+}
+
+// untold reports whether a probe's failure tells nothing about the
+// kernel: without root, a probe that needs privileges (fanotify groups,
+// eBPF maps) fails with EPERM whatever the kernel offers.
+func untold(err error, root bool) bool {
+	return err != nil && !root && errors.Is(err, unix.EPERM) && !errors.Is(err, features.ErrNotSupported)
 }

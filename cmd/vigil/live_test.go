@@ -253,6 +253,29 @@ func ebpfHere(t *testing.T) bool {
 	return false
 }
 
+// vigil features names the best rung that works here as the hook
+// vigil run would choose.
+func TestFeaturesNamesChosenHook(t *testing.T) {
+	testutil.SkipUnlessRoot(t)
+	want := dirtrace.HookNone
+	for _, p := range dirtrace.Probe() {
+		if p.Err == nil {
+			want = p.Hook
+			break
+		}
+	}
+	_, stdout, stderr := runCLI("features")
+	for line := range strings.Lines(stdout) {
+		if strings.HasPrefix(line, "directory events ") {
+			if got := strings.Fields(line)[2]; got != "hook="+string(want)+"," {
+				t.Errorf("features chose %q, want hook=%s:\n%s", got, want, stdout)
+			}
+			return
+		}
+	}
+	t.Fatalf("no directory events line:\n%s%s", stdout, stderr)
+}
+
 // A watch whose directory does not exist at start is placed when it
 // appears.
 func TestWatchRootAppearsLater(t *testing.T) {

@@ -9,17 +9,23 @@ import (
 	"github.com/vigilsec/vigil/internal/features"
 )
 
+// RungProbe is what probing one rung of the ladder found.
+type RungProbe struct {
+	features.Probe
+	Hook Hook
+}
+
 // Probe loads and attaches each rung of the ladder in turn, then detaches
-// it, and tells which work here and why the others do not. Like Open, it
-// mounts tracefs when a rung needs it.
-func Probe() []features.Probe {
-	var out []features.Probe
+// it, and tells which work here and why the others do not, best first.
+// Like Open, it mounts tracefs when a rung needs it.
+func Probe() []RungProbe {
+	var out []RungProbe
 	kernel := btf.NewCache()
 	for _, h := range Ladder {
 		if h == HookNone {
 			continue
 		}
-		p := features.Probe{Name: "eBPF directory events, hook " + string(h)}
+		p := RungProbe{Probe: features.Probe{Name: "eBPF directory events, hook " + string(h)}, Hook: h}
 		r, err := loadRung(h, kernel, hclog.NewNullLogger())
 		if err != nil {
 			p.Err = err
