@@ -227,9 +227,18 @@ func (m *Manager) track(srcs []Source, ds ...Dir) {
 	for _, s := range srcs {
 		if err := s.Track(ds...); err != nil {
 			// Sources log their own limits once; this only counts.
-			m.trackErrs.Add(1)
+			m.trackErrs.Add(uint64(joined(err)))
 		}
 	}
+}
+
+// joined is the number of errors err joins: one a directory, from
+// Source.Track.
+func joined(err error) int {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return len(j.Unwrap())
+	}
+	return 1
 }
 
 // Place marks every root's tree and tracks the ancestors of roots that do
@@ -328,11 +337,12 @@ func (m *Manager) Dirs() int { return m.marked.len() }
 
 // ManagerStats counts what the manager did since it started.
 type ManagerStats struct {
-	Events, Resyncs, TrackErrors uint64
-	Stalls                       uint64 // jobs left behind on filesystems that did not answer, see guard
-	Stalled                      int    // of those, still running
-	Busy                         bool   // handling an event now
-	Backlog                      int    // directories the cross-check sources have yet to track
+	Events, Resyncs uint64
+	TrackErrors     uint64 // directories a source could not track, one per source
+	Stalls          uint64 // jobs left behind on filesystems that did not answer, see guard
+	Stalled         int    // of those, still running
+	Busy            bool   // handling an event now
+	Backlog         int    // directories the cross-check sources have yet to track
 }
 
 // Stats returns the manager's counters.

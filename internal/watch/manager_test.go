@@ -3,6 +3,7 @@ package watch
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	osexec "os/exec"
 	"path/filepath"
@@ -22,8 +23,9 @@ import (
 type fakeSource struct {
 	mu      sync.Mutex
 	tracked map[string]devIno
-	batches []int     // the number of directories of each Track call
-	onTrack func(Dir) // if set, called for each directory as it is tracked
+	batches []int           // the number of directories of each Track call
+	onTrack func(Dir)       // if set, called for each directory as it is tracked
+	refuse  func(Dir) error // if set, a directory it fails is not tracked
 	events  chan DirEvent
 }
 
@@ -38,14 +40,21 @@ func (s *fakeSource) Close() error            { close(s.events); return nil }
 func (s *fakeSource) Track(ds ...Dir) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	var errs []error
 	for _, d := range ds {
+		if s.refuse != nil {
+			if err := s.refuse(d); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+		}
 		s.tracked[d.Path] = d.key()
 		if s.onTrack != nil {
 			s.onTrack(d)
 		}
 	}
 	s.batches = append(s.batches, len(ds))
-	return nil
+	return errors.Join(errs...)
 }
 
 // key returns the directory tracked at path.
@@ -403,6 +412,29 @@ func TestManagerTracksLeavesInBatches(t *testing.T) {
 	case <-m.Settled(): // no cross-check source: nothing left after Place
 	default:
 		t.Error("not Settled after Place, with no cross-check source")
+	}
+}
+
+// track_errors counts directories, not the batches a walk tracks them in.
+func TestManagerCountsEachDirNotTracked(t *testing.T) {
+	dir := t.TempDir()
+	mkdirs(t, dir, "w/a", "w/b", "w/c")
+	src := newFakeSource()
+	src.refuse = func(d Dir) error {
+		if filepath.Base(d.Path) == "w" {
+			return nil
+		}
+		return fmt.Errorf("track %s: %w", d.Path, unix.ENOSPC)
+	}
+	m := NewManager(newRecorder(), nil, Sources{Primary: []Source{src}}, nil)
+	if _, err := m.Place(context.Background(), []Root{{Path: filepath.Join(dir, "w"), Recursive: true, Events: open}}); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(src.batches, []int{1, 3}) {
+		t.Fatalf("Track calls by size: got %v, want [1 3]", src.batches)
+	}
+	if got := m.Stats().TrackErrors; got != 3 {
+		t.Errorf("TrackErrors = %d, want 3 (a, b and c)", got)
 	}
 }
 
