@@ -41,24 +41,60 @@ func first(rel string) (name, rest string) {
 }
 
 // setAll records each of ds as marked. A run of directories with one
-// parent, a listing's leaves, walks to that parent once.
+// parent, a listing's leaves, walks to that parent once, and their nodes
+// are made together: at start-up a tree's leaves come in such runs, and
+// making each node and growing the parent's map leaf by leaf was most of
+// what the walk allocated.
 func (t *tree) setAll(ds []Dir) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	var parent *node
-	parentPath := ""
-	for _, d := range ds {
-		i := strings.LastIndexByte(d.Path, '/')
-		if i < 0 || i == len(d.Path)-1 {
-			t.markLocked(t.nodeLocked(d.Path), d) // "/" or not absolute
+	var (
+		parent     *node
+		parentPath string
+		fresh      []node // made for the run's entries of parent not yet there
+	)
+	for j, d := range ds {
+		dir, name, ok := split(d.Path)
+		if !ok {
+			t.markLocked(t.nodeLocked(d.Path), d)
 			continue
 		}
-		dir, name := d.Path[:i], d.Path[i+1:]
 		if parent == nil || dir != parentPath {
-			parent, parentPath = t.nodeLocked(dir), dir
+			parent, parentPath, fresh = t.nodeLocked(dir), dir, nil
+			if parent.children == nil {
+				parent.children = make(map[string]*node, runIn(ds[j:], dir))
+			}
 		}
-		t.markLocked(parent.child(name), d)
+		n := parent.children[name]
+		if n == nil {
+			if len(fresh) == 0 {
+				fresh = make([]node, runIn(ds[j:], dir))
+			}
+			n, fresh = &fresh[0], fresh[1:]
+			parent.children[name] = n
+		}
+		t.markLocked(n, d)
 	}
+}
+
+// split splits a path into its directory and last component; false for
+// "/" and a path that is not absolute.
+func split(p string) (dir, name string, ok bool) {
+	i := strings.LastIndexByte(p, '/')
+	if i < 0 || i == len(p)-1 {
+		return "", "", false
+	}
+	return p[:i], p[i+1:], true
+}
+
+// runIn is how many of ds, from the first, are entries of dir.
+func runIn(ds []Dir, dir string) int {
+	for i, d := range ds {
+		if in, _, ok := split(d.Path); !ok || in != dir {
+			return i
+		}
+	}
+	return len(ds)
 }
 
 // nodeLocked returns the node of path, made with those above it as

@@ -1,6 +1,9 @@
 package watch
 
-import "testing"
+import (
+	"fmt"
+	"testing"
+)
 
 func TestTree(t *testing.T) {
 	var tr tree
@@ -59,6 +62,9 @@ func TestTreeSetAll(t *testing.T) {
 		{Path: "/w/b", Dev: 1, Ino: 3},
 		{Path: "/v/c", Dev: 1, Ino: 4},
 		{Path: "/w/d", Dev: 1, Ino: 5},
+		{Path: "/w/d", Dev: 1, Ino: 5}, // twice in a run
+		{Path: "/", Dev: 1, Ino: 1},    // within /w's run
+		{Path: "/w/e", Dev: 1, Ino: 6},
 	}
 	tr.setAll(ds)
 	tr.setAll(ds[1:2]) // again: no new directory
@@ -70,7 +76,26 @@ func TestTreeSetAll(t *testing.T) {
 	if tr.marked("/w", devIno{}) || tr.marked("/v", devIno{}) {
 		t.Error("a parent on the way is marked")
 	}
-	if got := tr.len(); got != len(ds) {
-		t.Errorf("len = %d, want %d", got, len(ds))
+	if got := tr.len(); got != 6 {
+		t.Errorf("len = %d, want 6", got)
+	}
+}
+
+// A listing's leaves, recorded in one call, are made together: not a
+// node each, nor the parent's map grown leaf by leaf.
+func TestTreeSetAllAllocations(t *testing.T) {
+	ds := make([]Dir, 256)
+	for i := range ds {
+		ds[i] = Dir{Path: fmt.Sprintf("/w/d%03d", i), Dev: 1, Ino: uint64(i + 2)}
+	}
+	allocs := testing.AllocsPerRun(10, func() {
+		var tr tree
+		tr.setAll([]Dir{{Path: "/w", Dev: 1, Ino: 1}}) // marked before it is listed
+		tr.setAll(ds)
+	})
+	// The root's map and /w's node, then /w's map at its size and the
+	// leaves' nodes together: 9 here, the maps' own tables included.
+	if allocs > 12 {
+		t.Errorf("setAll of 256 leaves: %.0f allocations, want at most 12", allocs)
 	}
 }
