@@ -560,7 +560,7 @@ func (e *policyError) Unwrap() error { return ErrPolicy }
 // reports.
 func (d *daemon) resolve(written *policy.Policy) *policy.Policy {
 	looks := d.links.follow(watchPaths(written))
-	pol, errs := written.Resolved(func(path string) (string, error) {
+	pol, dups := written.Resolved(func(path string) (string, error) {
 		l, ok := looks[path]
 		if !ok {
 			d.log.Warn("watch path kept as written: its filesystem does not answer", "path", path, "waited", resolveTimeout)
@@ -568,8 +568,8 @@ func (d *daemon) resolve(written *policy.Policy) *policy.Policy {
 		}
 		return l.real, l.err
 	})
-	for _, err := range errs {
-		d.log.Warn("watch", "error", err)
+	for _, dup := range dups {
+		d.log.Warn("watch", "error", dup)
 	}
 	return pol
 }

@@ -217,7 +217,7 @@ func (ps *parser) policy(body hcl.Body) *Policy {
 			}
 			seen[w.Path] = w.Range
 			pol.Watches = append(pol.Watches, w)
-			ps.paths = append(ps.paths, pathRef{watchPath, w.Path, w.Range})
+			ps.paths = append(ps.paths, pathRef{kind: watchPath, path: w.Path, rng: w.Range, watch: w})
 		case "exclude":
 			ps.exclude(b, &pol.Exclude)
 		}
@@ -315,7 +315,7 @@ func (ps *parser) engine(b *hcl.Block, e *Engine) {
 			ps.list(a, func(ex hcl.Expression, v cty.Value) {
 				if p, ok := ps.absPath(ex.Range(), "databases", v.AsString()); ok {
 					e.Databases = append(e.Databases, p)
-					ps.paths = append(ps.paths, pathRef{databasePath, p, ex.Range()})
+					ps.paths = append(ps.paths, pathRef{kind: databasePath, path: p, rng: ex.Range()})
 				}
 			})
 		}

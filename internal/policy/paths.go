@@ -6,7 +6,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"slices"
 	"syscall"
 	"time"
 
@@ -25,9 +24,10 @@ const (
 
 // pathRef is a path named in a policy, with where it is named.
 type pathRef struct {
-	kind pathKind
-	path string
-	rng  hcl.Range
+	kind  pathKind
+	path  string
+	rng   hcl.Range
+	watch *Watch // the watch, for a watch path
 }
 
 // statTimeout bounds the looks at a policy's paths. The daemon loads the
@@ -59,24 +59,30 @@ func checkPaths(refs []pathRef) hcl.Diagnostics {
 			Subject:  r.rng.Ptr(),
 		})
 	}
-	var dirs []pathRef // watch paths that are directories, in file order
+	var ws []*Watch
 	for _, r := range refs {
-		res, ok := infos[r.path]
-		if ok && res.real != "" && r.kind == watchPath {
-			// Two paths that differ but for a symbolic link: the daemon
-			// keeps the first watch (see Resolved), and this says so first.
-			if i := slices.IndexFunc(dirs, func(d pathRef) bool { return infos[d.path].real == res.real }); i >= 0 {
-				diags = append(diags, &hcl.Diagnostic{
-					Severity: hcl.DiagWarning,
-					Summary:  "Watch path already watched",
-					Detail: fmt.Sprintf("%q is the directory %q at %s watches; vigil keeps that watch and ignores this one.",
-						r.path, dirs[i].path, pos(dirs[i].rng)),
-					Subject: r.rng.Ptr(),
-				})
-				continue
-			}
-			dirs = append(dirs, r)
+		if r.watch != nil {
+			ws = append(ws, r.watch)
 		}
+	}
+	// The daemon keeps the first of two watches that differ but for a
+	// symbolic link; Resolved decides which, here as there.
+	_, dups := resolveWatches(ws, func(p string) (string, error) {
+		if res, ok := infos[p]; ok && res.real != "" {
+			return res.real, nil
+		}
+		return "", errUnresolved
+	})
+	dropped := make(map[*Watch]Duplicate, len(dups))
+	for _, d := range dups {
+		dropped[d.Dropped] = d
+	}
+	for _, r := range refs {
+		if d, ok := dropped[r.watch]; ok {
+			diags = append(diags, d.diagnostic())
+			continue
+		}
+		res, ok := infos[r.path]
 		switch {
 		case !ok: // no answer in time
 		case notExist(res.err) && r.kind == watchPath:
@@ -101,21 +107,26 @@ func notExist(err error) bool {
 type statResult struct {
 	info fs.FileInfo
 	err  error
-	real string // a directory's path without links, as the daemon resolves it; "" if unknown
+	real string // a watch path without links, as the daemon resolves it; "" if unknown
 }
 
-// statAll stats each path at once and returns the answers that came
-// within statTimeout.
+// errUnresolved is a path whose real path is unknown: it is kept as written.
+var errUnresolved = errors.New("not resolved")
+
+// statAll stats each path at once, and resolves each watch path that
+// exists, and returns the answers that came within statTimeout.
 func statAll(refs []pathRef) map[string]statResult {
 	paths := make([]string, len(refs))
+	watched := make(map[string]bool, len(refs))
 	for i, r := range refs {
 		paths[i] = r.path
+		watched[r.path] = watched[r.path] || r.watch != nil
 	}
 	st := stat // read here: a late call outlives this Load
 	return answers.Within(paths, statTimeout, func(p string) statResult {
 		fi, err := st(p)
 		r := statResult{info: fi, err: err}
-		if err == nil && fi.IsDir() {
+		if err == nil && watched[p] {
 			r.real, _ = filepath.EvalSymlinks(p)
 		}
 		return r

@@ -41,6 +41,7 @@ func TestLoadPathWarnings(t *testing.T) {
 	os.Mkdir(filepath.Join(dir, "d"), 0o755)
 	os.WriteFile(filepath.Join(dir, "f"), nil, 0o644)
 	os.Symlink(filepath.Join(dir, "d"), filepath.Join(dir, "link"))
+	os.Symlink(filepath.Join(dir, "f"), filepath.Join(dir, "flink"))
 	f := writePolicy(t, dir, `engine "builtin" {
   databases = ["%[1]s/d", "%[1]s/nodb", "%[1]s/f"]
 }
@@ -49,6 +50,7 @@ watch "%[1]s/link" {}
 watch "%[1]s/missing/x" {}
 watch "%[1]s/f" {}
 watch "%[1]s/f/below" {}
+watch "%[1]s/flink" {}
 `)
 	p, diags := Load(f)
 	if p == nil {
@@ -61,6 +63,7 @@ watch "%[1]s/f/below" {}
 		"6:7 warning Watch path does not exist",
 		"7:7 warning Watch path is not a directory",
 		"8:7 warning Watch path does not exist",
+		"9:7 warning Watch path already watched", // the daemon drops it as it does a directory's
 	}
 	if got := diagsAt(diags); !reflect.DeepEqual(got, want) {
 		t.Errorf("got %q\nwant %q", got, want)

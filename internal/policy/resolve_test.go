@@ -20,7 +20,7 @@ watch "/alias" {}
 		t.Fatal(diags)
 	}
 	links := map[string]string{"/home": "/data/home", "/alias": "/data/home"}
-	q, errs := p.Resolved(func(s string) (string, error) {
+	q, dups := p.Resolved(func(s string) (string, error) {
 		if s == "/missing" {
 			return "", errors.New("no such file")
 		}
@@ -29,8 +29,11 @@ watch "/alias" {}
 		}
 		return s, nil
 	})
-	if len(errs) != 1 || !strings.Contains(errs[0].Error(), `"/alias" at r.hcl:7,7 is "/data/home", already watched by "/home" at r.hcl:2,7`) {
-		t.Errorf("errors: got %v, want one naming /alias at r.hcl:7,7 and /home at r.hcl:2,7", errs)
+	if len(dups) != 1 || !strings.Contains(dups[0].Error(), `"/alias" at r.hcl:7,7 is "/data/home", already watched by "/home" at r.hcl:2,7`) {
+		t.Fatalf("duplicates: got %v, want one naming /alias at r.hcl:7,7 and /home at r.hcl:2,7", dups)
+	}
+	if d := dups[0]; d.Kept.Path != "/home" || d.Dropped.Path != "/alias" || d.Real != "/data/home" {
+		t.Errorf("duplicate: got kept %q dropped %q real %q, want /home, /alias, /data/home", d.Kept.Path, d.Dropped.Path, d.Real)
 	}
 	tests := []struct {
 		path       string
