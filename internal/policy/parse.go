@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"io"
 	"math"
 	"math/big"
 	"net"
@@ -18,6 +19,7 @@ import (
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/zclconf/go-cty/cty"
+	"golang.org/x/sys/unix"
 
 	"github.com/vigilsec/vigil/internal/scan/clamd"
 )
@@ -92,11 +94,12 @@ var (
 	}}
 )
 
-// Load reads and parses a policy file (see Parse), then looks at the
-// paths it names: a watch path or database that does not exist, and a
-// watch path that is not a directory, are warnings (see checkPaths).
+// Load reads and parses a policy file, a regular file of 1 MiB at most
+// (see Parse), then looks at the paths it names: a watch path or
+// database that does not exist, and a watch path that is not a
+// directory, are warnings (see checkPaths).
 func Load(filename string) (*Policy, hcl.Diagnostics) {
-	src, err := os.ReadFile(filename)
+	src, err := readPolicy(filename)
 	if err != nil {
 		forget(filename) // no stale source under the error
 		return nil, hcl.Diagnostics{{
@@ -111,6 +114,45 @@ func Load(filename string) (*Policy, hcl.Diagnostics) {
 		diags = sortDiags(append(diags, warns...))
 	}
 	return pol, diags
+}
+
+// maxPolicySize bounds what Load reads: a policy is a few kilobytes,
+// and a path named by mistake may be a large file.
+const maxPolicySize = 1 << 20
+
+// readPolicy reads a policy file, which must be a regular file (after
+// links): a FIFO or a device such as /dev/zero would hold Load forever,
+// at the open or the read.
+func readPolicy(name string) ([]byte, error) {
+	regular := func(fi os.FileInfo, err error) error {
+		if err == nil && !fi.Mode().IsRegular() {
+			err = fmt.Errorf("policy %s: not a regular file", name)
+		}
+		return err
+	}
+	// Look before opening: opening a device may do something (a watchdog
+	// starts counting). The open does not block either, should a FIFO
+	// have taken the file's place since, and what was opened is looked at
+	// again.
+	if err := regular(os.Stat(name)); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(name, os.O_RDONLY|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if err := regular(f.Stat()); err != nil {
+		return nil, err
+	}
+	src, err := io.ReadAll(io.LimitReader(f, maxPolicySize+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(src) > maxPolicySize {
+		return nil, fmt.Errorf("policy %s: larger than %d MiB, the limit", name, maxPolicySize>>20)
+	}
+	return src, nil
 }
 
 // Parse parses and validates a policy. It never touches the filesystem.

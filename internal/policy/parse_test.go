@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
+	"golang.org/x/sys/unix"
 )
 
 func TestParse(t *testing.T) {
@@ -373,6 +374,52 @@ func TestLoadUnreadable(t *testing.T) {
 	}
 	if want := name + ":1,1: Error: Cannot read policy file"; !strings.Contains(buf.String(), want) {
 		t.Errorf("got %q want it to contain %q", buf.String(), want)
+	}
+}
+
+// A policy path that is not a regular file is refused at once: a FIFO
+// without a writer would hold the open, and /dev/zero the read, forever.
+// So is a policy too large to be one.
+func TestLoadNotRegular(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo.hcl")
+	if err := unix.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "link.hcl")
+	if err := os.Symlink(fifo, link); err != nil {
+		t.Fatal(err)
+	}
+	big := filepath.Join(dir, "big.hcl")
+	if err := os.WriteFile(big, bytes.Repeat([]byte("#\n"), maxPolicySize/2+1), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, path, want string
+	}{
+		{"fifo", fifo, "Policy " + fifo + ": not a regular file."},
+		{"link to a fifo", link, "Policy " + link + ": not a regular file."},
+		{"character device", "/dev/zero", "Policy /dev/zero: not a regular file."},
+		{"directory", dir, "Policy " + dir + ": not a regular file."},
+		{"too large", big, "Policy " + big + ": larger than 1 MiB, the limit."},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			done := make(chan hcl.Diagnostics, 1)
+			go func() {
+				_, diags := Load(tt.path)
+				done <- diags
+			}()
+			var diags hcl.Diagnostics
+			select {
+			case diags = <-done:
+			case <-time.After(5 * time.Second):
+				t.Fatalf("Load(%s) still running after 5s", tt.path)
+			}
+			if len(diags) != 1 || diags[0].Summary != "Cannot read policy file" || diags[0].Detail != tt.want {
+				t.Errorf("got %v\nwant Cannot read policy file: %s", diags, tt.want)
+			}
+		})
 	}
 }
 
