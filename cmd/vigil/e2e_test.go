@@ -120,8 +120,11 @@ settings {
 	}
 	defer ln.Close()
 
-	d.cmd = exec.Command(vigilBin, append([]string{"run", "--policy", polFile, "--log-level", "debug"}, args...)...)
-	d.cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+notify)
+	// Started in its state directory with the policy named relatively,
+	// as an operator may: the daemon names it absolutely (see TestStatus).
+	d.cmd = exec.Command(vigilBin, append([]string{"run", "--policy", filepath.Base(polFile), "--log-level", "debug"}, args...)...)
+	d.cmd.Dir = state
+	d.cmd.Env = append(d.cmd.Environ(), "NOTIFY_SOCKET="+notify)
 	d.cmd.Stderr = d.stderr
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -889,6 +892,9 @@ func TestStatus(t *testing.T) {
 	st := statusJSON(t, d)
 	if st["ready"] != true {
 		t.Errorf("status ready: got %v, want true", st["ready"])
+	}
+	if st["policy"] != d.policy {
+		t.Errorf("status policy: got %v, want %s", st["policy"], d.policy)
 	}
 	if got := st["watched_dirs"]; got != float64(3) {
 		t.Errorf("watched_dirs: got %v, want 3", got)

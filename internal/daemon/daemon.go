@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
 	"runtime/debug"
 	"slices"
 	"strings"
@@ -57,6 +58,13 @@ const cacheSize = 1 << 16
 // policy does not load, and any error that stops protection.
 func Run(ctx context.Context, opts Options) error {
 	log := opts.Log
+	// Absolute from here on, for status and the logs: "policy.hcl" says
+	// little to whoever does not know where vigil was started.
+	file, err := filepath.Abs(opts.PolicyFile)
+	if err != nil {
+		return fmt.Errorf("policy %s: %w", opts.PolicyFile, err)
+	}
+	opts.PolicyFile = file
 	pol, err := loadPolicy(opts.PolicyFile, opts.Diagnostics, log)
 	if err != nil {
 		return err

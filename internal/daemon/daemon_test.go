@@ -74,6 +74,27 @@ func TestLoadPolicyLogsDiagnostics(t *testing.T) {
 	}
 }
 
+// A policy given by a relative path is named by its absolute one: in
+// the logs and errors here, and in status (cmd/vigil's TestStatus).
+func TestRunNamesPolicyAbsolutely(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "p.hcl"), []byte("watch \"relative\" {}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(dir)
+	want := filepath.Join(dir, "p.hcl")
+	var out bytes.Buffer
+	log := hclog.New(&hclog.LoggerOptions{Output: &out, JSONFormat: true})
+	err := Run(t.Context(), Options{PolicyFile: "p.hcl", Log: log})
+	if !errors.Is(err, ErrPolicy) || err.Error() != "load "+want+": policy has errors" {
+		t.Errorf("got error %v, want ErrPolicy naming %s", err, want)
+	}
+	var rec struct{ File string }
+	if err := json.NewDecoder(bytes.NewReader(out.Bytes())).Decode(&rec); err != nil || rec.File != want {
+		t.Errorf("log: got file %q (%v), want %q:\n%s", rec.File, err, want, out.String())
+	}
+}
+
 // A start stopped by an alert log or a quarantine store that cannot be
 // opened says so once, before anything is marked.
 func TestRunStoresUnopenable(t *testing.T) {
