@@ -69,8 +69,8 @@ watch "%[1]s/flink" {}
 		t.Errorf("got %q\nwant %q", got, want)
 	}
 	if len(diags) > 1 {
-		if want := fmt.Sprintf("%q is the directory %q at %s:4,7 watches; vigil keeps that watch and ignores this one.",
-			dir+"/link", dir+"/d", f); diags[1].Detail != want {
+		if want := fmt.Sprintf("%q is %q once links are followed, as %q at %s:4,7 is; vigil keeps that watch and ignores this one.",
+			dir+"/link", dir+"/d", dir+"/d", f); diags[1].Detail != want {
 			t.Errorf("got detail %q\nwant %q", diags[1].Detail, want)
 		}
 	}

@@ -39,8 +39,8 @@ func (d Duplicate) diagnostic() *hcl.Diagnostic {
 	return &hcl.Diagnostic{
 		Severity: hcl.DiagWarning,
 		Summary:  "Watch path already watched",
-		Detail: fmt.Sprintf("%q is the directory %q at %s watches; vigil keeps that watch and ignores this one.",
-			d.Dropped.Path, d.Kept.Path, pos(d.Kept.Range)),
+		Detail: fmt.Sprintf("%q is %q once links are followed, as %q at %s is; vigil keeps that watch and ignores this one.",
+			d.Dropped.Path, d.Real, d.Kept.Path, pos(d.Kept.Range)),
 		Subject: d.Dropped.Range.Ptr(),
 	}
 }
