@@ -393,6 +393,41 @@ func TestOverwriteAndNames(t *testing.T) {
 	}
 }
 
+// A clean file rewritten with EICAR through a shared mapping is scanned
+// again once the writer lets it go: such a write raises no modification
+// event, which would drop the kernel's ignore mark, and on tmpfs leaves
+// the file's times as they were.
+func TestMappedWriteRescanned(t *testing.T) {
+	for _, fs := range []struct {
+		name  string
+		mount func(testing.TB) string
+	}{{"ext4", testutil.MountExt4}, {"tmpfs", testutil.MountTmpfs}} {
+		t.Run(fs.name, func(t *testing.T) {
+			root := fs.mount(t)
+			startDaemon(t, fmt.Sprintf("watch %q {}\n", root), "")
+			p := filepath.Join(root, "f")
+			lookalike := strings.Repeat("x", len(clamav.EICAR))
+			writeFile(t, p, lookalike)
+			wantContent(t, p, lookalike)
+			wantContent(t, p, lookalike) // cached now, in the kernel
+			f, err := os.OpenFile(p, os.O_RDWR, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m, err := unix.Mmap(int(f.Fd()), 0, len(lookalike), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+			if err != nil {
+				t.Fatal(err)
+			}
+			copy(m, clamav.EICAR)
+			if err := unix.Munmap(m); err != nil {
+				t.Fatal(err)
+			}
+			f.Close()
+			waitDenied(t, "rewritten through a mapping", p, 2*time.Second)
+		})
+	}
+}
+
 // A clean file swapped at once for an infected one of its size, written
 // outside the watch and moved in, is not taken for the clean one. On ext4
 // it often gets the old inode number, and on kernels before 6.13 the old

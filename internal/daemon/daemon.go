@@ -644,9 +644,11 @@ func (m marker) MarkDirs(ds []watch.Dir, ev policy.Events, errs []error) {
 	}
 }
 
-// permMask is the mark mask for the events a directory's files need.
+// permMask is the mark mask for the events a directory's files need,
+// and the close of each writer, which drops a clean verdict (see
+// onaccess.Loop.rewritten).
 func permMask(ev policy.Events) uint64 {
-	mask := uint64(unix.FAN_EVENT_ON_CHILD)
+	mask := uint64(unix.FAN_EVENT_ON_CHILD | unix.FAN_CLOSE_WRITE)
 	if ev&policy.EventOpen != 0 {
 		mask |= unix.FAN_OPEN_PERM
 	}

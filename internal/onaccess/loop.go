@@ -396,6 +396,9 @@ func (l *Loop) handle(ev fanotify.Event, linkBuf []byte) *request {
 		return nil
 	}
 	if !ev.IsPermission() {
+		if ev.Mask&unix.FAN_CLOSE_WRITE != 0 {
+			l.rewritten(ev.Fd)
+		}
 		unix.Close(ev.Fd)
 		return nil
 	}
@@ -654,6 +657,24 @@ func (l *Loop) ignore(fd int, key verdict.Key) {
 		if l.cfg.Cache != nil {
 			l.cfg.Cache.Forget(key)
 		}
+	}
+}
+
+// rewritten drops the clean verdict of a file that a writer closed. A
+// write through a shared mapping raises no modification event: the
+// kernel keeps the ignore mark, and tmpfs keeps the file's times, so the
+// cache would take it for the file it scanned. The writer's close (its
+// last reference, after munmap) is what tells: the next open scans again.
+func (l *Loop) rewritten(fd int) {
+	if l.cfg.Ignorer != nil {
+		if err := l.cfg.Ignorer.UnignoreFile(fd, ignoreMask); err != nil {
+			l.counters.IgnoreErrors.Add(1)
+			l.log.Error("remove ignore mark from rewritten file", "error", err)
+		}
+	}
+	var sb unix.Stat_t
+	if l.cfg.Cache != nil && unix.Fstat(fd, &sb) == nil {
+		l.cfg.Cache.Forget(verdict.Key{Dev: uint64(sb.Dev), Ino: sb.Ino})
 	}
 }
 

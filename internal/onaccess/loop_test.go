@@ -532,6 +532,35 @@ func TestCleanCacheHit(t *testing.T) {
 	}
 }
 
+// A writer's close drops the file's clean verdict, though its key did
+// not change: a write through a shared mapping leaves tmpfs's times and
+// raises no modification event.
+func TestCloseWriteForgetsClean(t *testing.T) {
+	ign := new(fileIgnorer)
+	h := newHarnessWith(t, 16, basePolicy, func(c *Config) { c.Ignorer = ign })
+	p := filepath.Join(h.dir, "a/mapped")
+	ev := h.event("a/mapped", "hello, world", unix.FAN_OPEN_PERM)
+	time.Sleep(30 * time.Millisecond) // see TestCleanCacheHit
+	h.send(1, ev)
+	if n := ign.marks.Load(); n != 1 {
+		t.Fatalf("ignore marks after a clean scan: got %d, want 1", n)
+	}
+	open := func(mask uint64) fanotify.Event {
+		fd, err := unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fanotify.Event{Mask: mask, Fd: fd, Pid: 1}
+	}
+	h.send(1, open(unix.FAN_CLOSE_WRITE), open(unix.FAN_OPEN_PERM))
+	if n := h.engine.count(); n != 2 {
+		t.Errorf("scans after a writer's close: got %d, want 2", n)
+	}
+	if n := ign.marks.Load(); n != 1 {
+		t.Errorf("ignore marks: got %d, want 1 (removed at the close, placed after the scan)", n)
+	}
+}
+
 func TestSpecialFilesNeverRead(t *testing.T) {
 	h := newHarness(t, 16, basePolicy)
 	fifo := filepath.Join(h.dir, "fifo")
