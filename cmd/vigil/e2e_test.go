@@ -617,6 +617,33 @@ func TestExecDenied(t *testing.T) {
 	}
 }
 
+// An exec of an infected file in an alert watch runs, and is alerted
+// once: the kernel asks twice (FAN_OPEN_EXEC_PERM, then FAN_OPEN_PERM).
+func TestExecAlertedOnce(t *testing.T) {
+	root := testutil.TempDir(t)
+	db := testutil.TempDir(t)
+	evil := filepath.Join(root, "evil")
+	trueBin, err := os.ReadFile("/bin/true")
+	if err != nil {
+		t.Skipf("no /bin/true to copy: %v", err)
+	}
+	evilBin := append(trueBin, 0)
+	writeFile(t, evil, string(evilBin))
+	os.Chmod(evil, 0o755)
+	writeFile(t, filepath.Join(db, "test.hdb"), fmt.Sprintf("%x:%d:Test.ELF.Evil\n", md5sum(evilBin), len(evilBin)))
+	d := startDaemon(t, fmt.Sprintf("watch %q {\n  action = \"alert\"\n}\n", root),
+		fmt.Sprintf("engine \"builtin\" {\n  databases = [%q]\n}\n", db))
+
+	if err := exec.Command(evil).Run(); err != nil {
+		t.Fatalf("exec infected ELF in an alert watch: %v", err)
+	}
+	d.alerts(t, 1)
+	time.Sleep(200 * time.Millisecond) // a second alert would be written by now
+	if recs := readAlerts(t, d.alertLog); len(recs) != 1 || recs[0].Action != "alerted" {
+		t.Errorf("alerts for one exec: got %+v, want one alerted", recs)
+	}
+}
+
 func TestFIFODoesNotHang(t *testing.T) {
 	root := testutil.TempDir(t)
 	fifo := filepath.Join(root, "fifo")

@@ -127,6 +127,7 @@ type Loop struct {
 	draining atomic.Bool
 	counters *Counters
 	oversize seenKeys // files over max_file_size logged
+	execs    execs    // infected files an alert watch let a process execute
 	failures logLimit // log lines of on_error decisions
 
 	// Set by Run.
@@ -469,6 +470,12 @@ func (l *Loop) handle(ev fanotify.Event, linkBuf []byte) *request {
 		return nil
 	}
 	key := verdict.KeyOf(ev.Fd, &sb)
+	if ev.Mask&unix.FAN_OPEN_EXEC_PERM == 0 && w.Action == policy.ActionAlert && l.execs.take(ev.Pid, key) {
+		// The open that follows an exec the watch alerted: the same
+		// verdict, alerted once.
+		l.settle(ev.Fd, true)
+		return nil
+	}
 	if sb.Size > w.MaxFileSize {
 		// No ignore mark: the skip is the watch's, not the file's, and a
 		// hard link may put the file in a watch that scans it.
@@ -495,6 +502,7 @@ func (l *Loop) handle(ev fanotify.Event, linkBuf []byte) *request {
 		return nil
 	}
 	r := &request{
+		exec:  ev.Mask&unix.FAN_OPEN_EXEC_PERM != 0,
 		fd:    ev.Fd,
 		pid:   ev.Pid,
 		path:  path,
@@ -575,6 +583,37 @@ func (s *seenKeys) first(k verdict.Key) bool {
 		s.seen = make(map[verdict.Key]struct{})
 	}
 	s.seen[k] = struct{}{}
+	return true
+}
+
+// execs remembers, by process, the infected file an alert watch just let
+// it execute, until the open of that exec asks too.
+type execs struct {
+	mu   sync.Mutex
+	last map[int32]verdict.Key
+}
+
+// maxExecs bounds the processes remembered: an exec whose open never
+// asks (the kernel denied it for another group) leaves an entry behind.
+const maxExecs = 1024
+
+func (e *execs) put(pid int32, k verdict.Key) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.last == nil || len(e.last) >= maxExecs {
+		e.last = make(map[int32]verdict.Key)
+	}
+	e.last[pid] = k
+}
+
+// take reports whether pid was let execute k's file, and forgets it.
+func (e *execs) take(pid int32, k verdict.Key) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if got, ok := e.last[pid]; !ok || got != k {
+		return false
+	}
+	delete(e.last, pid)
 	return true
 }
 
@@ -681,7 +720,17 @@ func (l *Loop) rewritten(fd int) {
 func (l *Loop) infected(r *request, signature string) {
 	block := r.watch.Action != policy.ActionAlert
 	who := openerOf(r.pid)
+	// The kernel asks FAN_OPEN_PERM of an exec right after its
+	// FAN_OPEN_EXEC_PERM is allowed: told before the answer, the reader
+	// settles it without a second scan and alert.
+	execOpen := !block && r.exec && r.watch.On&policy.EventOpen != 0
+	if execOpen {
+		l.execs.put(r.pid, r.key)
+	}
 	if !r.respond(l, !block) {
+		if execOpen {
+			l.execs.take(r.pid, r.key)
+		}
 		return // the deadline answered first
 	}
 	action := alert.ActionAlerted
@@ -867,6 +916,7 @@ type request struct {
 	watch    *policy.Watch
 	state    *State
 	key      verdict.Key
+	exec     bool // FAN_OPEN_EXEC_PERM
 	size     int64
 	start    time.Time
 	deadline time.Time

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -346,6 +347,45 @@ func TestDecisions(t *testing.T) {
 				t.Errorf("alerts: got %v, want %v", got, want)
 			}
 		})
+	}
+}
+
+// An exec of an infected file that an alert watch allows is one alert and
+// one scan, though the kernel asks twice (FAN_OPEN_EXEC_PERM, then
+// FAN_OPEN_PERM). A hard link of it in a block watch is still denied to
+// the same process.
+func TestExecAlertedOnce(t *testing.T) {
+	h := newHarness(t, 16, basePolicy)
+	exe := h.event("logs/evil", "INFECTED", unix.FAN_OPEN_EXEC_PERM)
+	link := filepath.Join(h.dir, "a", "evil")
+	if err := os.MkdirAll(filepath.Dir(link), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Link(filepath.Join(h.dir, "logs", "evil"), link); err != nil {
+		t.Fatal(err)
+	}
+	open := func(p string) fanotify.Event {
+		fd, err := unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fanotify.Event{Mask: unix.FAN_OPEN_PERM, Fd: fd, Pid: 1}
+	}
+	var got []bool
+	for _, ev := range []fanotify.Event{exe, open(link), open(filepath.Join(h.dir, "logs", "evil"))} {
+		got = append(got, h.send(1, ev)[0].allow)
+	}
+	if fmt.Sprint(got) != "[true false true]" {
+		t.Errorf("exec, open of the link in the block watch, open of the exec: allowed %v, want [true false true]", got)
+	}
+	h.stop()
+	acts := h.alerts.actions()
+	slices.Sort(acts) // each is emitted after its answer
+	if got := acts; fmt.Sprint(got) != "[alerted blocked]" {
+		t.Errorf("alerts: got %v, want [alerted blocked]", got)
+	}
+	if n := h.engine.count(); n != 2 {
+		t.Errorf("scans: got %d, want 2", n)
 	}
 }
 
