@@ -428,6 +428,55 @@ func TestMappedWriteRescanned(t *testing.T) {
 	}
 }
 
+// A write that has stamped the file's times but not yet copied its data
+// (its source a mapping of a file on FUSE, whose server holds the read)
+// straddles the scan of an open: the scan sees the old, clean content
+// under the key the file keeps once the write ends. That key must not
+// pass the infected content, though the writer still holds the file.
+func TestWriteAcrossScanNotTakenForClean(t *testing.T) {
+	for _, fs := range []struct {
+		name  string
+		mount func(testing.TB) string
+	}{{"ext4", testutil.MountExt4}, {"tmpfs", testutil.MountTmpfs}} {
+		t.Run(fs.name, func(t *testing.T) {
+			src := testutil.MountFUSE(t)
+			src.AddFile(t, "eicar", []byte(clamav.EICAR))
+			root := fs.mount(t)
+			startDaemon(t, fmt.Sprintf("watch %q {}\n", root), "")
+			p := filepath.Join(root, "f")
+			lookalike := strings.Repeat("x", len(clamav.EICAR))
+			writeFile(t, p, lookalike)
+			f, err := os.Open(filepath.Join(src.Dir, "eicar"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			m, err := unix.Mmap(int(f.Fd()), 0, len(clamav.EICAR), unix.PROT_READ, unix.MAP_SHARED)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer unix.Munmap(m)
+			w, err := os.OpenFile(p, os.O_WRONLY, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w.Close()
+			src.Hang(t, os.Getpid(), testutil.FUSERead)
+			wrote := make(chan error, 1)
+			go func() { _, err := unix.Pwrite(int(w.Fd()), m, 0); wrote <- err }()
+			<-src.Held()
+			// Past the 20 ms in which a verdict on tmpfs is not kept.
+			time.Sleep(50 * time.Millisecond)
+			wantContent(t, p, lookalike)
+			src.Release(t)
+			if err := <-wrote; err != nil {
+				t.Fatal(err)
+			}
+			wantDenied(t, p)
+		})
+	}
+}
+
 // A clean file swapped at once for an infected one of its size, written
 // outside the watch and moved in, is not taken for the clean one. On ext4
 // it often gets the old inode number, and on kernels before 6.13 the old

@@ -119,6 +119,7 @@ type Loop struct {
 	state atomic.Pointer[State]
 	queue chan *request
 	self  int32
+	id    uint64 // names the loop, and so its group's kernel marks, to the cache
 	// queueMu guards sending on queue against its closing: a former
 	// reader may still queue what it read after the loop has ended.
 	queueMu     sync.RWMutex
@@ -139,6 +140,9 @@ type Loop struct {
 	err     error // the read loop's, set by the reader that ends it
 }
 
+// loops numbers the loops made, from 1.
+var loops atomic.Uint64
+
 // New returns a loop deciding with st until Swap.
 func New(cfg Config, st *State) *Loop {
 	if cfg.Workers < 1 {
@@ -158,6 +162,7 @@ func New(cfg Config, st *State) *Loop {
 		log:   cfg.Log,
 		queue: make(chan *request, cfg.QueueSize),
 		self:  int32(os.Getpid()),
+		id:    loops.Add(1),
 
 		counters: cfg.Counters,
 	}
@@ -494,9 +499,10 @@ func (l *Loop) handle(ev fanotify.Event, linkBuf []byte) *request {
 		l.counters.Skipped.Add(1)
 		return nil
 	}
-	if l.cfg.Cache != nil && l.cfg.Cache.Clean(key, st.Engine.Version()) {
-		// The kernel's ignore mark was evicted or never placed: renew it.
-		l.ignore(ev.Fd, key)
+	if l.cfg.Cache != nil && l.cfg.Cache.Clean(key, st.Engine.Version(), l.id) {
+		// A verdict of the group before a reload, or one the kernel could
+		// not mark: mark it now.
+		l.keep(ev.Fd, key, st.Engine.Version())
 		l.settle(ev.Fd, true)
 		l.counters.CacheHits.Add(1)
 		return nil
@@ -670,32 +676,37 @@ type scanContext struct {
 func (c scanContext) Deadline() (time.Time, bool) { return c.deadline, true }
 
 func (l *Loop) clean(r *request) {
-	if l.cfg.Cache != nil {
-		l.cfg.Cache.Add(r.key, r.state.Engine.Version())
-	}
-	l.ignore(r.fd, r.key)
+	l.keep(r.fd, r.key, r.state.Engine.Version())
 	r.respond(l, true)
 }
 
-// ignore places the kernel-side clean mark, then checks the file did not
-// change between the scan and the mark: a write in that window would not
-// clear a mark that did not exist yet.
-func (l *Loop) ignore(fd int, key verdict.Key) {
-	if l.cfg.Ignorer == nil {
-		return
-	}
-	if err := l.cfg.Ignorer.IgnoreFile(fd, ignoreMask); err != nil {
-		l.counters.IgnoreErrors.Add(1)
-		return
-	}
-	var sb unix.Stat_t
-	if err := unix.Fstat(fd, &sb); err != nil || !key.Unchanged(&sb) {
-		if err := l.cfg.Ignorer.UnignoreFile(fd, ignoreMask); err != nil {
-			l.log.Error("remove ignore mark from changed file", "error", err)
+// keep records a clean verdict: a kernel ignore mark, then an entry in
+// the cache, owned by this loop when the mark was placed. The mark is
+// checked first: a write between the scan and the mark would not clear a
+// mark that did not exist yet, so a file changed meanwhile keeps neither.
+func (l *Loop) keep(fd int, key verdict.Key, version string) {
+	var owner uint64
+	if l.cfg.Ignorer != nil {
+		if err := l.cfg.Ignorer.IgnoreFile(fd, ignoreMask); err != nil {
+			l.counters.IgnoreErrors.Add(1)
+		} else {
+			owner = l.id
 		}
-		if l.cfg.Cache != nil {
-			l.cfg.Cache.Forget(key)
+	}
+	if owner != 0 {
+		var sb unix.Stat_t
+		if err := unix.Fstat(fd, &sb); err != nil || !key.Unchanged(&sb) {
+			if err := l.cfg.Ignorer.UnignoreFile(fd, ignoreMask); err != nil {
+				l.log.Error("remove ignore mark from changed file", "error", err)
+			}
+			if l.cfg.Cache != nil {
+				l.cfg.Cache.Forget(key)
+			}
+			return
 		}
+	}
+	if l.cfg.Cache != nil {
+		l.cfg.Cache.Add(key, version, owner)
 	}
 }
 

@@ -601,6 +601,39 @@ func TestCloseWriteForgetsClean(t *testing.T) {
 	}
 }
 
+// A loop whose ignore mark stands for a clean verdict scans the file
+// again when it is asked about it: the mark is gone, which a write does,
+// and a write stamped before the scan and copied after it leaves the key
+// unchanged. A loop after it (a reload) takes the cached verdict.
+func TestOwnMarkedVerdictRescanned(t *testing.T) {
+	ign := new(fileIgnorer)
+	cache := verdict.NewCache(128)
+	h := newHarnessWith(t, 16, basePolicy, func(c *Config) { c.Ignorer, c.Cache = ign, cache })
+	p := filepath.Join(h.dir, "a/clean")
+	ev := h.event("a/clean", "hello, world", unix.FAN_OPEN_PERM)
+	time.Sleep(30 * time.Millisecond) // see TestCleanCacheHit
+	h.send(1, ev)
+	open := func() fanotify.Event {
+		fd, err := unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fanotify.Event{Mask: unix.FAN_OPEN_PERM, Fd: fd, Pid: 1}
+	}
+	h.send(1, open())
+	if n := h.engine.count(); n != 2 {
+		t.Errorf("scans by the loop that marked the file: got %d, want 2", n)
+	}
+	h.stop()
+
+	next := newHarnessWith(t, 16, basePolicy, func(c *Config) { c.Ignorer, c.Cache = ign, cache })
+	next.loop.Swap(&State{Policy: h.loop.State().Policy, Engine: next.engine}) // h's directory
+	next.send(1, open())
+	if n := next.engine.count(); n != 0 {
+		t.Errorf("scans by the next loop: got %d, want 0 (cached)", n)
+	}
+}
+
 func TestSpecialFilesNeverRead(t *testing.T) {
 	h := newHarness(t, 16, basePolicy)
 	fifo := filepath.Join(h.dir, "fifo")

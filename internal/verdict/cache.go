@@ -71,7 +71,8 @@ type inode struct{ dev, ino uint64 }
 type slot struct {
 	key     Key
 	version string
-	ref     bool // CLOCK's second-chance bit
+	owner   uint64 // whose kernel mark stands for the verdict; 0: none
+	ref     bool   // CLOCK's second-chance bit
 }
 
 type shard struct {
@@ -122,9 +123,13 @@ func (c *Cache) shard(k Key) *shard {
 	return &c.shards[(h>>32)&c.mask]
 }
 
-// Clean reports whether k was found clean under version. A stale verdict
-// for k's inode (older state or other version) is dropped.
-func (c *Cache) Clean(k Key, version string) bool {
+// Clean reports whether k was found clean under version, to owner (see
+// Add). A stale verdict for k's inode (older state or other version) is
+// dropped, and so is one whose kernel mark owner placed itself: owner
+// asks because that mark is gone, which a modification does, and a write
+// that stamped the file's times before the scan and copied its data
+// after it leaves k as it was.
+func (c *Cache) Clean(k Key, version string, owner uint64) bool {
 	s := c.shard(k)
 	id := inode{k.Dev, k.Ino}
 	s.mu.Lock()
@@ -135,7 +140,7 @@ func (c *Cache) Clean(k Key, version string) bool {
 		return false
 	}
 	sl := &s.slots[i]
-	if sl.key != k || sl.version != version {
+	if sl.key != k || sl.version != version || owner != 0 && sl.owner == owner {
 		s.remove(id, i)
 		s.misses++
 		return false
@@ -154,10 +159,14 @@ func (c *Cache) Clean(k Key, version string) bool {
 const recentChange = 20 * time.Millisecond
 
 // Add records that k was found clean under version, replacing whatever
-// was known of k's inode. It records nothing of a file without a
-// generation changed within recentChange: the kernel's ignore mark, on
-// the inode itself, still spares its unchanged re-opens the round trip.
-func (c *Cache) Add(k Key, version string) {
+// was known of k's inode. owner, when not 0, names the fanotify group
+// (its permission loop) that holds a kernel ignore mark for the verdict:
+// while that mark stands, owner's events for the file never come, so
+// the verdict serves the groups after it (a reload) and not owner. It
+// records nothing of a file without a generation changed within
+// recentChange: the kernel's ignore mark, on the inode itself, still
+// spares its unchanged re-opens the round trip.
+func (c *Cache) Add(k Key, version string, owner uint64) {
 	if k.Gen == 0 && time.Now().UnixNano()-k.Ctime < int64(recentChange) {
 		return
 	}
@@ -169,12 +178,12 @@ func (c *Cache) Add(k Key, version string) {
 		return
 	}
 	if i, ok := s.index[id]; ok {
-		s.slots[i] = slot{key: k, version: version, ref: true}
+		s.slots[i] = slot{key: k, version: version, owner: owner, ref: true}
 		return
 	}
 	if len(s.slots) < s.cap {
 		s.index[id] = int32(len(s.slots))
-		s.slots = append(s.slots, slot{key: k, version: version})
+		s.slots = append(s.slots, slot{key: k, version: version, owner: owner})
 		return
 	}
 	// CLOCK: sweep, clearing reference bits, to the first slot not used
@@ -193,7 +202,7 @@ func (c *Cache) Add(k Key, version string) {
 	}
 	old := s.slots[s.hand]
 	delete(s.index, inode{old.key.Dev, old.key.Ino})
-	s.slots[s.hand] = slot{key: k, version: version}
+	s.slots[s.hand] = slot{key: k, version: version, owner: owner}
 	s.index[id] = int32(s.hand)
 	s.hand++
 }

@@ -42,8 +42,8 @@ func TestCacheLookup(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := NewCache(100)
-			c.Add(base, v)
-			if got := c.Clean(tt.key, tt.version); got != tt.want {
+			c.Add(base, v, 0)
+			if got := c.Clean(tt.key, tt.version, 0); got != tt.want {
 				t.Fatalf("got Clean=%v want %v", got, tt.want)
 			}
 			hits, misses := c.Stats()
@@ -65,19 +65,48 @@ func TestCacheLookup(t *testing.T) {
 
 func TestCacheAddReplacesInode(t *testing.T) {
 	c := NewCache(10)
-	c.Add(base, "v1")
+	c.Add(base, "v1", 0)
 	changed := base
 	changed.Mtime++
-	c.Add(changed, "v2")
+	c.Add(changed, "v2", 0)
 	if got := c.Len(); got != 1 {
 		t.Fatalf("got Len=%d want 1 (one verdict per inode)", got)
 	}
-	if c.Clean(base, "v1") {
+	if c.Clean(base, "v1", 0) {
 		t.Fatal("got the replaced verdict, want a miss")
 	}
-	c.Add(changed, "v2")
-	if !c.Clean(changed, "v2") {
+	c.Add(changed, "v2", 0)
+	if !c.Clean(changed, "v2", 0) {
 		t.Fatal("got a miss for the new verdict, want a hit")
+	}
+}
+
+// A verdict whose kernel mark a group placed is not given back to that
+// group, which asks only once the mark is gone, and is dropped; another
+// group (after a reload) and a lookup for no group get it.
+func TestCacheOwner(t *testing.T) {
+	tests := []struct {
+		name         string
+		owner, asker uint64
+		want         bool
+	}{
+		{"no mark, asked by a group", 0, 1, true},
+		{"no mark, asked for no group", 0, 0, true},
+		{"marked by the asker", 1, 1, false},
+		{"marked by a group before", 1, 2, true},
+		{"marked, asked for no group", 1, 0, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := NewCache(10)
+			c.Add(base, "v", tt.owner)
+			if got := c.Clean(base, "v", tt.asker); got != tt.want {
+				t.Fatalf("got Clean=%v want %v", got, tt.want)
+			}
+			if wantLen := map[bool]int{true: 1}[tt.want]; c.Len() != wantLen {
+				t.Fatalf("got Len=%d want %d", c.Len(), wantLen)
+			}
+		})
 	}
 }
 
@@ -106,7 +135,7 @@ func TestCacheBound(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			c := NewCache(tt.capacity)
 			for i := range tt.adds {
-				c.Add(keyN(i), "v")
+				c.Add(keyN(i), "v", 0)
 				if i%997 == 0 && c.Len() > max(tt.capacity, 0) {
 					t.Fatalf("got Len=%d after %d adds want <= %d", c.Len(), i+1, tt.capacity)
 				}
@@ -115,7 +144,7 @@ func TestCacheBound(t *testing.T) {
 				t.Fatalf("got Len=%d want %d to %d", got, tt.minLen, tt.maxLen)
 			}
 			// The newest verdict always survives its own Add.
-			if tt.maxLen > 0 && !c.Clean(keyN(tt.adds-1), "v") {
+			if tt.maxLen > 0 && !c.Clean(keyN(tt.adds-1), "v", 0) {
 				t.Fatal("got a miss for the last added key, want a hit")
 			}
 		})
@@ -128,14 +157,14 @@ func TestCacheClockKeepsReferenced(t *testing.T) {
 		t.Fatalf("got %d shards want 1", len(c.shards))
 	}
 	for i := range 4 {
-		c.Add(keyN(i), "v")
+		c.Add(keyN(i), "v", 0)
 	}
-	if !c.Clean(keyN(0), "v") {
+	if !c.Clean(keyN(0), "v", 0) {
 		t.Fatal("got a miss for key 0 want a hit")
 	}
-	c.Add(keyN(4), "v") // evicts the first unreferenced: key 1
+	c.Add(keyN(4), "v", 0) // evicts the first unreferenced: key 1
 	for i, want := range []bool{true, false, true, true, true} {
-		if got := c.Clean(keyN(i), "v"); got != want {
+		if got := c.Clean(keyN(i), "v", 0); got != want {
 			t.Errorf("key %d: got Clean=%v want %v", i, got, want)
 		}
 	}
@@ -143,16 +172,16 @@ func TestCacheClockKeepsReferenced(t *testing.T) {
 
 func TestCacheForget(t *testing.T) {
 	c := NewCache(10)
-	c.Add(base, "v")
+	c.Add(base, "v", 0)
 	other := keyN(7)
-	c.Add(other, "v")
+	c.Add(other, "v", 0)
 	changed := base
 	changed.Mtime, changed.Size = base.Mtime+5, base.Size+5
 	c.Forget(changed) // by inode: the old state goes too
-	if c.Clean(base, "v") {
+	if c.Clean(base, "v", 0) {
 		t.Fatal("got a hit after Forget want a miss")
 	}
-	if !c.Clean(other, "v") {
+	if !c.Clean(other, "v", 0) {
 		t.Fatal("got a miss for another inode after Forget want a hit")
 	}
 	c.Forget(keyN(99)) // unknown: no effect
@@ -164,21 +193,21 @@ func TestCacheForget(t *testing.T) {
 func TestCacheReset(t *testing.T) {
 	c := NewCache(1000)
 	for i := range 500 {
-		c.Add(keyN(i), "v")
+		c.Add(keyN(i), "v", 0)
 	}
-	c.Clean(keyN(1), "v")
+	c.Clean(keyN(1), "v", 0)
 	c.Reset()
 	if got := c.Len(); got != 0 {
 		t.Fatalf("got Len=%d after Reset want 0", got)
 	}
-	if c.Clean(keyN(1), "v") {
+	if c.Clean(keyN(1), "v", 0) {
 		t.Fatal("got a hit after Reset want a miss")
 	}
 	if hits, misses := c.Stats(); hits != 1 || misses != 1 {
 		t.Fatalf("got hits=%d misses=%d want 1 and 1 (Reset keeps counters)", hits, misses)
 	}
 	for i := range 2000 {
-		c.Add(keyN(i), "v")
+		c.Add(keyN(i), "v", 0)
 	}
 	if got := c.Len(); got != 1000 {
 		t.Fatalf("got Len=%d after refill want 1000", got)
@@ -202,8 +231,8 @@ func TestCacheRecentChange(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := NewCache(100)
-			c.Add(tt.key, "v")
-			if got := c.Clean(tt.key, "v"); got != tt.want {
+			c.Add(tt.key, "v", 0)
+			if got := c.Clean(tt.key, "v", 0); got != tt.want {
 				t.Errorf("Clean after Add: got %v, want %v", got, tt.want)
 			}
 		})
@@ -307,15 +336,15 @@ func TestCacheConcurrent(t *testing.T) {
 				k := keyN((i*7 + w*13) % 1000)
 				switch i % 4 {
 				case 0, 1:
-					c.Add(k, "v")
+					c.Add(k, "v", 0)
 				case 2:
-					c.Clean(k, "v")
+					c.Clean(k, "v", 0)
 					lookups[w]++
 				case 3:
 					if i%40 == 3 {
 						c.Forget(k)
 					} else {
-						c.Clean(k, "v2")
+						c.Clean(k, "v2", 0)
 						lookups[w]++
 					}
 				}
@@ -345,13 +374,13 @@ func BenchmarkCacheHit(b *testing.B) {
 	const n = 10_000
 	c := NewCache(2 * n) // room to spare: shards fill unevenly
 	for i := range n {
-		c.Add(keyN(i), "0123456789abcdef0123456789abcdef")
+		c.Add(keyN(i), "0123456789abcdef0123456789abcdef", 0)
 	}
 	version := "0123456789abcdef0123456789abcdef"
 	b.RunParallel(func(pb *testing.PB) {
 		i := 0
 		for pb.Next() {
-			if !c.Clean(keyN(i%n), version) {
+			if !c.Clean(keyN(i%n), version, 0) {
 				b.Error("got a miss want a hit")
 				return
 			}
