@@ -693,6 +693,45 @@ func TestExecAlertedOnce(t *testing.T) {
 	}
 }
 
+// A program exclude is that program: tac, excluded, reads EICAR; cat does
+// not, nor does cat bind mounted over tac's path in a user and mount
+// namespace of an unprivileged user, where /proc/PID/exe names it tac.
+func TestExcludedProgramIsThatFile(t *testing.T) {
+	const tac = "/usr/bin/tac"
+	cat, err := exec.LookPath("cat")
+	if err != nil {
+		t.Skipf("no cat: %v", err)
+	}
+	if _, err := os.Stat(tac); err != nil {
+		t.Skipf("no %s to exclude: %v", tac, err)
+	}
+	nobody := func(script string) *exec.Cmd {
+		return exec.Command("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--",
+			"unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script)
+	}
+	if out, err := nobody("true").CombinedOutput(); err != nil {
+		t.Skipf("no user namespace for nobody here: %v %s", err, out)
+	}
+	root := testutil.TempDir(t)
+	if err := os.Chmod(root, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(root, "eicar")
+	writeFile(t, p, clamav.EICAR)
+	startDaemon(t, fmt.Sprintf("watch %q {}\nexclude {\n  programs = [%q]\n}\n", root, tac), "")
+
+	if out, err := exec.Command(tac, p).CombinedOutput(); err != nil {
+		t.Errorf("%s, excluded: %v %s", tac, err, out)
+	}
+	if out, err := exec.Command(cat, p).CombinedOutput(); err == nil {
+		t.Errorf("cat read EICAR: %q", out)
+	}
+	out, err := nobody(fmt.Sprintf("mount --bind %s %s && exec %s %s", cat, tac, tac, p)).CombinedOutput()
+	if err == nil || strings.Contains(string(out), "EICAR") {
+		t.Errorf("cat bind mounted over %s in nobody's namespace: got %v %q, want EPERM", tac, err, out)
+	}
+}
+
 func TestFIFODoesNotHang(t *testing.T) {
 	root := testutil.TempDir(t)
 	fifo := filepath.Join(root, "fifo")

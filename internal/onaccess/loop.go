@@ -854,7 +854,22 @@ func (l *Loop) excludedProcess(p *policy.Policy, pid int32) bool {
 		return false
 	}
 	who := openerOf(pid)
-	return p.ExcludedProcess(who.uid, who.exe)
+	if p.ExcludedProcess(who.uid, "") {
+		return true
+	}
+	return p.ExcludedProcess(who.uid, who.exe) && runs(pid, who.exe)
+}
+
+// runs reports whether process pid runs the file that vigil finds at
+// exe. /proc/PID/exe names the program by its path in the process's own
+// mount namespace, which a user namespace lets any user fill: cat bind
+// mounted over an excluded program's path there reads as that program.
+func runs(pid int32, exe string) bool {
+	var running, named unix.Stat_t
+	if unix.Stat(procFile(pid, "exe"), &running) != nil || unix.Stat(exe, &named) != nil {
+		return false
+	}
+	return running.Dev == named.Dev && running.Ino == named.Ino
 }
 
 // Counters returns a snapshot of the loop's counters.
