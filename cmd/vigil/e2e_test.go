@@ -30,6 +30,9 @@ import (
 var vigilBin string
 
 func TestMain(m *testing.M) {
+	if spec := os.Getenv(openTreeEnv); spec != "" {
+		os.Exit(openTreeRead(spec))
+	}
 	if dir := os.Getenv(stormEnv); dir != "" {
 		rounds, _ := strconv.Atoi(os.Getenv("VIGIL_TEST_STORM_ROUNDS"))
 		os.Exit(stormOpener(dir, rounds))

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -159,5 +160,102 @@ func TestFilesystemModeSubmounts(t *testing.T) {
 		eicar := filepath.Join(point, "eicar")
 		writeFile(t, eicar, clamav.EICAR)
 		waitDenied(t, "on a filesystem mounted in the watch", eicar, 5*time.Second)
+	}
+}
+
+// openTreeEnv makes the test binary clone the tree at a directory
+// (open_tree, OPEN_TREE_CLONE: a mount in no namespace) and print a file
+// read through it: "DIR:NAME".
+const openTreeEnv = "VIGIL_TEST_OPEN_TREE"
+
+func openTreeRead(spec string) int {
+	dir, name, _ := strings.Cut(spec, ":")
+	tree, err := unix.OpenTree(unix.AT_FDCWD, dir, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "open_tree:", err)
+		return 3
+	}
+	fd, err := unix.Openat(tree, name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "open:", err)
+		return 1
+	}
+	b, err := io.ReadAll(os.NewFile(uintptr(fd), name))
+	os.Stdout.Write(b)
+	if err != nil {
+		return 1
+	}
+	return 0
+}
+
+// The kernel names a file by its path in the mount namespace it was
+// opened through, which any user can make (a user namespace) and fill
+// with mounts of watched directories: over an excluded directory, over an
+// alert watch, or as a detached clone of the tree (open_tree), whose
+// paths start at the clone's top. Such a path is not taken as vigil's:
+// EICAR is denied each way, to nobody, and reported by its path under
+// the watch; a clean file is read.
+func TestOtherNamespacePathsNotTaken(t *testing.T) {
+	nobody := func(env []string, script string) *exec.Cmd {
+		cmd := exec.Command("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--",
+			"unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script)
+		cmd.Env = append(os.Environ(), env...)
+		return cmd
+	}
+	if out, err := nobody(nil, "true").CombinedOutput(); err != nil {
+		t.Skipf("no user namespace for nobody here: %v %s", err, out)
+	}
+	root := testutil.TempDir(t)
+	if err := os.Chmod(root, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// The test binary, where nobody may run it.
+	self, err := os.ReadFile("/proc/self/exe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(testutil.TempDir(t), "vigil.test")
+	if err := os.WriteFile(bin, self, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(filepath.Dir(bin), 0o755)
+	sub, cache, logs := filepath.Join(root, "sub"), filepath.Join(root, "cache"), filepath.Join(root, "logs")
+	for _, d := range []string{sub, cache, logs} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeFile(t, filepath.Join(sub, "eicar"), clamav.EICAR)
+	writeFile(t, filepath.Join(sub, "clean"), clean)
+	d := startDaemon(t, fmt.Sprintf("watch %q {\n  exclude = [\"cache/\"]\n}\nwatch %q {\n  action = \"alert\"\n}\n", root, logs), "")
+
+	for _, tt := range []struct {
+		name string
+		cmd  func(file string) *exec.Cmd
+	}{
+		{"bind mounted over an excluded directory", func(f string) *exec.Cmd {
+			return nobody(nil, fmt.Sprintf("mount --bind %s %s && cat %s/%s", sub, cache, cache, f))
+		}},
+		{"bind mounted over an alert watch", func(f string) *exec.Cmd {
+			return nobody(nil, fmt.Sprintf("mount --bind %s %s && cat %s/%s", sub, logs, logs, f))
+		}},
+		{"cloned with open_tree", func(f string) *exec.Cmd {
+			return nobody([]string{openTreeEnv + "=" + root + ":sub/" + f}, bin)
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if out, err := tt.cmd("clean").CombinedOutput(); err != nil || string(out) != clean {
+				t.Errorf("clean file: got %v %q, want %q", err, out, clean)
+			}
+			out, err := tt.cmd("eicar").CombinedOutput()
+			if err == nil || strings.Contains(string(out), "EICAR") {
+				t.Errorf("EICAR: got %v %q, want it denied", err, out)
+			}
+		})
+	}
+	for _, r := range d.alerts(t, 3) {
+		if r.Action != "blocked" {
+			t.Errorf("alert: got %+v, want blocked", r)
+		}
 	}
 }

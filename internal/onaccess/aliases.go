@@ -44,6 +44,7 @@ type Aliases struct {
 // table is a namespace's mounts as read at one time.
 type table struct {
 	mounts []mountinfo.Mount
+	ids    map[uint64]int // into mounts, by mount ID
 	read   time.Time
 	// changes is an open mountinfo of the namespace, which poll(2) says
 	// changed when a mount was made or removed there; nil when it could
@@ -127,6 +128,12 @@ func (a *Aliases) resolveIn(t *table, path string, dev uint64) (string, bool) {
 	if !ok {
 		return "", false
 	}
+	return a.placeOf(at, dev)
+}
+
+// placeOf maps at, a path on the filesystem of device dev, to the watch
+// whose directory holds it there, the deepest if several do.
+func (a *Aliases) placeOf(at string, dev uint64) (string, bool) {
 	best := -1
 	for i, pl := range a.places {
 		if pl.dev == dev && mountinfo.Under(at, pl.fsPath) && (best < 0 || len(pl.fsPath) > len(a.places[best].fsPath)) {
@@ -242,7 +249,73 @@ func (a *Aliases) readFile(t *table, name string, now time.Time) bool {
 		return false
 	}
 	t.mounts = ms
+	clear(t.ids)
+	if t.ids == nil {
+		t.ids = make(map[uint64]int, len(ms))
+	}
+	for i, m := range ms {
+		t.ids[m.ID] = i
+	}
 	return true
+}
+
+// Mount says how the path of a file open through a mount is to be read.
+type Mount int
+
+const (
+	// OwnMount: the mount is in vigil's namespace, and so is the path.
+	OwnMount Mount = iota
+	// UnderWatch: another namespace's mount; the path returned is the
+	// file's under a watch, as vigil's namespace shows it.
+	UnderWatch
+	// OutsideWatches: another namespace's mount, of a place no watch holds.
+	OutsideWatches
+	// UnknownMount: a mount in no namespace vigil can read (a detached
+	// copy of a tree, made by open_tree), or pid's namespace gone: the
+	// path cannot be told.
+	UnknownMount
+)
+
+// Through tells how to read path, the kernel's name for a file on device
+// dev open through mount mnt (a mount ID) by pid. The kernel names a
+// file by its path in the namespace of the mount it was opened through,
+// which need not be vigil's: an unprivileged user in a user and mount
+// namespace of their own can bind mount a watched directory over the
+// path of an excluded one, or clone a watched tree (open_tree) and open
+// its files by paths no watch holds. Such a path is mapped to where the
+// file is on its filesystem, through pid's mount table, and from there
+// to the watches.
+func (a *Aliases) Through(pol *policy.Policy, mnt uint64, path string, dev uint64, pid int32) (string, Mount) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	now := time.Now()
+	if a.own.read.IsZero() {
+		a.readFile(&a.own, ownMountinfo, now)
+	}
+	if _, ok := a.own.ids[mnt]; ok {
+		return path, OwnMount
+	}
+	if a.rereadOwn(pol, now) {
+		if _, ok := a.own.ids[mnt]; ok {
+			return path, OwnMount
+		}
+	}
+	a.findPlaces(pol)
+	t := a.foreign(pid, now)
+	if t == nil {
+		return "", UnknownMount
+	}
+	i, ok := t.ids[mnt]
+	if !ok && a.reread(t, procFile(pid, "mountinfo"), now) {
+		i, ok = t.ids[mnt]
+	}
+	if !ok || !mountinfo.Under(path, t.mounts[i].Point) {
+		return "", UnknownMount
+	}
+	if p, ok := a.placeOf(t.mounts[i].On(path), dev); ok {
+		return p, UnderWatch
+	}
+	return "", OutsideWatches
 }
 
 // procFile is the path of name in pid's /proc directory.

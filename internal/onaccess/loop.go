@@ -453,9 +453,9 @@ func (l *Loop) handle(ev fanotify.Event, linkBuf []byte) *request {
 		l.log.Error("resolve event path", "pid", ev.Pid, "error", err)
 		return nil
 	default:
-		w, excluded = st.Policy.Match(path)
+		w, excluded, path = l.match(st.Policy, ev, path, &sb)
 	}
-	if w == nil && l.cfg.Aliases != nil {
+	if w == nil && path != "" && l.cfg.Aliases != nil {
 		// Reached through another mount: decided, reported and
 		// quarantined by its path under the watch, which names it here.
 		if alias, ok := l.cfg.Aliases.Resolve(st.Policy, path, sb.Dev, ev.Pid); ok {
@@ -463,7 +463,7 @@ func (l *Loop) handle(ev fanotify.Event, linkBuf []byte) *request {
 			w, excluded = st.Policy.Match(path)
 		}
 	}
-	if w == nil && l.cfg.Quiet != nil {
+	if w == nil && path != "" && l.cfg.Quiet != nil {
 		l.settle(ev.Fd, true)
 		l.counters.Excluded.Add(1)
 		l.cfg.Quiet.Offer(filepath.Dir(path))
@@ -524,6 +524,33 @@ func (l *Loop) handle(ev fanotify.Event, linkBuf []byte) *request {
 	r.deadline = start.Add(st.Policy.Settings.ScanTimeout)
 	l.wd.add(r)
 	return r
+}
+
+// match finds the watch of the file of ev, which the kernel names path,
+// and returns the path to decide and report by: "" with no watch for a
+// file of another mount namespace outside every watch, whose path means
+// nothing here.
+func (l *Loop) match(pol *policy.Policy, ev fanotify.Event, path string, sb *unix.Stat_t) (*policy.Watch, bool, string) {
+	if l.cfg.Aliases != nil {
+		// The mount ID is the VFS's: no need to ask the filesystem (a
+		// FUSE or NFS server, which may hang) for fresh attributes.
+		var stx unix.Statx_t
+		if unix.Statx(ev.Fd, "", unix.AT_EMPTY_PATH|unix.AT_STATX_DONT_SYNC, unix.STATX_MNT_ID, &stx) == nil && stx.Mask&unix.STATX_MNT_ID != 0 {
+			p, at := l.cfg.Aliases.Through(pol, stx.Mnt_id, path, uint64(sb.Dev), ev.Pid)
+			switch at {
+			case UnderWatch:
+				path = p
+			case OutsideWatches:
+				return nil, false, ""
+			case UnknownMount:
+				// A mark fired, so a watch may hold the file: scanned as
+				// a file whose path is too long to be told.
+				return unnamed(pol.Settings), false, path
+			}
+		}
+	}
+	w, excluded := pol.Match(path)
+	return w, excluded, path
 }
 
 // unnamed is the watch of a file whose path is too long to be told: it
