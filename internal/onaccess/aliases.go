@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -32,6 +33,11 @@ import (
 type Aliases struct {
 	log    hclog.Logger
 	selfNS string // this process's mount namespace
+
+	// ownIDs is own.ids as last read, for Through to look up without mu:
+	// a table read under mu (a large one, of another namespace, made
+	// by any user) must not hold the opens of vigil's own namespace.
+	ownIDs atomic.Pointer[map[uint64]int]
 
 	mu     sync.Mutex
 	own    table
@@ -249,12 +255,13 @@ func (a *Aliases) readFile(t *table, name string, now time.Time) bool {
 		return false
 	}
 	t.mounts = ms
-	clear(t.ids)
-	if t.ids == nil {
-		t.ids = make(map[uint64]int, len(ms))
-	}
+	ids := make(map[uint64]int, len(ms)) // never changed once made: see ownIDs
 	for i, m := range ms {
-		t.ids[m.ID] = i
+		ids[m.ID] = i
+	}
+	t.ids = ids
+	if t == &a.own {
+		a.ownIDs.Store(&ids)
 	}
 	return true
 }
@@ -286,6 +293,11 @@ const (
 // file is on its filesystem, through pid's mount table, and from there
 // to the watches.
 func (a *Aliases) Through(pol *policy.Policy, mnt uint64, path string, dev uint64, pid int32) (string, Mount) {
+	if ids := a.ownIDs.Load(); ids != nil {
+		if _, ok := (*ids)[mnt]; ok {
+			return path, OwnMount
+		}
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	now := time.Now()

@@ -100,3 +100,32 @@ func TestAliasesBindMountAtOnce(t *testing.T) {
 		t.Errorf("through the bind mount made since: got %q, %v; want %q, true", got, ok, dir+"/f")
 	}
 }
+
+// A path is vigil's own only through a mount of its own namespace; a
+// mount in no namespace it can read leaves the path untold.
+func TestAliasesThrough(t *testing.T) {
+	dir := t.TempDir()
+	var stx unix.Statx_t
+	if err := unix.Statx(unix.AT_FDCWD, dir, 0, unix.STATX_MNT_ID, &stx); err != nil || stx.Mask&unix.STATX_MNT_ID == 0 {
+		t.Skipf("no STATX_MNT_ID here: %v", err)
+	}
+	pol := &policy.Policy{Watches: []*policy.Watch{{Path: dir}}}
+	a := NewAliases(nil)
+	self := int32(os.Getpid())
+	dev := unix.Mkdev(stx.Dev_major, stx.Dev_minor)
+	for _, tt := range []struct {
+		name     string
+		mnt      uint64
+		wantPath string
+		want     Mount
+	}{
+		{"own mount", stx.Mnt_id, dir + "/f", OwnMount},
+		{"mount in no namespace", 1 << 40, "", UnknownMount},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if p, at := a.Through(pol, tt.mnt, dir+"/f", dev, self); p != tt.wantPath || at != tt.want {
+				t.Errorf("got %q, %d; want %q, %d", p, at, tt.wantPath, tt.want)
+			}
+		})
+	}
+}
