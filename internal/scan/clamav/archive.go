@@ -109,16 +109,10 @@ func newUnpacking(ctx context.Context) *unpacking {
 func (e *Engine) scanArchive(ctx context.Context, f io.ReaderAt, size int64, name string,
 	kind archiveKind, u *unpacking, depth int) (scan.Result, error) {
 	member := func(r io.Reader, inner string) (scan.Result, error) {
-		if u.spent() {
-			return scan.Result{}, nil
-		}
-		u.members--
-		data, n, done, err := unpack(ctx, r, u)
-		if err != nil {
-			return scan.Result{}, fmt.Errorf("scan %s: %w", path.Join(name, inner), err)
-		}
-		defer done()
-		return e.scanFile(ctx, data, n, path.Join(name, inner), u, depth)
+		inner = path.Join(name, inner)
+		return scanUnpacked(ctx, r, inner, u, func(data io.ReaderAt, n int64) (scan.Result, error) {
+			return e.scanFile(ctx, data, n, inner, u, depth)
+		})
 	}
 	whole := io.NewSectionReader(f, 0, size)
 	switch kind {
@@ -203,18 +197,45 @@ func (e *Engine) scanSlices(ctx context.Context, f io.ReaderAt, size int64, name
 		if u.spent() {
 			break
 		}
-		if err := ctx.Err(); err != nil {
-			return scan.Result{}, fmt.Errorf("scan %s: %w", name, err)
-		}
-		u.members--
-		sz = min(sz, u.bytes)
-		u.bytes -= sz
-		res, err := e.scanFile(ctx, io.NewSectionReader(f, off, sz), sz, path.Join(name, fmt.Sprintf("slice%d", i)), u, depth)
+		res, err := e.scanInPlace(ctx, f, off, sz, path.Join(name, fmt.Sprintf("slice%d", i)), u, depth)
 		if err != nil || res.Infected {
 			return res, err
 		}
 	}
 	return scan.Result{}, nil
+}
+
+// scanInPlace scans f's size bytes from off, a member named name, with
+// scanFile at depth: read in place, not unpacked, but counted against u
+// as if unpacked.
+func (e *Engine) scanInPlace(ctx context.Context, f io.ReaderAt, off, size int64, name string,
+	u *unpacking, depth int) (scan.Result, error) {
+	if u.spent() {
+		return scan.Result{}, nil
+	}
+	if err := ctx.Err(); err != nil {
+		return scan.Result{}, fmt.Errorf("scan %s: %w", name, err)
+	}
+	u.members--
+	size = min(size, u.bytes)
+	u.bytes -= size
+	return e.scanFile(ctx, io.NewSectionReader(f, off, size), size, name, u, depth)
+}
+
+// scanUnpacked unpacks r, a member named name, and scans it with scanIt;
+// nothing, once u is spent.
+func scanUnpacked(ctx context.Context, r io.Reader, name string, u *unpacking,
+	scanIt func(data io.ReaderAt, n int64) (scan.Result, error)) (scan.Result, error) {
+	if u.spent() {
+		return scan.Result{}, nil
+	}
+	u.members--
+	data, n, done, err := unpack(ctx, r, u)
+	if err != nil {
+		return scan.Result{}, fmt.Errorf("scan %s: %w", name, err)
+	}
+	defer done()
+	return scanIt(data, n)
 }
 
 // unpack reads r, up to what u may still unpack, into memory or, past
