@@ -577,7 +577,7 @@ func typedByContent(head []byte) bool {
 			return true
 		}
 	}
-	if typedByHead(head) {
+	if typedByHead(head, len(headTypes)) {
 		return true
 	}
 	var h htmlFinder
@@ -626,7 +626,9 @@ type headType struct {
 	second string
 }
 
-var headTypes = []headType{
+// mailHeads are the headTypes of mail and MHTML: a file they type is
+// scanned as a mail (see isMail).
+var mailHeads = []headType{
 	{"\n[Ff]rom: ", textHead, 1024, "\n[Mm][Ii][Mm][Ee]-[Vv]ersion: "},
 	{"\n[Ff]rom: ", textHead, 2048, "\n[Cc]ontent-[Tt]ype: "},
 	{"\n[Mm][Ii][Mm][Ee]-[Vv]ersion: ", textHead, 2048, "\n[Cc]ontent-[Tt]ype: "},
@@ -635,6 +637,9 @@ var headTypes = []headType{
 	{"Delivered-To:", textHead, 256, "Received:"},
 	{"[Mm][Ii][Mm][Ee]-[Vv]ersion: ", 0, 1024, "\n[Cc]ontent-[Tt]ype: "},          // MHTML
 	{"\n[Mm][Ii][Mm][Ee]-[Vv]ersion: ", textHead, 1024, "\n[Cc]ontent-[Tt]ype: "}, // MHTML
+}
+
+var headTypes = append(slices.Clip(mailHeads), []headType{
 	{`<?xml version="1.0"`, 0, 1024, "<Workbook"},
 	{`<?xml version="1.0"`, 0, 1024, "<wordDocument"},
 	{`<?xml version="1.0"`, 0, 1024, "<\x01\x01:Workbook"},
@@ -651,7 +656,7 @@ var headTypes = []headType{
 	{"\x01\x01-lz[s4]-", 0, 0, ""},
 	{"\x01\x01-lz5-", 0, 0, ""},
 	{"\x01\x01-pm0-", 0, 0, ""},
-}
+}...)
 
 // piece is a parsed headType piece: per byte, two allowed values.
 type piece [][2]byte
@@ -684,6 +689,25 @@ func (p piece) at(b []byte, i int) bool {
 	return true
 }
 
+// find returns the first i in [from, last] where p is in b, or -1. A
+// piece starting with a fixed byte is looked for by that byte first.
+func (p piece) find(b []byte, from, last int) int {
+	last = min(last, len(b)-len(p))
+	for i := from; i <= last; i++ {
+		if c := p[0]; c[0] == c[1] && c[0] != 0 {
+			k := bytes.IndexByte(b[i:last+1], c[0])
+			if k < 0 {
+				return -1
+			}
+			i += k
+		}
+		if p.at(b, i) {
+			return i
+		}
+	}
+	return -1
+}
+
 var headPieces = func() (out [][2]piece) {
 	for _, h := range headTypes {
 		out = append(out, [2]piece{parsePiece(h.first), parsePiece(h.second)})
@@ -691,22 +715,16 @@ var headPieces = func() (out [][2]piece) {
 	return out
 }()
 
-// typedByHead reports whether one of headTypes is in head.
-func typedByHead(head []byte) bool {
-	for k, h := range headTypes {
+// typedByHead reports whether one of headTypes[:types] is in head.
+func typedByHead(head []byte, types int) bool {
+	for k, h := range headTypes[:types] {
 		p := headPieces[k]
-		for i := 0; i <= h.within && i < len(head); i++ {
-			if !p[0].at(head, i) {
-				continue
-			}
+		for i := p[0].find(head, 0, h.within); i >= 0; i = p[0].find(head, i+1, h.within) {
 			if len(p[1]) == 0 {
 				return true
 			}
-			from := i + len(p[0])
-			for j := from; j <= from+h.gap && j < len(head); j++ {
-				if p[1].at(head, j) {
-					return true
-				}
+			if from := i + len(p[0]); p[1].find(head, from, from+h.gap) >= 0 {
+				return true
 			}
 		}
 	}
