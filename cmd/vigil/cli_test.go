@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"crypto/md5"
+	"encoding/base64"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -116,6 +117,11 @@ func TestScanCommand(t *testing.T) {
 	os.WriteFile(filepath.Join(tree, "evil.bin"), evil, 0o644)
 	os.WriteFile(filepath.Join(db, "t.hdb"), []byte(fmt.Sprintf("%x:%d:Test.Evil\n", md5sum(evil), len(evil))), 0o644)
 	os.Symlink("/etc/passwd", filepath.Join(tree, "link"))
+	spool := filepath.Join(dir, "Maildir", "new")
+	os.MkdirAll(spool, 0o755)
+	os.WriteFile(filepath.Join(spool, "1.eml"), []byte("Return-Path: <a@example.org>\r\n"+
+		"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n"+
+		"--b\r\nContent-Transfer-Encoding: base64\r\n\r\n"+base64.StdEncoding.EncodeToString([]byte(clamav.EICAR))+"\r\n--b--\r\n"), 0o644)
 
 	runCLICases(t, []cliCase{
 		{name: "clean file", args: []string{"scan", filepath.Join(tree, "clean.txt")}, notStdout: []string{"FOUND"}},
@@ -124,6 +130,8 @@ func TestScanCommand(t *testing.T) {
 			notStdout:  []string{"Test.Evil"}},
 		{name: "hash signature from --db", args: []string{"scan", "--db", db, tree}, wantCode: 1,
 			wantStdout: []string{filepath.Join(tree, "evil.bin") + ": Test.Evil FOUND", "eicar.com: " + clamav.EICARSignature + " FOUND"}},
+		{name: "EICAR in a mail's base64 attachment", args: []string{"scan", filepath.Dir(spool)}, wantCode: 1,
+			wantStdout: []string{filepath.Join(spool, "1.eml") + ": " + clamav.EICARSignature + " FOUND"}},
 		{name: "missing path is an error", args: []string{"scan", filepath.Join(dir, "nope")}, wantCode: 2},
 		{name: "missing db is an error", args: []string{"scan", "--db", filepath.Join(dir, "nodb"), tree}, wantCode: 2},
 		{name: "no path", args: []string{"scan"}, wantCode: 2},

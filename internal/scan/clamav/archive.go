@@ -54,12 +54,13 @@ const (
 	archiveGzip
 	archiveBzip2
 	archiveTar
-	archiveFat // a universal Mach-O: its slices are scanned as files
+	archiveFat  // a universal Mach-O: its slices are scanned as files
+	archiveMail // a mail: its parts are scanned as files
 )
 
 // archiveHead is how much of a file archiveOf needs: tar's magic ends at
-// byte 263.
-const archiveHead = 512
+// byte 263, a mail's signatures reach further (see isMail).
+const archiveHead = mailHead
 
 func archiveOf(head []byte) archiveKind {
 	switch {
@@ -74,6 +75,8 @@ func archiveOf(head []byte) archiveKind {
 		return archiveTar
 	case isFat(head):
 		return archiveFat
+	case isMail(head):
+		return archiveMail
 	}
 	return notArchive
 }
@@ -163,6 +166,8 @@ func (e *Engine) scanArchive(ctx context.Context, f io.ReaderAt, size int64, nam
 		}
 	case archiveFat:
 		return e.scanSlices(ctx, f, size, name, u, depth)
+	case archiveMail:
+		return e.scanMail(ctx, f, size, name, u, depth)
 	}
 	return scan.Result{}, nil
 }

@@ -51,7 +51,7 @@ func (e *Engine) Version() string { return e.version }
 // EICAR's, else a file hash's, else a PE section hash's, else the first
 // body signature found in file order, else, for a text file, the first
 // found in its normalised text (see textScan), else what a member of the
-// file finds when it is an archive (see scanArchive).
+// file finds when it is an archive or a mail (see scanArchive).
 func (e *Engine) Scan(ctx context.Context, f *os.File) (scan.Result, error) {
 	if err := ctx.Err(); err != nil {
 		return scan.Result{}, fmt.Errorf("scan %s: %w", f.Name(), err)
@@ -86,12 +86,13 @@ func (e *Engine) scan(ctx context.Context, f io.ReaderAt, size int64, name strin
 	need := e.block.kinds(size)
 	if need == 0 && e.body == nil && e.sections.empty() && size > eicarMax {
 		// Nothing to match but what an archive may hold: its head says.
-		var head [archiveHead]byte
-		n, err := f.ReadAt(head[:min(size, archiveHead)], 0)
+		bp := bufPool.Get().(*[]byte)
+		n, err := f.ReadAt((*bp)[:min(size, archiveHead)], 0)
+		kind := archiveOf((*bp)[:n])
+		bufPool.Put(bp)
 		if err != nil && !errors.Is(err, io.EOF) {
 			return scan.Result{}, notArchive, fmt.Errorf("scan: %w", err)
 		}
-		kind := archiveOf(head[:n])
 		if kind == notArchive || e.allow.kinds(size) == 0 {
 			return scan.Result{}, kind, nil
 		}

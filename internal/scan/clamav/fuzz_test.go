@@ -31,3 +31,18 @@ func FuzzParseHashDB(f *testing.F) {
 		}
 	})
 }
+
+// FuzzScanMail scans what libclamav may take for a mail: whatever the
+// bytes, the scan ends, within the bounds, without an error or a panic.
+func FuzzScanMail(f *testing.F) {
+	f.Add([]byte(attached([]byte(EICAR))))
+	f.Add([]byte(eml("Content-Type: message/rfc822\r\nContent-Transfer-Encoding: base64", b64([]byte(attached(nil))))))
+	f.Add([]byte(eml("Content-Type: multipart/digest; boundary=\"d\"", multipart("d", "\r\n", eicarPart))))
+	f.Add([]byte("From a\n\nFrom b\nContent-Type: multipart/mixed;\nboundary=x\n\n---X\nContent-Transfer-Encoding: quoted-printable\n\n=41=\n"))
+	e := mustLoad(f)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if _, err := e.scanFile(t.Context(), bytes.NewReader(data), int64(len(data)), "fuzz", newUnpacking(t.Context()), 0); err != nil {
+			t.Fatalf("scan: %v", err)
+		}
+	})
+}
