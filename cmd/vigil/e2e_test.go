@@ -252,6 +252,26 @@ func readAlerts(t *testing.T, path string) []alert.Record {
 	return recs
 }
 
+// filesystem is a kind of filesystem a test mounts for itself.
+type filesystem struct {
+	name  string
+	mount func(testing.TB) string
+}
+
+var (
+	ext4      = filesystem{"ext4", testutil.MountExt4}
+	tmpfs     = filesystem{"tmpfs", testutil.MountTmpfs}
+	overlayfs = filesystem{"overlayfs", testutil.MountOverlay}
+)
+
+// onEach runs fn, as a subtest named after each of fss, on a fresh
+// mount of it.
+func onEach(t *testing.T, fss []filesystem, fn func(t *testing.T, mnt string)) {
+	for _, fs := range fss {
+		t.Run(fs.name, func(t *testing.T) { fn(t, fs.mount(t)) })
+	}
+}
+
 func writeFile(t *testing.T, path, content string) {
 	t.Helper()
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
@@ -401,34 +421,28 @@ func TestOverwriteAndNames(t *testing.T) {
 // event, which would drop the kernel's ignore mark, and on tmpfs leaves
 // the file's times as they were.
 func TestMappedWriteRescanned(t *testing.T) {
-	for _, fs := range []struct {
-		name  string
-		mount func(testing.TB) string
-	}{{"ext4", testutil.MountExt4}, {"tmpfs", testutil.MountTmpfs}} {
-		t.Run(fs.name, func(t *testing.T) {
-			root := fs.mount(t)
-			startDaemon(t, fmt.Sprintf("watch %q {}\n", root), "")
-			p := filepath.Join(root, "f")
-			lookalike := strings.Repeat("x", len(clamav.EICAR))
-			writeFile(t, p, lookalike)
-			wantContent(t, p, lookalike)
-			wantContent(t, p, lookalike) // cached now, in the kernel
-			f, err := os.OpenFile(p, os.O_RDWR, 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			m, err := unix.Mmap(int(f.Fd()), 0, len(lookalike), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
-			if err != nil {
-				t.Fatal(err)
-			}
-			copy(m, clamav.EICAR)
-			if err := unix.Munmap(m); err != nil {
-				t.Fatal(err)
-			}
-			f.Close()
-			waitDenied(t, "rewritten through a mapping", p, 2*time.Second)
-		})
-	}
+	onEach(t, []filesystem{ext4, tmpfs}, func(t *testing.T, root string) {
+		startDaemon(t, fmt.Sprintf("watch %q {}\n", root), "")
+		p := filepath.Join(root, "f")
+		lookalike := strings.Repeat("x", len(clamav.EICAR))
+		writeFile(t, p, lookalike)
+		wantContent(t, p, lookalike)
+		wantContent(t, p, lookalike) // cached now, in the kernel
+		f, err := os.OpenFile(p, os.O_RDWR, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := unix.Mmap(int(f.Fd()), 0, len(lookalike), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+		if err != nil {
+			t.Fatal(err)
+		}
+		copy(m, clamav.EICAR)
+		if err := unix.Munmap(m); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+		waitDenied(t, "rewritten through a mapping", p, 2*time.Second)
+	})
 }
 
 // A write that has stamped the file's times but not yet copied its data
@@ -437,47 +451,41 @@ func TestMappedWriteRescanned(t *testing.T) {
 // under the key the file keeps once the write ends. That key must not
 // pass the infected content, though the writer still holds the file.
 func TestWriteAcrossScanNotTakenForClean(t *testing.T) {
-	for _, fs := range []struct {
-		name  string
-		mount func(testing.TB) string
-	}{{"ext4", testutil.MountExt4}, {"tmpfs", testutil.MountTmpfs}} {
-		t.Run(fs.name, func(t *testing.T) {
-			src := testutil.MountFUSE(t)
-			src.AddFile(t, "eicar", []byte(clamav.EICAR))
-			root := fs.mount(t)
-			startDaemon(t, fmt.Sprintf("watch %q {}\n", root), "")
-			p := filepath.Join(root, "f")
-			lookalike := strings.Repeat("x", len(clamav.EICAR))
-			writeFile(t, p, lookalike)
-			f, err := os.Open(filepath.Join(src.Dir, "eicar"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer f.Close()
-			m, err := unix.Mmap(int(f.Fd()), 0, len(clamav.EICAR), unix.PROT_READ, unix.MAP_SHARED)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer unix.Munmap(m)
-			w, err := os.OpenFile(p, os.O_WRONLY, 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer w.Close()
-			src.Hang(t, os.Getpid(), testutil.FUSERead)
-			wrote := make(chan error, 1)
-			go func() { _, err := unix.Pwrite(int(w.Fd()), m, 0); wrote <- err }()
-			<-src.Held()
-			// Past the 20 ms in which a verdict on tmpfs is not kept.
-			time.Sleep(50 * time.Millisecond)
-			wantContent(t, p, lookalike)
-			src.Release(t)
-			if err := <-wrote; err != nil {
-				t.Fatal(err)
-			}
-			wantDenied(t, p)
-		})
-	}
+	onEach(t, []filesystem{ext4, tmpfs}, func(t *testing.T, root string) {
+		src := testutil.MountFUSE(t)
+		src.AddFile(t, "eicar", []byte(clamav.EICAR))
+		startDaemon(t, fmt.Sprintf("watch %q {}\n", root), "")
+		p := filepath.Join(root, "f")
+		lookalike := strings.Repeat("x", len(clamav.EICAR))
+		writeFile(t, p, lookalike)
+		f, err := os.Open(filepath.Join(src.Dir, "eicar"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		m, err := unix.Mmap(int(f.Fd()), 0, len(clamav.EICAR), unix.PROT_READ, unix.MAP_SHARED)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer unix.Munmap(m)
+		w, err := os.OpenFile(p, os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer w.Close()
+		src.Hang(t, os.Getpid(), testutil.FUSERead)
+		wrote := make(chan error, 1)
+		go func() { _, err := unix.Pwrite(int(w.Fd()), m, 0); wrote <- err }()
+		<-src.Held()
+		// Past the 20 ms in which a verdict on tmpfs is not kept.
+		time.Sleep(50 * time.Millisecond)
+		wantContent(t, p, lookalike)
+		src.Release(t)
+		if err := <-wrote; err != nil {
+			t.Fatal(err)
+		}
+		wantDenied(t, p)
+	})
 }
 
 // A clean file swapped at once for an infected one of its size, written
@@ -487,12 +495,7 @@ func TestWriteAcrossScanNotTakenForClean(t *testing.T) {
 // twenty): the inode generation tells them apart, and on overlayfs, which
 // has none, the clean verdict is not kept so soon after a change.
 func TestSwappedFileNotTakenForClean(t *testing.T) {
-	for _, fs := range []struct {
-		name  string
-		mount func(testing.TB) string
-	}{{"ext4", testutil.MountExt4}, {"overlayfs", testutil.MountOverlay}} {
-		t.Run(fs.name, func(t *testing.T) { testSwappedFileNotTakenForClean(t, fs.mount(t)) })
-	}
+	onEach(t, []filesystem{ext4, overlayfs}, testSwappedFileNotTakenForClean)
 }
 
 func testSwappedFileNotTakenForClean(t *testing.T, root string) {

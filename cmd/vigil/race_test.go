@@ -56,35 +56,29 @@ const raceN = 200
 // Filesystem mode has no race: the filesystem mark covers a directory
 // from the moment it exists. Zero misses in every trial.
 func TestFilesystemModeNoRace(t *testing.T) {
-	for _, fs := range []struct {
-		name  string
-		mount func(testing.TB) string
-	}{{"tmpfs", testutil.MountTmpfs}, {"ext4", testutil.MountExt4}} {
-		t.Run(fs.name, func(t *testing.T) {
-			mnt := fs.mount(t)
-			watched := filepath.Join(mnt, "data")
-			outside := filepath.Join(mnt, "staging")
-			for _, d := range []string{watched, outside} {
-				if err := os.Mkdir(d, 0o755); err != nil {
-					t.Fatal(err)
-				}
+	onEach(t, []filesystem{tmpfs, ext4}, func(t *testing.T, mnt string) {
+		watched := filepath.Join(mnt, "data")
+		outside := filepath.Join(mnt, "staging")
+		for _, d := range []string{watched, outside} {
+			if err := os.Mkdir(d, 0o755); err != nil {
+				t.Fatal(err)
 			}
-			writeFile(t, filepath.Join(outside, "eicar"), clamav.EICAR)
-			startDaemon(t, fmt.Sprintf("watch %q {\n  mode = \"filesystem\"\n}\n", watched), "")
+		}
+		writeFile(t, filepath.Join(outside, "eicar"), clamav.EICAR)
+		startDaemon(t, fmt.Sprintf("watch %q {\n  mode = \"filesystem\"\n}\n", watched), "")
 
-			// Out of scope on the marked filesystem: allowed.
-			wantContent(t, filepath.Join(outside, "eicar"), clamav.EICAR)
-			for _, mv := range []bool{false, true} {
-				sub := map[bool]string{false: "mkdir-p", true: "mv"}[mv]
-				w, o := filepath.Join(watched, sub), filepath.Join(outside, sub)
-				os.Mkdir(w, 0o755)
-				os.Mkdir(o, 0o755)
-				if misses := raceTrials(t, w, o, raceN, mv); misses != 0 {
-					t.Errorf("%s: %d of %d infected files read right after creation, want 0", sub, misses, raceN)
-				}
+		// Out of scope on the marked filesystem: allowed.
+		wantContent(t, filepath.Join(outside, "eicar"), clamav.EICAR)
+		for _, mv := range []bool{false, true} {
+			sub := map[bool]string{false: "mkdir-p", true: "mv"}[mv]
+			w, o := filepath.Join(watched, sub), filepath.Join(outside, sub)
+			os.Mkdir(w, 0o755)
+			os.Mkdir(o, 0o755)
+			if misses := raceTrials(t, w, o, raceN, mv); misses != 0 {
+				t.Errorf("%s: %d of %d infected files read right after creation, want 0", sub, misses, raceN)
 			}
-		})
-	}
+		}
+	})
 }
 
 // Tree mode follows new directories through its event sources: fast, but
