@@ -424,8 +424,8 @@ func (l *Loop) handle(ev fanotify.Event, linkBuf []byte) *request {
 		return nil
 	}
 	st := l.state.Load()
-	var sb unix.Stat_t
-	if err := unix.Fstat(ev.Fd, &sb); err != nil {
+	var sb unix.Statx_t
+	if err := fstatx(ev.Fd, eventStatx, &sb); err != nil {
 		l.settle(ev.Fd, st.Policy.Settings.OnError == policy.OnErrorAllow)
 		l.counters.Errors.Add(1)
 		l.log.Error("stat event file", "pid", ev.Pid, "error", err)
@@ -458,7 +458,7 @@ func (l *Loop) handle(ev fanotify.Event, linkBuf []byte) *request {
 	if w == nil && path != "" && l.cfg.Aliases != nil {
 		// Reached through another mount: decided, reported and
 		// quarantined by its path under the watch, which names it here.
-		if alias, ok := l.cfg.Aliases.Resolve(st.Policy, path, sb.Dev, ev.Pid); ok {
+		if alias, ok := l.cfg.Aliases.Resolve(st.Policy, path, verdict.DevOf(&sb), ev.Pid); ok {
 			path = alias
 			w, excluded = st.Policy.Match(path)
 		}
@@ -481,18 +481,19 @@ func (l *Loop) handle(ev fanotify.Event, linkBuf []byte) *request {
 		l.settle(ev.Fd, true)
 		return nil
 	}
-	if sb.Size > w.MaxFileSize {
+	size := int64(sb.Size)
+	if size > w.MaxFileSize {
 		// No ignore mark: the skip is the watch's, not the file's, and a
 		// hard link may put the file in a watch that scans it.
 		if l.oversize.first(key) {
-			l.log.Info("file over max_file_size not scanned", "path", path, "size", sb.Size,
+			l.log.Info("file over max_file_size not scanned", "path", path, "size", size,
 				"max_file_size", w.MaxFileSize, "pid", ev.Pid)
 		}
 		l.settle(ev.Fd, true)
 		l.counters.Skipped.Add(1)
 		return nil
 	}
-	if sb.Size <= scan.TooSmall {
+	if size <= scan.TooSmall {
 		// No ignore mark: the file is most often empty, opened to be
 		// written.
 		l.settle(ev.Fd, true)
@@ -515,7 +516,7 @@ func (l *Loop) handle(ev fanotify.Event, linkBuf []byte) *request {
 		watch: w,
 		state: st,
 		key:   key,
-		size:  sb.Size,
+		size:  size,
 		start: start,
 	}
 	// The watchdog answers by the deadline whatever happens to the scan.
@@ -530,13 +531,10 @@ func (l *Loop) handle(ev fanotify.Event, linkBuf []byte) *request {
 // and returns the path to decide and report by: "" with no watch for a
 // file of another mount namespace outside every watch, whose path means
 // nothing here.
-func (l *Loop) match(pol *policy.Policy, ev fanotify.Event, path string, sb *unix.Stat_t) (*policy.Watch, bool, string) {
+func (l *Loop) match(pol *policy.Policy, ev fanotify.Event, path string, sb *unix.Statx_t) (*policy.Watch, bool, string) {
 	if l.cfg.Aliases != nil {
-		// The mount ID is the VFS's: no need to ask the filesystem (a
-		// FUSE or NFS server, which may hang) for fresh attributes.
-		var stx unix.Statx_t
-		if unix.Statx(ev.Fd, "", unix.AT_EMPTY_PATH|unix.AT_STATX_DONT_SYNC, unix.STATX_MNT_ID, &stx) == nil && stx.Mask&unix.STATX_MNT_ID != 0 {
-			p, at := l.cfg.Aliases.Through(pol, stx.Mnt_id, path, uint64(sb.Dev), ev.Pid)
+		if sb.Mask&unix.STATX_MNT_ID != 0 {
+			p, at := l.cfg.Aliases.Through(pol, sb.Mnt_id, path, verdict.DevOf(sb), ev.Pid)
 			switch at {
 			case UnderWatch:
 				path = p
@@ -721,8 +719,8 @@ func (l *Loop) keep(fd int, key verdict.Key, version string) {
 		}
 	}
 	if owner != 0 {
-		var sb unix.Stat_t
-		if err := unix.Fstat(fd, &sb); err != nil || !key.Unchanged(&sb) {
+		var sb unix.Statx_t
+		if err := fstatx(fd, verdict.StatxMask, &sb); err != nil || !key.Unchanged(&sb) {
 			if err := l.cfg.Ignorer.UnignoreFile(fd, ignoreMask); err != nil {
 				l.log.Error("remove ignore mark from changed file", "error", err)
 			}
@@ -749,9 +747,9 @@ func (l *Loop) rewritten(fd int) {
 			l.log.Error("remove ignore mark from rewritten file", "error", err)
 		}
 	}
-	var sb unix.Stat_t
-	if l.cfg.Cache != nil && unix.Fstat(fd, &sb) == nil {
-		l.cfg.Cache.Forget(verdict.Key{Dev: uint64(sb.Dev), Ino: sb.Ino})
+	var sb unix.Statx_t
+	if l.cfg.Cache != nil && fstatx(fd, unix.STATX_INO, &sb) == nil {
+		l.cfg.Cache.Forget(verdict.Key{Dev: verdict.DevOf(&sb), Ino: sb.Ino})
 	}
 }
 
@@ -914,6 +912,17 @@ func verdictName(allow bool) string {
 		return "allow"
 	}
 	return "deny"
+}
+
+// eventStatx is what handle asks of an event's file, in one statx: its
+// type and link count, what its verdict key holds, and the mount it was
+// opened through.
+const eventStatx = verdict.StatxMask | unix.STATX_NLINK | unix.STATX_MNT_ID
+
+// fstatx is fstat(2) by statx(2), for the fields of mask (and whatever
+// else the filesystem gives at no cost).
+func fstatx(fd int, mask int, st *unix.Statx_t) error {
+	return unix.Statx(fd, "", unix.AT_EMPTY_PATH|unix.AT_STATX_SYNC_AS_STAT, mask, st)
 }
 
 // fdPath is the path the file was opened by. A deleted file's link ends in

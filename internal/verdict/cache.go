@@ -31,8 +31,9 @@ type Key struct {
 // does not define.
 const fsIocGetVersion = 0x80007601 | uint(unsafe.Sizeof(uintptr(0)))<<16
 
-// KeyOf is the Key of the file open at fd, whose fstat is st.
-func KeyOf(fd int, st *unix.Stat_t) Key {
+// KeyOf is the Key of the file open at fd, whose statx is st: st must
+// hold the fields of StatxMask.
+func KeyOf(fd int, st *unix.Statx_t) Key {
 	k := stateOf(st)
 	// Regular files only: a device's driver would take the ioctl for one
 	// of its own.
@@ -44,25 +45,33 @@ func KeyOf(fd int, st *unix.Stat_t) Key {
 	return k
 }
 
-// Unchanged reports whether st, a later fstat of the descriptor k was
+// StatxMask is what a statx must ask for to make a Key.
+const StatxMask = unix.STATX_TYPE | unix.STATX_INO | unix.STATX_MTIME | unix.STATX_CTIME | unix.STATX_SIZE
+
+// Unchanged reports whether st, a later statx of the descriptor k was
 // taken from, shows the same state. The inode open is the same one, and
 // so is its generation, which is not asked for again.
-func (k Key) Unchanged(st *unix.Stat_t) bool {
+func (k Key) Unchanged(st *unix.Statx_t) bool {
 	now := stateOf(st)
 	now.Gen = k.Gen
 	return now == k
 }
 
+// DevOf is the device number of st, as stat(2) gives it.
+func DevOf(st *unix.Statx_t) uint64 { return unix.Mkdev(st.Dev_major, st.Dev_minor) }
+
 // stateOf is the Key of st but for the generation.
-func stateOf(st *unix.Stat_t) Key {
+func stateOf(st *unix.Statx_t) Key {
 	return Key{
-		Dev:   uint64(st.Dev),
-		Ino:   uint64(st.Ino),
-		Mtime: st.Mtim.Nano(),
-		Ctime: st.Ctim.Nano(),
-		Size:  st.Size,
+		Dev:   DevOf(st),
+		Ino:   st.Ino,
+		Mtime: nanos(st.Mtime),
+		Ctime: nanos(st.Ctime),
+		Size:  int64(st.Size),
 	}
 }
+
+func nanos(t unix.StatxTimestamp) int64 { return t.Sec*1e9 + int64(t.Nsec) }
 
 // inode is the part of a Key that names the file rather than its state:
 // the cache holds at most one verdict per inode.

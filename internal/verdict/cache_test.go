@@ -250,11 +250,13 @@ func TestKeyOf(t *testing.T) {
 	}
 	defer f.Close()
 	fd := int(f.Fd())
+	stx := statx(t, fd)
+	k := KeyOf(fd, &stx)
+	// The key holds what fstat(2) tells, device number included.
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
 		t.Fatal(err)
 	}
-	k := KeyOf(fd, &st)
 	want := Key{Dev: uint64(st.Dev), Ino: st.Ino, Gen: k.Gen, Mtime: st.Mtim.Nano(), Ctime: st.Ctim.Nano(), Size: 5}
 	if k != want {
 		t.Fatalf("got %+v want %+v", k, want)
@@ -262,19 +264,17 @@ func TestKeyOf(t *testing.T) {
 	if k.Mtime < 1e18 {
 		t.Fatalf("got mtime %d want unix nanoseconds", k.Mtime)
 	}
-	if !k.Unchanged(&st) {
-		t.Error("Unchanged: got false for the same fstat")
+	if !k.Unchanged(&stx) {
+		t.Error("Unchanged: got false for the same statx")
 	}
 	if err := os.Chmod(p, 0o600); err != nil { // changes ctime only
 		t.Fatal(err)
 	}
-	if err := unix.Fstat(fd, &st); err != nil {
-		t.Fatal(err)
-	}
-	if KeyOf(fd, &st) == k {
+	stx = statx(t, fd)
+	if KeyOf(fd, &stx) == k {
 		t.Fatal("got the same key after chmod want a new ctime")
 	}
-	if k.Unchanged(&st) {
+	if k.Unchanged(&stx) {
 		t.Error("Unchanged: got true after chmod, want false (a new ctime)")
 	}
 }
@@ -291,10 +291,7 @@ func TestKeyOfReusedInode(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer f.Close()
-		var st unix.Stat_t
-		if err := unix.Fstat(int(f.Fd()), &st); err != nil {
-			t.Fatal(err)
-		}
+		st := statx(t, int(f.Fd()))
 		return KeyOf(int(f.Fd()), &st)
 	}
 	if err := os.WriteFile(p, []byte("clean"), 0o644); err != nil {
@@ -387,4 +384,13 @@ func BenchmarkCacheHit(b *testing.B) {
 			i += 7
 		}
 	})
+}
+
+func statx(t *testing.T, fd int) unix.Statx_t {
+	t.Helper()
+	var st unix.Statx_t
+	if err := unix.Statx(fd, "", unix.AT_EMPTY_PATH, StatxMask, &st); err != nil {
+		t.Fatalf("statx: %v", err)
+	}
+	return st
 }
