@@ -391,12 +391,7 @@ func sourceNames(srcs []watch.Source) string {
 // stop answers every event the group has queued, as retire does, then
 // closes the group, which allows whatever reaches it meanwhile.
 func (i *instance) stop() {
-	i.stopWatches()
-	i.subs.close()
-	i.outside.close()
-	i.flush()
-	i.loop.Drain()
-	i.group.Wake()
+	i.windDown()
 	select {
 	case <-i.done:
 	case <-time.After(stopGrace):
@@ -407,6 +402,17 @@ func (i *instance) stop() {
 	i.stopLoop()
 	i.close()
 	i.quar.close()
+}
+
+// windDown stops following directory events, removes the group's marks
+// and has the loop answer every event already queued and return.
+func (i *instance) windDown() {
+	i.stopWatches()
+	i.subs.close()
+	i.outside.close()
+	i.flush()
+	i.loop.Drain()
+	i.group.Wake()
 }
 
 // stopGrace bounds how long a stop waits for the scans under way and
@@ -430,12 +436,7 @@ func (i *instance) stopWatches() {
 // filesystem that does not answer holds it, and it holds nothing else
 // now that the group has no marks and no loop.
 func (i *instance) retire() {
-	i.stopWatches()
-	i.subs.close()
-	i.outside.close()
-	i.flush()
-	i.loop.Drain()
-	i.group.Wake()
+	i.windDown()
 	<-i.done
 	i.stopLoop()
 	go func() {
