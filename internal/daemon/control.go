@@ -169,7 +169,7 @@ func (d *daemon) status() Status {
 		"blocked": c.Blocked, "alerted": c.Alerted, "scans": c.Scans,
 		"cache_hits": c.CacheHits, "self": c.Self, "excluded": c.Excluded,
 		"skipped": c.Skipped, "errors": c.Errors, "timeouts": c.Timeouts,
-		"queue_full": c.QueueFull, "overflows": c.Overflows,
+		"queue_full": c.QueueFull, "overflows": c.Overflows, "close_writes": c.CloseWrites,
 		"respond_errors": c.RespondErrors, "ignore_errors": c.IgnoreErrors,
 		"alerts_written": written, "alerts_dropped": dropped, "alerts_failed": failed,
 		"dir_events": ws.Events, "resyncs": ws.Resyncs, "track_errors": ws.TrackErrors,

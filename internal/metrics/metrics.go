@@ -179,7 +179,7 @@ func desc(name, help string, labels ...string) *prometheus.Desc {
 
 var (
 	descEvents = desc("events_total",
-		"Events read from the fanotify permission group, by type: open, exec and access (permission events, each answered once), overflow (FAN_Q_OVERFLOW, events were lost), no_fd (the kernel could not hand the file over).",
+		"Events read from the fanotify permission group, by type: open, exec and access (permission events, each answered once), overflow (FAN_Q_OVERFLOW, events were lost), no_fd (the kernel could not hand the file over), close_write (a writer closed a file: a notification, its clean verdict dropped).",
 		"type")
 	descVerdicts = desc("verdicts_total",
 		"Permission events answered, by verdict and reason. Reasons error, timeout and queue_full are on_error verdicts; their allow/deny split is estimated when watches mix on_error values.",
@@ -299,6 +299,7 @@ func (c *collector) collectLoop(ch chan<- prometheus.Metric, s onaccess.Snapshot
 	counter(ch, descEvents, s.Accesses, "access")
 	counter(ch, descEvents, s.Overflows, "overflow")
 	counter(ch, descEvents, s.NoFd, "no_fd")
+	counter(ch, descEvents, s.CloseWrites, "close_write")
 
 	v := c.monotonic(s.Events, verdicts(s))
 	for _, k := range verdictKeys {

@@ -80,7 +80,7 @@ func fakeSources() Sources {
 		Events: 1000, Opens: 900, Execs: 80, Accesses: 20,
 		Allowed: 990, Denied: 10, Blocked: 4, Alerted: 2, Scans: 300,
 		CacheHits: 50, Self: 7, Excluded: 400, Skipped: 30, Errors: 8, Timeouts: 5,
-		QueueFull: 1, Overflows: 3, NoFd: 2, RespondErrors: 1, IgnoreErrors: 6,
+		QueueFull: 1, Overflows: 3, NoFd: 2, RespondErrors: 1, IgnoreErrors: 6, CloseWrites: 40,
 	}
 	snap.Latency[0] = 1
 	snap.Latency[3] = 10
@@ -114,6 +114,7 @@ func TestScrape(t *testing.T) {
 		{"vigil_events_total", map[string]string{"type": "access"}, 20},
 		{"vigil_events_total", map[string]string{"type": "overflow"}, 3},
 		{"vigil_events_total", map[string]string{"type": "no_fd"}, 2},
+		{"vigil_events_total", map[string]string{"type": "close_write"}, 40},
 		{"vigil_verdicts_total", map[string]string{"verdict": "deny", "reason": "infected"}, 4},
 		{"vigil_verdicts_total", map[string]string{"verdict": "allow", "reason": "alert"}, 2},
 		{"vigil_verdicts_total", map[string]string{"verdict": "allow", "reason": "self"}, 7},

@@ -10,6 +10,9 @@ import (
 // refused the answer).
 type Counters struct {
 	Events atomic.Uint64 // permission events read
+	// Writers' closes (FAN_CLOSE_WRITE, a notification): each drops the
+	// file's clean verdict. Not in Events, which counts answers owed.
+	CloseWrites atomic.Uint64
 	// By the permission the event asks for; an exec asks for two
 	// (FAN_OPEN_EXEC_PERM, then FAN_OPEN_PERM), each its own event.
 	Opens, Execs, Accesses atomic.Uint64
@@ -62,7 +65,7 @@ func (c *Counters) observe(d time.Duration) {
 type Snapshot struct {
 	Events, Allowed, Denied, Blocked, Alerted, Scans, CacheHits, Self,
 	Excluded, Skipped, Errors, Timeouts, QueueFull, Overflows, NoFd,
-	Opens, Execs, Accesses,
+	Opens, Execs, Accesses, CloseWrites,
 	RespondErrors, IgnoreErrors uint64
 	Quieted, Unquieted, QuietRaces, QuietErrors uint64
 	Latency                                     [latencyBuckets]uint64
@@ -77,6 +80,7 @@ func (c *Counters) Snapshot() Snapshot {
 		Skipped: c.Skipped.Load(), Errors: c.Errors.Load(), Timeouts: c.Timeouts.Load(),
 		QueueFull: c.QueueFull.Load(), Overflows: c.Overflows.Load(), NoFd: c.NoFd.Load(),
 		Opens: c.Opens.Load(), Execs: c.Execs.Load(), Accesses: c.Accesses.Load(),
+		CloseWrites:   c.CloseWrites.Load(),
 		RespondErrors: c.RespondErrors.Load(), IgnoreErrors: c.IgnoreErrors.Load(),
 		Quieted: c.Quieted.Load(), Unquieted: c.Unquieted.Load(),
 		QuietRaces: c.QuietRaces.Load(), QuietErrors: c.QuietErrors.Load(),
