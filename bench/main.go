@@ -41,6 +41,7 @@ var sections = []section{
 	clamdSection,
 	outsideSection,
 	mkdirSection,
+	writeSection,
 }
 
 func main() {

@@ -190,7 +190,7 @@ func TestChoose(t *testing.T) {
 		want    string
 		wantErr bool
 	}{
-		{"all", "", "clamonacc,latency,watch,engine,memory,race,storm,engine-body,clamd,outside,mkdir", false},
+		{"all", "", "clamonacc,latency,watch,engine,memory,race,storm,engine-body,clamd,outside,mkdir,write", false},
 		{"one", "engine", "engine", false},
 		{"two in the order given", "memory, watch", "memory,watch", false},
 		{"unknown", "nope", "", true},
