@@ -49,8 +49,7 @@ func (c writeCase) policy(watched string) string {
 }
 
 // writeCases are run on every filesystem of raceFilesystems; the
-// exec-only ones on the first alone, the close's cost hardly depends on
-// the filesystem.
+// exec-only ones on the first (tmpfs) alone, to keep the section short.
 var writeCases = []writeCase{
 	{mode: "tree"},
 	{mode: "filesystem"},
