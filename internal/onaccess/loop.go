@@ -403,6 +403,7 @@ func (l *Loop) handle(ev fanotify.Event, linkBuf []byte) *request {
 	}
 	if !ev.IsPermission() {
 		if ev.Mask&unix.FAN_CLOSE_WRITE != 0 {
+			l.counters.CloseWrites.Add(1)
 			l.rewritten(ev.Fd)
 		}
 		unix.Close(ev.Fd)

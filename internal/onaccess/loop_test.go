@@ -599,6 +599,9 @@ func TestCloseWriteForgetsClean(t *testing.T) {
 	if n := ign.marks.Load(); n != 1 {
 		t.Errorf("ignore marks: got %d, want 1 (removed at the close, placed after the scan)", n)
 	}
+	if c := h.loop.Counters(); c.CloseWrites != 1 || c.Events != 2 {
+		t.Errorf("counters: got %d close-writes and %d permission events, want 1 and 2", c.CloseWrites, c.Events)
+	}
 }
 
 // A loop whose ignore mark stands for a clean verdict scans the file
