@@ -261,7 +261,7 @@ func writeRows(results []writeResult, n int) []row {
 	case !counted:
 		cell = "not counted: this vigil exports no close_writes counter"
 	case reachedTotal == 0 && closesTotal > 0:
-		cell += " (the daemon counts none: Loop.rewritten does not increment close_writes)"
+		cell += " (the daemon counted none)"
 	case len(lost) > 0:
 		cell += "; not counted (merged in the queue, lost, or read late): " + strings.Join(lost, ", ")
 	}
