@@ -193,16 +193,20 @@ func newReader(paths []string) (*reader, error) {
 	return r, nil
 }
 
-func (r *reader) pass() pass {
-	p := pass{lat: make([]time.Duration, len(r.ptrs))}
+func (r *reader) pass() pass { return timePass(r.ptrs, r.paths, "read", r.readFile) }
+
+// timePass does do on each of ptrs (paths, converted) once, timing each;
+// verb names what it does in the error.
+func timePass(ptrs []*byte, paths []string, verb string, do func(path *byte) error) pass {
+	p := pass{lat: make([]time.Duration, len(ptrs))}
 	// One thread for the whole pass: no migration between timings.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	start := time.Now()
-	for i, ptr := range r.ptrs {
+	for i, ptr := range ptrs {
 		t0 := time.Now()
-		if err := r.readFile(ptr); err != nil {
-			p.err = fmt.Errorf("read %s: %w", r.paths[i], err)
+		if err := do(ptr); err != nil {
+			p.err = fmt.Errorf("%s %s: %w", verb, paths[i], err)
 			return p
 		}
 		p.lat[i] = time.Since(t0)
@@ -216,28 +220,34 @@ var atFDCWD = unix.AT_FDCWD
 
 // readFile reads the file to its end, as cat does.
 func (r *reader) readFile(path *byte) error {
-	var (
-		fd    uintptr
-		errno unix.Errno
-	)
-	for {
-		fd, _, errno = unix.Syscall6(unix.SYS_OPENAT, uintptr(atFDCWD), uintptr(unsafe.Pointer(path)),
-			uintptr(unix.O_RDONLY|unix.O_CLOEXEC), 0, 0, 0)
-		if errno != unix.EINTR {
-			break
-		}
+	fd, err := openRaw(path, unix.O_RDONLY)
+	if err != nil {
+		return err
 	}
-	if errno != 0 {
-		return fmt.Errorf("open: %w", errno)
-	}
-	defer unix.Close(int(fd))
+	defer unix.Close(fd)
 	for {
-		n, err := unix.Read(int(fd), r.buf)
+		n, err := unix.Read(fd, r.buf)
 		if err != nil {
 			return fmt.Errorf("read: %w", err)
 		}
 		if n == 0 {
 			return nil
+		}
+	}
+}
+
+// openRaw opens path with flags (and O_CLOEXEC) by the raw system call,
+// which allocates nothing.
+func openRaw(path *byte, flags int) (int, error) {
+	for {
+		fd, _, errno := unix.Syscall6(unix.SYS_OPENAT, uintptr(atFDCWD), uintptr(unsafe.Pointer(path)),
+			uintptr(flags|unix.O_CLOEXEC), 0, 0, 0)
+		switch errno {
+		case unix.EINTR:
+		case 0:
+			return int(fd), nil
+		default:
+			return -1, fmt.Errorf("open: %w", errno)
 		}
 	}
 }

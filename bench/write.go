@@ -3,11 +3,9 @@ package main
 import (
 	"fmt"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"time"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -306,49 +304,24 @@ func newWriter(paths []string) (*writer, error) {
 }
 
 // pass rewrites every file once, timing each.
-func (w *writer) pass() pass {
-	p := pass{lat: make([]time.Duration, len(w.ptrs))}
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	start := time.Now()
-	for i, ptr := range w.ptrs {
-		t0 := time.Now()
-		if err := w.writeFile(ptr); err != nil {
-			p.err = fmt.Errorf("rewrite %s: %w", w.paths[i], err)
-			return p
-		}
-		p.lat[i] = time.Since(t0)
-	}
-	p.total = time.Since(start)
-	return p
-}
+func (w *writer) pass() pass { return timePass(w.ptrs, w.paths, "rewrite", w.writeFile) }
 
 // writeFile truncates the file and writes w.data in it, as a shell's `>`
 // does; the close is the FAN_CLOSE_WRITE.
 func (w *writer) writeFile(path *byte) error {
-	var (
-		fd    uintptr
-		errno unix.Errno
-	)
-	for {
-		fd, _, errno = unix.Syscall6(unix.SYS_OPENAT, uintptr(atFDCWD), uintptr(unsafe.Pointer(path)),
-			uintptr(unix.O_WRONLY|unix.O_TRUNC|unix.O_CLOEXEC), 0, 0, 0)
-		if errno != unix.EINTR {
-			break
-		}
-	}
-	if errno != 0 {
-		return fmt.Errorf("open: %w", errno)
+	fd, err := openRaw(path, unix.O_WRONLY|unix.O_TRUNC)
+	if err != nil {
+		return err
 	}
 	for b := w.data; len(b) > 0; {
-		n, err := unix.Write(int(fd), b)
+		n, err := unix.Write(fd, b)
 		if err != nil && err != unix.EINTR {
-			unix.Close(int(fd))
+			unix.Close(fd)
 			return fmt.Errorf("write: %w", err)
 		}
 		b = b[max(n, 0):]
 	}
-	if err := unix.Close(int(fd)); err != nil {
+	if err := unix.Close(fd); err != nil {
 		return fmt.Errorf("close: %w", err)
 	}
 	return nil
