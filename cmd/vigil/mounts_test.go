@@ -85,6 +85,55 @@ func TestVolumeInOtherNamespace(t *testing.T) {
 	}
 }
 
+// Reading another namespace's mounts does not keep them: once the last
+// process of a container's mount namespace has ended, a filesystem
+// mounted only there is released, though vigil decided opens made
+// through it. (A mountinfo held open holds its namespace, and every
+// mount in it: the loop device of the image below stayed attached until
+// vigil stopped.)
+func TestOtherNamespaceReleased(t *testing.T) {
+	unshare, err := exec.LookPath("unshare")
+	if err != nil {
+		t.Skip("unshare not installed (util-linux)")
+	}
+	mkfs, err := exec.LookPath("mkfs.ext4")
+	if err != nil {
+		t.Skip("mkfs.ext4 not installed (e2fsprogs)")
+	}
+	root := testutil.TempDir(t)
+	w, vol, disk := filepath.Join(root, "w"), filepath.Join(root, "volume"), filepath.Join(root, "disk")
+	for _, d := range []string{w, vol, disk} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	img := filepath.Join(root, "ext4.img")
+	if out, err := exec.Command(mkfs, "-q", "-F", img, "16M").CombinedOutput(); err != nil {
+		t.Fatalf("mkfs.ext4: %v\n%s", err, out)
+	}
+	// Attached to a loop device while the filesystem on it is mounted
+	// somewhere: mount -o loop detaches it at the last unmount.
+	attached := func() bool {
+		out, err := exec.Command("losetup", "--noheadings", "--associated", img).Output()
+		if err != nil {
+			t.Fatalf("losetup: %v", err)
+		}
+		return len(strings.TrimSpace(string(out))) > 0
+	}
+	startDaemon(t, fmt.Sprintf("watch %q {}\n", w), "")
+	writeFile(t, filepath.Join(w, "clean"), clean)
+	script := fmt.Sprintf("mount -o loop %q %q && mount --bind %q %q && cat %q/clean", img, disk, w, vol, vol)
+	out, err := exec.Command(unshare, "--mount", "--propagation", "private", "sh", "-c", script).CombinedOutput()
+	if err != nil || string(out) != clean {
+		t.Fatalf("read through the other namespace's volume: got %v %q, want %q", err, out, clean)
+	}
+	for deadline := time.Now().Add(5 * time.Second); attached(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s still attached 5 s after the last process of the namespace that mounted it ended", img)
+		}
+	}
+}
+
 // A filesystem mounted in a watch after start is watched, from the
 // moment it is mounted: nothing was made or moved there, so only the
 // mount table tells. Unmounted, the directory under it is watched again.

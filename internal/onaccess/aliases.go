@@ -54,8 +54,16 @@ type table struct {
 	read   time.Time
 	// changes is an open mountinfo of the namespace, which poll(2) says
 	// changed when a mount was made or removed there; nil when it could
-	// not be opened, and the table is then read again by age.
+	// not be opened, and the table is then read again by age. It holds
+	// the namespace, and every mount there, while it is open.
 	changes *os.File
+	// owner, for another namespace's table, is a pidfd of the process it
+	// was first read through; the table is dropped when that process
+	// ends, so that vigil does not hold a container's filesystems after
+	// the container. nil for vigil's own, and where pidfds are missing
+	// (before 5.3): the table is then kept until maxNamespaces others
+	// push it out.
+	owner *os.File
 }
 
 // place is a watch's directory on its filesystem.
@@ -185,6 +193,16 @@ func (a *Aliases) foreign(pid int32, now time.Time) *table {
 		return t
 	}
 	t := &table{}
+	// The owner first: a process that ended before it read no table.
+	if fd, err := unix.PidfdOpen(int(pid), 0); err == nil {
+		if err := unix.SetNonblock(fd, true); err != nil { // for the runtime's poller
+			unix.Close(fd)
+		} else {
+			t.owner = os.NewFile(uintptr(fd), "pidfd")
+		}
+	} else if err == unix.ESRCH {
+		return nil
+	}
 	if !a.readFile(t, procFile(pid, "mountinfo"), now) {
 		t.close()
 		return nil
@@ -197,7 +215,31 @@ func (a *Aliases) foreign(pid int32, now time.Time) *table {
 		}
 	}
 	a.others[ns] = t
+	if t.owner != nil {
+		go a.dropAtEnd(ns, t, t.owner)
+	}
 	return t
+}
+
+// dropAtEnd drops t, the table of the namespace ns, once the process
+// it was first read through has ended (owner, its pidfd, polls
+// readable), or returns when t was dropped before (owner closed).
+func (a *Aliases) dropAtEnd(ns string, t *table, owner *os.File) {
+	rc, err := owner.SyscallConn()
+	if err != nil {
+		return
+	}
+	ended := rc.Read(func(fd uintptr) bool {
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		n, err := unix.Poll(fds, 0)
+		return err != nil || n > 0
+	}) == nil
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if ended && a.others[ns] == t {
+		delete(a.others, ns)
+		t.close()
+	}
 }
 
 const ownMountinfo = "/proc/self/mountinfo"
@@ -231,9 +273,11 @@ func (t *table) changed(now time.Time) bool {
 }
 
 func (t *table) close() {
-	if t.changes != nil {
-		t.changes.Close()
-		t.changes = nil
+	for _, f := range []**os.File{&t.changes, &t.owner} {
+		if *f != nil {
+			(*f).Close()
+			*f = nil
+		}
 	}
 }
 
