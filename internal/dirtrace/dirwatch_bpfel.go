@@ -152,11 +152,7 @@ const (
 	dirwatchProgTpEnterRename      = "tp_enter_rename"
 	dirwatchProgTpEnterRenameat    = "tp_enter_renameat"
 	dirwatchProgTpEnterRenameat2   = "tp_enter_renameat2"
-	dirwatchProgTpExitMkdir        = "tp_exit_mkdir"
-	dirwatchProgTpExitMkdirat      = "tp_exit_mkdirat"
-	dirwatchProgTpExitRename       = "tp_exit_rename"
-	dirwatchProgTpExitRenameat     = "tp_exit_renameat"
-	dirwatchProgTpExitRenameat2    = "tp_exit_renameat2"
+	dirwatchProgTpExit             = "tp_exit"
 	dirwatchVarMkdirReturnsDentry  = "mkdir_returns_dentry"
 )
 
@@ -214,11 +210,7 @@ type dirwatchProgramSpecs struct {
 	TpEnterRename      *ebpf.ProgramSpec `ebpf:"tp_enter_rename"`
 	TpEnterRenameat    *ebpf.ProgramSpec `ebpf:"tp_enter_renameat"`
 	TpEnterRenameat2   *ebpf.ProgramSpec `ebpf:"tp_enter_renameat2"`
-	TpExitMkdir        *ebpf.ProgramSpec `ebpf:"tp_exit_mkdir"`
-	TpExitMkdirat      *ebpf.ProgramSpec `ebpf:"tp_exit_mkdirat"`
-	TpExitRename       *ebpf.ProgramSpec `ebpf:"tp_exit_rename"`
-	TpExitRenameat     *ebpf.ProgramSpec `ebpf:"tp_exit_renameat"`
-	TpExitRenameat2    *ebpf.ProgramSpec `ebpf:"tp_exit_renameat2"`
+	TpExit             *ebpf.ProgramSpec `ebpf:"tp_exit"`
 }
 
 // dirwatchMapSpecs contains maps before they are loaded into the kernel.
@@ -311,11 +303,7 @@ type dirwatchPrograms struct {
 	TpEnterRename      *ebpf.Program `ebpf:"tp_enter_rename"`
 	TpEnterRenameat    *ebpf.Program `ebpf:"tp_enter_renameat"`
 	TpEnterRenameat2   *ebpf.Program `ebpf:"tp_enter_renameat2"`
-	TpExitMkdir        *ebpf.Program `ebpf:"tp_exit_mkdir"`
-	TpExitMkdirat      *ebpf.Program `ebpf:"tp_exit_mkdirat"`
-	TpExitRename       *ebpf.Program `ebpf:"tp_exit_rename"`
-	TpExitRenameat     *ebpf.Program `ebpf:"tp_exit_renameat"`
-	TpExitRenameat2    *ebpf.Program `ebpf:"tp_exit_renameat2"`
+	TpExit             *ebpf.Program `ebpf:"tp_exit"`
 }
 
 func (p *dirwatchPrograms) Close() error {
@@ -332,11 +320,7 @@ func (p *dirwatchPrograms) Close() error {
 		p.TpEnterRename,
 		p.TpEnterRenameat,
 		p.TpEnterRenameat2,
-		p.TpExitMkdir,
-		p.TpExitMkdirat,
-		p.TpExitRename,
-		p.TpExitRenameat,
-		p.TpExitRenameat2,
+		p.TpExit,
 	)
 }
 
