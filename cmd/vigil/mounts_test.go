@@ -212,6 +212,66 @@ func TestFilesystemModeSubmounts(t *testing.T) {
 	}
 }
 
+// A filesystem-mode watch is on whatever filesystem holds its path now:
+// once the filesystem it was on is unmounted, the one under it is marked
+// (the watch's directory made there is watched), and so is one mounted
+// over it later (a disk mounted late, a remount).
+func TestFilesystemModeRemounted(t *testing.T) {
+	top := testutil.MountTmpfs(t) // the filesystem under the disk
+	disk := filepath.Join(top, "disk")
+	if err := os.Mkdir(disk, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	mount := func() {
+		t.Helper()
+		if err := unix.Mount("vigil-test", disk, "tmpfs", 0, "size=8m"); err != nil {
+			t.Fatalf("mount %s: %v", disk, err)
+		}
+		t.Cleanup(func() { unix.Unmount(disk, unix.MNT_DETACH) })
+	}
+	w := filepath.Join(disk, "w")
+	check := func(what string) {
+		t.Helper()
+		// A mount hides the watch's directory and brings none.
+		if err := os.MkdirAll(w, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		eicar := filepath.Join(w, "eicar")
+		writeFile(t, eicar, clamav.EICAR)
+		waitDenied(t, what, eicar, 5*time.Second)
+	}
+	mount()
+	if err := os.Mkdir(w, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	startDaemon(t, fmt.Sprintf("watch %q {\n  mode = \"filesystem\"\n}\n", w), "")
+	check("on the filesystem marked at start")
+	for i := range 2 {
+		unmountBusy(t, disk)
+		if i == 0 {
+			check("on the filesystem under it, once it was unmounted")
+		}
+		mount()
+		check(fmt.Sprintf("on a filesystem mounted over the watch's directory (%d)", i+1))
+	}
+}
+
+// unmountBusy unmounts dir, trying again while it is busy for a moment:
+// a writer's close is an event to vigil, which holds the file until it
+// has read and handled it.
+func unmountBusy(t *testing.T, dir string) {
+	t.Helper()
+	for end := time.Now().Add(time.Second); ; time.Sleep(time.Millisecond) {
+		err := unix.Unmount(dir, 0)
+		if err == nil {
+			return
+		}
+		if err != unix.EBUSY || time.Now().After(end) {
+			t.Fatalf("unmount %s: %v", dir, err)
+		}
+	}
+}
+
 // openTreeEnv makes the test binary clone the tree at a directory
 // (open_tree, OPEN_TREE_CLONE: a mount in no namespace) and print a file
 // read through it: "DIR:NAME".

@@ -124,10 +124,12 @@ func placeMarks(g *fanotify.Group, marks []fsMark, level hclog.Level, log hclog.
 	return errs
 }
 
-// submounts keeps the filesystems mounted in filesystem-mode watches
-// marked: a filesystem mark covers its own filesystem only, so each one
-// mounted at or below such a watch needs its own, at start and whenever
-// one is mounted later.
+// submounts keeps the filesystems of filesystem-mode watches marked: a
+// filesystem mark covers its own filesystem only, so each one mounted at
+// or below such a watch needs its own, at start and whenever one is
+// mounted later; and a watch's own filesystem is another one once a
+// filesystem is mounted over a directory above it, or unmounted from
+// there (a disk mounted late, a remount).
 type submounts struct {
 	src  *watch.MountSource
 	done chan struct{}
@@ -175,25 +177,36 @@ func markSubmounts(g *fanotify.Group, p *policy.Policy, log hclog.Logger) *submo
 	return s
 }
 
-// markSubmount marks the filesystem at point, a mount point, if it lies
-// in a filesystem-mode watch of p.
+// markSubmount marks what a mount or unmount at point, a mount point,
+// put in or under p's filesystem-mode watches.
 func markSubmount(g *fanotify.Group, p *policy.Policy, point string, log hclog.Logger) {
 	for _, m := range submountMarks(p, point) {
-		if at, err := m.place(g); err != nil {
+		at, err := m.place(g)
+		switch {
+		case err != nil:
 			log.Warn("mark a filesystem mounted in a watch", "error", err)
-		} else {
+		case m.dir == m.path:
+			log.Info("filesystem marked: the watch is on another filesystem now", "path", m.path, "dir", at)
+		default:
 			log.Debug("filesystem marked", "path", m.path, "dir", at)
 		}
 	}
 }
 
-// submountMarks are the marks the filesystem mounted at point needs: one
-// for each filesystem-mode watch of p it lies in.
+// submountMarks are the marks a mount or unmount at point calls for, one
+// for each filesystem-mode watch of p it touches: the filesystem at
+// point, for a watch it lies in; the watch's own (the filesystem that
+// now holds the watch's path, or its nearest existing ancestor), for a
+// watch below point.
 func submountMarks(p *policy.Policy, point string) []fsMark {
 	var marks []fsMark
 	for _, w := range p.Watches {
-		if w.Mode == policy.ModeFilesystem && mountinfo.Under(point, w.Path) {
+		switch {
+		case w.Mode != policy.ModeFilesystem:
+		case mountinfo.Under(point, w.Path):
 			marks = append(marks, fsMark{path: w.Path, dir: point, mask: fsMask(w)})
+		case mountinfo.Under(w.Path, point):
+			marks = append(marks, fsMark{path: w.Path, dir: w.Path, mask: fsMask(w)})
 		}
 	}
 	return marks
