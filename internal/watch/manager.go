@@ -451,6 +451,10 @@ func (m *Manager) handle(ctx context.Context, ev DirEvent) {
 		if _, err := m.walker.Place(ctx, roots); err != nil {
 			m.log.Error("resync", "error", err)
 		}
+	case Remounted:
+		// Nowhere to walk: the directory sources report the unmount of
+		// the marked directories that went with it (inotify's
+		// IN_UNMOUNT), and the paths are walked again then.
 	}
 	m.trackPending(ctx)
 }

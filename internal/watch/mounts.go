@@ -17,6 +17,7 @@ import (
 // made or moved. The manager walks it when a watch covers it. The kernel
 // flags the mount table changed to a poll of /proc/self/mountinfo, and
 // the table is read again then; between changes the source costs nothing.
+// A change the table read does not show is reported as Remounted.
 type MountSource struct {
 	log hclog.Logger
 	// table is polled, never read. A poll of it consumes the change it
@@ -113,26 +114,41 @@ func (s *MountSource) run(before []mountinfo.Mount) {
 			continue
 		}
 		is := mountSet(now)
-		points := map[string]bool{}
-		for m := range is {
-			if !was[m] {
-				points[m.Point] = true
-			}
-		}
-		for m := range was {
-			if !is[m] {
-				points[m.Point] = true
-			}
-		}
+		evs := mountChanges(was, is, s.Name())
 		was = is
-		for p := range points {
+		for _, ev := range evs {
 			select {
-			case s.events <- DirEvent{Op: Created, Path: p, Source: s.Name()}:
+			case s.events <- ev:
 			case <-s.stop:
 				return
 			}
 		}
 	}
+}
+
+// mountChanges are the events of the mount table's change from was to
+// is: Created at each mount point whose mounts differ; Remounted when
+// none does, as the kernel said the table changed.
+func mountChanges(was, is map[mountinfo.Mount]bool, source string) []DirEvent {
+	points := map[string]bool{}
+	for m := range is {
+		if !was[m] {
+			points[m.Point] = true
+		}
+	}
+	for m := range was {
+		if !is[m] {
+			points[m.Point] = true
+		}
+	}
+	if len(points) == 0 {
+		return []DirEvent{{Op: Remounted, Source: source}}
+	}
+	evs := make([]DirEvent, 0, len(points))
+	for p := range points {
+		evs = append(evs, DirEvent{Op: Created, Path: p, Source: source})
+	}
+	return evs
 }
 
 func mountSet(ms []mountinfo.Mount) map[mountinfo.Mount]bool {

@@ -2,11 +2,13 @@ package watch
 
 import (
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/vigilsec/vigil/internal/mountinfo"
 	"github.com/vigilsec/vigil/internal/testutil"
 )
 
@@ -50,5 +52,28 @@ func TestMountSource(t *testing.T) {
 	}
 	if _, ok := <-s.Events(); ok {
 		t.Error("Events still open after Close")
+	}
+}
+
+// A table that changed by a mount gives its point; one the kernel says
+// changed but that reads the same (a filesystem replaced by one with the
+// same line) gives Remounted, as where cannot be told.
+func TestMountChanges(t *testing.T) {
+	root := mountinfo.Mount{ID: 1, Major: 8, Minor: 1, Root: "/", Point: "/"}
+	vol := mountinfo.Mount{ID: 45, Major: 0, Minor: 41, Root: "/", Point: "/srv/vol"}
+	set := func(ms ...mountinfo.Mount) map[mountinfo.Mount]bool { return mountSet(ms) }
+	tests := []struct {
+		name    string
+		was, is map[mountinfo.Mount]bool
+		want    []DirEvent
+	}{
+		{"mounted", set(root), set(root, vol), []DirEvent{{Op: Created, Path: "/srv/vol", Source: "mounts"}}},
+		{"unmounted", set(root, vol), set(root), []DirEvent{{Op: Created, Path: "/srv/vol", Source: "mounts"}}},
+		{"replaced by its like", set(root, vol), set(root, vol), []DirEvent{{Op: Remounted, Source: "mounts"}}},
+	}
+	for _, tt := range tests {
+		if got := mountChanges(tt.was, tt.is, "mounts"); !slices.Equal(got, tt.want) {
+			t.Errorf("%s: got %+v, want %+v", tt.name, got, tt.want)
+		}
 	}
 }

@@ -16,6 +16,11 @@ const (
 	// Resync: the source lost events (queue overflow, ring buffer loss).
 	// Every tree must be walked again.
 	Resync
+	// Remounted: the mount table changed where nothing in it shows (a
+	// filesystem unmounted and another mounted in its place with the
+	// same line: mount IDs and anonymous device numbers are given
+	// again), or back and forth between two looks. Where is not known.
+	Remounted
 )
 
 func (o Op) String() string {
@@ -28,6 +33,8 @@ func (o Op) String() string {
 		return "removed"
 	case Resync:
 		return "resync"
+	case Remounted:
+		return "remounted"
 	}
 	return "unknown"
 }
