@@ -142,3 +142,43 @@ func TestIgnoreOutOfScopeMoveIn(t *testing.T) {
 		t.Errorf("ignore marks removed: got %v, want 2", got)
 	}
 }
+
+// The rename watcher holds no filesystem: the one a watch is on can be
+// unmounted while vigil runs, and one mounted there instead is followed
+// too: a directory quieted outside the watch on it and moved in loses
+// its mark.
+func TestIgnoreOutOfScopeRemounted(t *testing.T) {
+	skipUnlessQuiet(t)
+	disk := filepath.Join(testutil.MountTmpfs(t), "disk")
+	if err := os.Mkdir(disk, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	mount := func() {
+		t.Helper()
+		if err := unix.Mount("vigil-test", disk, "tmpfs", 0, "size=8m"); err != nil {
+			t.Fatalf("mount %s: %v", disk, err)
+		}
+		t.Cleanup(func() { unix.Unmount(disk, unix.MNT_DETACH) })
+	}
+	watched, out := filepath.Join(disk, "w"), filepath.Join(disk, "out", "d")
+	mount()
+	writeFile(t, filepath.Join(watched, "keep"), clean)
+	d := startDaemonWith(t, fmt.Sprintf("watch %q {\n  mode = \"filesystem\"\n}\n", watched), "",
+		"  ignore_out_of_scope = true")
+	unmountBusy(t, disk)
+	mount()
+	writeFile(t, filepath.Join(watched, "keep"), clean)
+	writeFile(t, filepath.Join(out, "eicar"), clamav.EICAR)
+	// Out of scope: read, until the filesystem is marked and the
+	// directory quieted.
+	for end := time.Now().Add(5 * time.Second); quietMarks(t, d, "placed") < 1; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatal("no ignore mark placed in 5s on the filesystem mounted since")
+		}
+		wantContent(t, filepath.Join(out, "eicar"), clamav.EICAR)
+	}
+	if err := os.Rename(out, filepath.Join(watched, "d")); err != nil {
+		t.Fatal(err)
+	}
+	waitDenied(t, "moved into the watch on the filesystem mounted since", filepath.Join(watched, "d", "eicar"), 5*time.Second)
+}

@@ -293,7 +293,7 @@ func (d *daemon) start(ctx context.Context, st *onaccess.State) (*instance, erro
 		inst.stop()
 		return nil, err
 	}
-	inst.subs = markSubmounts(group, st.Policy, d.log)
+	inst.subs = markSubmounts(group, st.Policy, out, d.log)
 	inst.sources, inst.hook, err = d.sources()
 	if err != nil {
 		inst.stop()

@@ -136,9 +136,10 @@ type submounts struct {
 }
 
 // markSubmounts marks the filesystems mounted below p's filesystem-mode
-// watches now, and follows the mounts made later; nil without such a
-// watch, or when mounts cannot be followed (said in the log).
-func markSubmounts(g *fanotify.Group, p *policy.Policy, log hclog.Logger) *submounts {
+// watches now and, whenever the mount table changes, every filesystem
+// the watches are on then, telling out (nil-safe) too; nil without such
+// a watch, or when mounts cannot be followed (said in the log).
+func markSubmounts(g *fanotify.Group, p *policy.Policy, out *outside, log hclog.Logger) *submounts {
 	if !hasFilesystemWatch(p) {
 		return nil
 	}
@@ -146,67 +147,64 @@ func markSubmounts(g *fanotify.Group, p *policy.Policy, log hclog.Logger) *submo
 	if err != nil {
 		log.Warn("filesystems mounted in a filesystem-mode watch after start are not marked", "error", err)
 	}
-	if ms, err := mountinfo.Read(); err != nil {
-		log.Warn("filesystems mounted in a filesystem-mode watch are not marked", "error", err)
-	} else {
-		var marks []fsMark
-		for _, mt := range ms {
-			for _, m := range submountMarks(p, mt.Point) {
-				if m.dir != m.path { // the watch's own filesystem is markFilesystems'
-					marks = append(marks, m)
-				}
-			}
-		}
-		// As many as the mounts below the watches: a line each is for debugging.
-		for _, err := range placeMarks(g, marks, hclog.Debug, log) {
-			log.Warn("mark a filesystem mounted in a watch", "error", err)
-		}
-	}
+	// The watches' own filesystems are markFilesystems'. As many as the
+	// mounts below the watches: a line each is for debugging.
+	remark(g, p, false, log)
 	if src == nil {
 		return nil
 	}
 	s := &submounts{src: src, done: make(chan struct{})}
 	go func() {
 		defer close(s.done)
-		for ev := range src.Events() {
-			// Mounted, or unmounted: then this marks what is under it,
-			// already marked or another submount.
-			markSubmount(g, p, ev.Path, log)
+		for range src.Events() {
+			// A change marks all again: marking a filesystem twice is
+			// nothing, and where a filesystem went is not always told
+			// (watch.Remounted). One pass for the changes queued.
+			for drained := false; !drained; {
+				select {
+				case _, ok := <-src.Events():
+					drained = !ok
+				default:
+					drained = true
+				}
+			}
+			remark(g, p, true, log)
+			out.refollow()
 		}
 	}()
 	return s
 }
 
-// markSubmount marks what a mount or unmount at point, a mount point,
-// put in or under p's filesystem-mode watches.
-func markSubmount(g *fanotify.Group, p *policy.Policy, point string, log hclog.Logger) {
-	for _, m := range submountMarks(p, point) {
-		at, err := m.place(g)
-		switch {
-		case err != nil:
-			log.Warn("mark a filesystem mounted in a watch", "error", err)
-		case m.dir == m.path:
-			log.Info("filesystem marked: the watch is on another filesystem now", "path", m.path, "dir", at)
-		default:
-			log.Debug("filesystem marked", "path", m.path, "dir", at)
-		}
+// remark marks the filesystems p's filesystem-mode watches are on now,
+// their own (the filesystem of each watch's path, or of its nearest
+// existing ancestor) when own is set.
+func remark(g *fanotify.Group, p *policy.Policy, own bool, log hclog.Logger) {
+	ms, err := mountinfo.Read()
+	if err != nil {
+		log.Warn("filesystems mounted in a filesystem-mode watch are not marked", "error", err)
+		return
+	}
+	for _, err := range placeMarks(g, fsMarks(p, ms, own), hclog.Debug, log) {
+		log.Warn("mark a filesystem of a filesystem-mode watch", "error", err)
 	}
 }
 
-// submountMarks are the marks a mount or unmount at point calls for, one
-// for each filesystem-mode watch of p it touches: the filesystem at
-// point, for a watch it lies in; the watch's own (the filesystem that
-// now holds the watch's path, or its nearest existing ancestor), for a
-// watch below point.
-func submountMarks(p *policy.Policy, point string) []fsMark {
+// fsMarks are the marks p's filesystem-mode watches need, with the
+// mounts ms: one on each filesystem mounted at or below a watch, and,
+// with own, one on the filesystem that holds the watch's path.
+func fsMarks(p *policy.Policy, ms []mountinfo.Mount, own bool) []fsMark {
 	var marks []fsMark
 	for _, w := range p.Watches {
-		switch {
-		case w.Mode != policy.ModeFilesystem:
-		case mountinfo.Under(point, w.Path):
-			marks = append(marks, fsMark{path: w.Path, dir: point, mask: fsMask(w)})
-		case mountinfo.Under(w.Path, point):
+		if w.Mode != policy.ModeFilesystem {
+			continue
+		}
+		if own {
 			marks = append(marks, fsMark{path: w.Path, dir: w.Path, mask: fsMask(w)})
+		}
+		for _, m := range ms {
+			if m.Point != w.Path && mountinfo.Under(m.Point, w.Path) {
+				marks = append(marks, fsMark{path: w.Path, dir: m.Point, mask: fsMask(w)})
+			}
 		}
 	}
 	return marks

@@ -30,10 +30,17 @@ type outside struct {
 	quiet  *onaccess.Quiet
 	group  *fanotify.Group
 	pol    *policy.Policy
+	roots  []string // the filesystem-mode watches
 	log    hclog.Logger
-	mounts map[[2]int32]int // fsid -> a directory on it, for open_by_handle_at
 	done   chan struct{}
 	closed atomic.Bool // the group is being closed: reads end
+
+	mu sync.Mutex
+	// followed are the filesystems marked for renames, each with a
+	// directory on it, opened for open_by_handle_at when a rename is
+	// reported: a descriptor held would keep the filesystem from being
+	// unmounted.
+	followed map[[2]int32]string
 }
 
 // warnOutside: the kernel's lacks are said once per run, not per reload.
@@ -80,59 +87,115 @@ func startOutside(ctx context.Context, perm *fanotify.Group, p *policy.Policy, c
 			"every open on a filesystem-mode watch's filesystem keeps reaching vigil", "error", err)
 		return nil
 	}
-	o.quiet = onaccess.NewQuiet(perm, p, mask, counters, log)
+	o.quiet = onaccess.NewQuiet(perm, p, mask, o.follows, counters, log)
 	go o.quiet.Run(ctx)
 	go o.run()
 	log.Info("out-of-scope directories quieted with ignore marks")
 	return o
 }
 
-// watchRenames marks, for FAN_MOVED_TO of directories, the filesystem of
-// each root (or of its nearest existing ancestor).
+// watchRenames starts the rename watcher on the filesystem of each root.
 func watchRenames(p *policy.Policy, roots []string, log hclog.Logger) (*outside, error) {
 	g, err := fanotify.Init(unix.FAN_CLASS_NOTIF|unix.FAN_REPORT_DFID_NAME, unix.O_RDONLY|unix.O_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("start rename watcher: %w", err)
 	}
-	o := &outside{group: g, pol: p, log: log, mounts: map[[2]int32]int{}, done: make(chan struct{})}
+	o := &outside{group: g, pol: p, roots: roots, log: log, followed: map[[2]int32]string{}, done: make(chan struct{})}
 	for _, root := range roots {
-		at := root
-		for {
-			if _, err := os.Stat(at); err == nil || at == "/" {
-				break
-			}
-			at = filepath.Dir(at)
-		}
-		// Not O_PATH: open_by_handle_at refuses such a mount descriptor.
-		fd, err := unix.Open(at, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			o.closeFds()
-			return nil, fmt.Errorf("open %s: %w", at, err)
-		}
-		var st unix.Statfs_t
-		if err := unix.Fstatfs(fd, &st); err != nil {
-			unix.Close(fd)
-			o.closeFds()
-			return nil, fmt.Errorf("statfs %s: %w", at, err)
-		}
-		if _, ok := o.mounts[st.Fsid.Val]; ok {
-			unix.Close(fd)
-			continue
-		}
-		o.mounts[st.Fsid.Val] = fd
-		if err := g.Mark(unix.FAN_MARK_ADD|unix.FAN_MARK_FILESYSTEM, unix.FAN_MOVED_TO|unix.FAN_ONDIR, fd, ""); err != nil {
-			o.closeFds()
-			return nil, fmt.Errorf("mark the filesystem of %s for renames: %w", at, err)
+		if err := o.follow(root); err != nil {
+			g.Close()
+			return nil, err
 		}
 	}
 	return o, nil
 }
 
-func (o *outside) closeFds() {
-	o.group.Close()
-	for _, fd := range o.mounts {
-		unix.Close(fd)
+// follow marks, for FAN_MOVED_TO of directories, the filesystem that
+// holds root (or its nearest existing ancestor) now. Again when it has
+// the fsid of one followed: a filesystem mounted in another's place may
+// have its fsid (the same device, or an anonymous device number given
+// again), and marking twice is nothing.
+func (o *outside) follow(root string) error {
+	at := root
+	for {
+		if _, err := os.Stat(at); err == nil || at == "/" {
+			break
+		}
+		at = filepath.Dir(at)
 	}
+	fd, err := unix.Open(at, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", at, err)
+	}
+	defer unix.Close(fd)
+	fsid, err := fsidOf(fd)
+	if err != nil {
+		return fmt.Errorf("%s: %w", at, err)
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if err := o.group.Mark(unix.FAN_MARK_ADD|unix.FAN_MARK_FILESYSTEM, unix.FAN_MOVED_TO|unix.FAN_ONDIR, fd, ""); err != nil {
+		return fmt.Errorf("mark the filesystem of %s for renames: %w", at, err)
+	}
+	o.followed[fsid] = at
+	return nil
+}
+
+// refollow follows the filesystem that holds each root now, after the
+// mount table changed. Nil-safe.
+func (o *outside) refollow() {
+	if o == nil {
+		return
+	}
+	for _, root := range o.roots {
+		if err := o.follow(root); err != nil {
+			o.log.Warn("directories moved into the watch are not followed on the filesystem it is on now: "+
+				"its directories outside every watch are not quieted", "path", root, "error", err)
+		}
+	}
+}
+
+// follows reports whether the directory open at fd is on a filesystem
+// the watcher follows: the Quiet marks no other, as a directory moved
+// from there into a watch would keep its mark.
+func (o *outside) follows(fd int) bool {
+	fsid, err := fsidOf(fd)
+	if err != nil {
+		return false
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	_, ok := o.followed[fsid]
+	return ok
+}
+
+// dirOn opens the directory the watcher knows on the filesystem fsid,
+// and checks it is still there: -1 when not.
+func (o *outside) dirOn(fsid [2]int32) int {
+	o.mu.Lock()
+	at, ok := o.followed[fsid]
+	o.mu.Unlock()
+	if !ok {
+		return -1
+	}
+	// Not O_PATH: open_by_handle_at refuses such a mount descriptor.
+	fd, err := unix.Open(at, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1
+	}
+	if now, err := fsidOf(fd); err != nil || now != fsid {
+		unix.Close(fd) // another filesystem is mounted there now
+		return -1
+	}
+	return fd
+}
+
+func fsidOf(fd int) ([2]int32, error) {
+	var st unix.Statfs_t
+	if err := unix.Fstatfs(fd, &st); err != nil {
+		return [2]int32{}, fmt.Errorf("statfs: %w", err)
+	}
+	return st.Fsid.Val, nil
 }
 
 // close stops the watcher and the Quiet. The marks go with the
@@ -145,9 +208,6 @@ func (o *outside) close() {
 	o.closed.Store(true)
 	o.group.Close()
 	<-o.done
-	for _, fd := range o.mounts {
-		unix.Close(fd)
-	}
 }
 
 func (o *outside) run() {
@@ -183,11 +243,12 @@ func (o *outside) handle(ev fanotify.DirEvent) {
 		return
 	}
 	start := time.Now()
-	mfd, ok := o.mounts[ev.Fsid]
-	if !ok {
+	mfd := o.dirOn(ev.Fsid)
+	if mfd < 0 {
 		return
 	}
 	pfd, err := unix.OpenByHandleAt(mfd, ev.Handle, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC)
+	unix.Close(mfd)
 	if err != nil {
 		// ESTALE: the destination is gone, and what was moved with it.
 		o.log.Debug("resolve rename destination", "error", err)

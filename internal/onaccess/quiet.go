@@ -37,6 +37,7 @@ type Quiet struct {
 	ig       DirIgnorer
 	pol      *policy.Policy
 	mask     uint64
+	follows  func(fd int) bool
 	counters *Counters
 	log      hclog.Logger
 	offers   chan string
@@ -62,14 +63,15 @@ const (
 
 // NewQuiet returns a Quiet placing ignore marks for mask (the
 // permission events of the filesystem marks, with FAN_EVENT_ON_CHILD)
-// through ig, outside the watches of p. Run must run for offers to be
-// taken.
-func NewQuiet(ig DirIgnorer, p *policy.Policy, mask uint64, counters *Counters, log hclog.Logger) *Quiet {
+// through ig, outside the watches of p, on the directories that follows
+// accepts (open at fd): those whose moves into a watch its owner sees.
+// Run must run for offers to be taken.
+func NewQuiet(ig DirIgnorer, p *policy.Policy, mask uint64, follows func(fd int) bool, counters *Counters, log hclog.Logger) *Quiet {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
 	return &Quiet{
-		ig: ig, pol: p, mask: mask, counters: counters, log: log,
+		ig: ig, pol: p, mask: mask, follows: follows, counters: counters, log: log,
 		offers: make(chan string, quietQueue),
 		stop:   make(chan struct{}),
 		marked: make(map[DirKey]string),
@@ -114,6 +116,10 @@ func (q *Quiet) place(dir string) {
 		return
 	}
 	defer unix.Close(fd)
+	if !q.follows(fd) {
+		q.log.Debug("out-of-scope directory not quieted: moves from its filesystem are not followed", "dir", dir)
+		return
+	}
 	key, err := dirKey(fd)
 	if err != nil {
 		return

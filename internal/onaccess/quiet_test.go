@@ -110,7 +110,7 @@ func TestQuietPlace(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			ig := &fakeIgnorer{marked: map[DirKey]bool{}}
 			var c Counters
-			q := NewQuiet(ig, pol, quietMask, &c, nil)
+			q := NewQuiet(ig, pol, quietMask, followAll, &c, nil)
 			for _, d := range tt.dirs {
 				q.place(filepath.Join(root, d))
 			}
@@ -128,6 +128,23 @@ func TestQuietPlace(t *testing.T) {
 	}
 }
 
+// followAll is the owner of a Quiet that sees moves everywhere.
+func followAll(int) bool { return true }
+
+// A directory on a filesystem whose moves the owner does not see gets no
+// mark: moved into a watch from there, it would keep it.
+func TestQuietPlaceUnfollowed(t *testing.T) {
+	root, pol := quietFixture(t)
+	ig := &fakeIgnorer{marked: map[DirKey]bool{}}
+	var c Counters
+	var asked int
+	q := NewQuiet(ig, pol, quietMask, func(int) bool { asked++; return false }, &c, nil)
+	q.place(filepath.Join(root, "out/a"))
+	if got := ig.list(t, root); len(got) != 0 || asked != 1 || q.Len() != 0 {
+		t.Errorf("got marks %v, %d questions, set %d; want none, 1, 0", got, asked, q.Len())
+	}
+}
+
 // A directory renamed into a watch between the check and the mark loses
 // the mark at once.
 func TestQuietPlaceRace(t *testing.T) {
@@ -139,7 +156,7 @@ func TestQuietPlaceRace(t *testing.T) {
 		}
 	}
 	var c Counters
-	q := NewQuiet(ig, pol, quietMask, &c, nil)
+	q := NewQuiet(ig, pol, quietMask, followAll, &c, nil)
 	q.place(filepath.Join(root, "out/c"))
 	if got := ig.list(t, root); len(got) != 0 || ig.ignores != 1 {
 		t.Errorf("got marks %v after %d placed, want none after 1", got, ig.ignores)
@@ -153,7 +170,7 @@ func TestQuietUnignore(t *testing.T) {
 	root, pol := quietFixture(t)
 	ig := &fakeIgnorer{marked: map[DirKey]bool{}}
 	var c Counters
-	q := NewQuiet(ig, pol, quietMask, &c, nil)
+	q := NewQuiet(ig, pol, quietMask, followAll, &c, nil)
 	for _, d := range []string{"out/a", "out/a/b", "out/c"} {
 		q.place(filepath.Join(root, d))
 	}
@@ -248,7 +265,7 @@ func TestQuietRemarkAfterEviction(t *testing.T) {
 	root, pol := quietFixture(t)
 	ig := &fakeIgnorer{marked: map[DirKey]bool{}}
 	var c Counters
-	q := NewQuiet(ig, pol, quietMask, &c, nil)
+	q := NewQuiet(ig, pol, quietMask, followAll, &c, nil)
 	dir := filepath.Join(root, "out/a")
 	q.place(dir)
 	ig.mu.Lock()
