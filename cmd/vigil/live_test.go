@@ -553,3 +553,35 @@ func TestInotifyCrossCheck(t *testing.T) {
 	}
 	t.Errorf("inotify watches after a mkdir: got %d, want 62 after 5s", got)
 }
+
+// A filesystem in a tree-mode watch unmounted and another mounted in its
+// place at once (the mount table may then read the same) is walked and
+// marked, even where inotify, over its limit, has no watch to report the
+// unmount.
+func TestQuickRemountInTree(t *testing.T) {
+	root := testutil.TempDir(t)
+	vol := root
+	for i := range 40 {
+		vol = filepath.Join(vol, fmt.Sprintf("d%d", i))
+	}
+	if err := os.MkdirAll(vol, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	mount := func() {
+		t.Helper()
+		if err := unix.Mount("vigil-test", vol, "tmpfs", 0, "size=8m"); err != nil {
+			t.Fatalf("mount %s: %v", vol, err)
+		}
+		t.Cleanup(func() { unix.Unmount(vol, unix.MNT_DETACH) })
+	}
+	mount()
+	restore := testutil.Sysctl(t, maxUserWatches, "8")
+	d := startDaemon(t, fmt.Sprintf("watch %q {}\n", root), "")
+	waitCounter(t, d, "cross_check_backlog", 0)
+	restore()
+	unmountBusy(t, vol)
+	mount()
+	eicar := filepath.Join(vol, "eicar")
+	writeFile(t, eicar, clamav.EICAR)
+	waitDenied(t, "on the filesystem mounted in the old one's place", eicar, 5*time.Second)
+}

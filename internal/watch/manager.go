@@ -452,9 +452,13 @@ func (m *Manager) handle(ctx context.Context, ev DirEvent) {
 			m.log.Error("resync", "error", err)
 		}
 	case Remounted:
-		// Nowhere to walk: the directory sources report the unmount of
-		// the marked directories that went with it (inotify's
-		// IN_UNMOUNT), and the paths are walked again then.
+		// Where a filesystem was replaced is not known: each root, and
+		// each mount point in a watch, is walked if it is not the
+		// directory marked there. inotify reports the unmount of the
+		// directories it tracks, but it may be over its limit.
+		for _, p := range m.remountedAt() {
+			m.created(ctx, p)
+		}
 	}
 	m.trackPending(ctx)
 }
@@ -515,6 +519,27 @@ func (m *Manager) unmarkTree(ctx context.Context, dir string) {
 	if _, err := m.unwalker.Place(ctx, []Root{{Path: dir, Recursive: true, Events: all}}); err != nil {
 		m.log.Debug("unmark moved-out tree", "dir", dir, "error", err)
 	}
+}
+
+// remountedAt is where a filesystem may have been replaced, as seen from
+// the watches: the roots, and the mount points they cover.
+func (m *Manager) remountedAt() []string {
+	m.mu.Lock()
+	var at []string
+	for _, r := range m.roots {
+		at = append(at, r.Path)
+	}
+	m.mu.Unlock()
+	ms, err := mountinfo.Read()
+	if err != nil {
+		m.log.Warn("read the mount table", "error", err)
+	}
+	for _, mt := range ms {
+		if m.covered(mt.Point) {
+			at = append(at, mt.Point)
+		}
+	}
+	return at
 }
 
 // covered reports whether files in dir are watched by some root.
