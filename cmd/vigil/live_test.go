@@ -567,20 +567,13 @@ func TestQuickRemountInTree(t *testing.T) {
 	if err := os.MkdirAll(vol, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	mount := func() {
-		t.Helper()
-		if err := unix.Mount("vigil-test", vol, "tmpfs", 0, "size=8m"); err != nil {
-			t.Fatalf("mount %s: %v", vol, err)
-		}
-		t.Cleanup(func() { unix.Unmount(vol, unix.MNT_DETACH) })
-	}
-	mount()
+	testutil.MountTmpfsOn(t, vol)
 	restore := testutil.Sysctl(t, maxUserWatches, "8")
 	d := startDaemon(t, fmt.Sprintf("watch %q {}\n", root), "")
 	waitCounter(t, d, "cross_check_backlog", 0)
 	restore()
 	unmountBusy(t, vol)
-	mount()
+	testutil.MountTmpfsOn(t, vol)
 	eicar := filepath.Join(vol, "eicar")
 	writeFile(t, eicar, clamav.EICAR)
 	waitDenied(t, "on the filesystem mounted in the old one's place", eicar, 5*time.Second)

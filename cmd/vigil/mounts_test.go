@@ -195,16 +195,9 @@ func TestFilesystemModeSubmounts(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	mount := func(point string) {
-		t.Helper()
-		if err := unix.Mount("vigil-test", point, "tmpfs", 0, "size=8m"); err != nil {
-			t.Fatalf("mount %s: %v", point, err)
-		}
-		t.Cleanup(func() { unix.Unmount(point, unix.MNT_DETACH) })
-	}
-	mount(atStart)
+	testutil.MountTmpfsOn(t, atStart)
 	startDaemon(t, fmt.Sprintf("watch %q {\n  mode = \"filesystem\"\n}\n", w), "")
-	mount(later)
+	testutil.MountTmpfsOn(t, later)
 	for _, point := range []string{atStart, later} {
 		eicar := filepath.Join(point, "eicar")
 		writeFile(t, eicar, clamav.EICAR)
@@ -222,13 +215,6 @@ func TestFilesystemModeRemounted(t *testing.T) {
 	if err := os.Mkdir(disk, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	mount := func() {
-		t.Helper()
-		if err := unix.Mount("vigil-test", disk, "tmpfs", 0, "size=8m"); err != nil {
-			t.Fatalf("mount %s: %v", disk, err)
-		}
-		t.Cleanup(func() { unix.Unmount(disk, unix.MNT_DETACH) })
-	}
 	w := filepath.Join(disk, "w")
 	check := func(what string) {
 		t.Helper()
@@ -240,7 +226,7 @@ func TestFilesystemModeRemounted(t *testing.T) {
 		writeFile(t, eicar, clamav.EICAR)
 		waitDenied(t, what, eicar, 5*time.Second)
 	}
-	mount()
+	testutil.MountTmpfsOn(t, disk)
 	if err := os.Mkdir(w, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -251,7 +237,7 @@ func TestFilesystemModeRemounted(t *testing.T) {
 		if i == 0 {
 			check("on the filesystem under it, once it was unmounted")
 		}
-		mount()
+		testutil.MountTmpfsOn(t, disk)
 		check(fmt.Sprintf("on a filesystem mounted over the watch's directory (%d)", i+1))
 	}
 }

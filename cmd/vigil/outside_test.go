@@ -153,20 +153,13 @@ func TestIgnoreOutOfScopeRemounted(t *testing.T) {
 	if err := os.Mkdir(disk, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	mount := func() {
-		t.Helper()
-		if err := unix.Mount("vigil-test", disk, "tmpfs", 0, "size=8m"); err != nil {
-			t.Fatalf("mount %s: %v", disk, err)
-		}
-		t.Cleanup(func() { unix.Unmount(disk, unix.MNT_DETACH) })
-	}
 	watched, out := filepath.Join(disk, "w"), filepath.Join(disk, "out", "d")
-	mount()
+	testutil.MountTmpfsOn(t, disk)
 	writeFile(t, filepath.Join(watched, "keep"), clean)
 	d := startDaemonWith(t, fmt.Sprintf("watch %q {\n  mode = \"filesystem\"\n}\n", watched), "",
 		"  ignore_out_of_scope = true")
 	unmountBusy(t, disk)
-	mount()
+	testutil.MountTmpfsOn(t, disk)
 	writeFile(t, filepath.Join(watched, "keep"), clean)
 	writeFile(t, filepath.Join(out, "eicar"), clamav.EICAR)
 	// Out of scope: read, until the filesystem is marked and the

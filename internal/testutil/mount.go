@@ -32,6 +32,18 @@ func MountTmpfsSized(t testing.TB, opts string) string {
 	return dir
 }
 
+// MountTmpfsOn mounts a small tmpfs on dir, an existing directory of the
+// test's, and detaches whatever is mounted there at cleanup: a test may
+// unmount it and mount another there meanwhile.
+func MountTmpfsOn(t testing.TB, dir string) {
+	t.Helper()
+	SkipUnlessRoot(t)
+	if err := unix.Mount("vigil-test", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "size=8m"); err != nil {
+		t.Fatalf("mount tmpfs on %s: %v", dir, err)
+	}
+	t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
+}
+
 // BindMount mounts src on dir, an existing directory of the test's, and
 // unmounts it at cleanup.
 func BindMount(t testing.TB, src, dir string) {
