@@ -102,6 +102,11 @@ func NewManager(mark, unmark Marker, srcs Sources, log hclog.Logger) *Manager {
 		// A tree moved out is no business of the watches once stuck.
 		m.unwalker = NewWalker(unmark, log)
 		m.unwalker.avoid = func(_ context.Context, dir string) bool { return m.isStuck(dir) }
+		// A tree moved out may be gone from where it went by the time
+		// its event is handled (moved on, back in, or removed): a
+		// warning for each flooded the log under churn, and said
+		// nothing wrong.
+		m.unwalker.missingLevel = hclog.Debug
 	}
 	return m
 }

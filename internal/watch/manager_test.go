@@ -8,10 +8,12 @@ import (
 	osexec "os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
 
 	"github.com/vigilsec/vigil/internal/mountinfo"
@@ -211,6 +213,43 @@ func TestManagerMovedAndRemoved(t *testing.T) {
 	wantList(t, "tracked after rmdir", h.src.list(dir), []string{"w"})
 	if n := h.m.Dirs(); n != 1 {
 		t.Errorf("Dirs after rmdir: got %d, want 1", n)
+	}
+}
+
+// A tree moved out and gone from where it went before its event is
+// handled (moved on, back in, or removed, as under churn) has no marks
+// left to remove there, and nothing to warn about: a soak of mv in and
+// out of a watch logged "watch root missing" for the moved-out tree,
+// seven lines a second, about a path that is no watch.
+func TestManagerMovedOutAndOnIsQuiet(t *testing.T) {
+	dir := t.TempDir()
+	mkdirs(t, dir, "w/a/b", "out")
+	var buf testutil.SyncBuffer
+	log := hclog.New(&hclog.LoggerOptions{Output: &buf, Level: hclog.Info})
+	h := &managerHarness{dir: dir, mark: newRecorder(), unmark: newRecorder(), src: newFakeSource()}
+	h.m = NewManager(h.mark, h.unmark, Sources{Primary: []Source{h.src}}, log)
+	if _, err := h.m.Place(context.Background(), []Root{{Path: h.path("w"), Recursive: true, Events: open}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, mv := range [][2]string{{"w/a", "out/a"}, {"out/a", "out/gone"}} {
+		if err := os.Rename(h.path(mv[0]), h.path(mv[1])); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.handle(Removed, "w/a", "", "out/a")
+	if n := h.m.Dirs(); n != 1 {
+		t.Errorf("Dirs after move out: got %d, want 1", n)
+	}
+	if got := buf.String(); got != "" {
+		t.Errorf("log after a tree moved out and on: got %q, want nothing", got)
+	}
+	// A watch's own root missing is still a warning.
+	if err := os.Rename(h.path("w"), h.path("w2")); err != nil {
+		t.Fatal(err)
+	}
+	h.handle(Resync, "", "", "")
+	if got := buf.String(); !strings.Contains(got, "watch root missing") {
+		t.Errorf("log after a watch's root went: got %q, want a warning that it is missing", got)
 	}
 }
 

@@ -92,6 +92,11 @@ type Walker struct {
 	// must not enter, as the watch manager's walks left behind on a hung
 	// filesystem (nil: none).
 	avoid func(ctx context.Context, dir string) bool
+	// missingLevel is the level at which a root that is missing, or is
+	// no directory, is logged: a warning for the watches, which the
+	// operator wrote; less for the trees the watch manager unmarks, which
+	// may be gone, or moved on, before their walk.
+	missingLevel hclog.Level
 
 	mu      sync.Mutex
 	slots   map[*slot]struct{} // of the walks' workers now
@@ -128,7 +133,8 @@ func NewWalker(m Marker, log hclog.Logger) *Walker {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	return &Walker{m: m, log: log.Named("watch"), workers: runtime.NumCPU(), slots: make(map[*slot]struct{})}
+	return &Walker{m: m, log: log.Named("watch"), workers: runtime.NumCPU(), missingLevel: hclog.Warn,
+		slots: make(map[*slot]struct{})}
 }
 
 // Progress tells how far the walks have come: taken counts the
@@ -194,11 +200,11 @@ func (w *Walker) Place(ctx context.Context, roots []Root) (Stats, error) {
 		at.set("")
 		switch {
 		case errors.Is(err, unix.ENOENT):
-			w.log.Warn("watch root missing", "path", p)
+			w.log.Log(w.missingLevel, "watch root missing", "path", p)
 			r.missing++
 			continue
 		case errors.Is(err, unix.ENOTDIR):
-			w.log.Warn("watch root is not a directory", "path", p)
+			w.log.Log(w.missingLevel, "watch root is not a directory", "path", p)
 			r.missing++
 			continue
 		case isOutOfFds(err):
