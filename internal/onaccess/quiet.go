@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
@@ -32,7 +33,8 @@ type DirIgnorer interface {
 // directory moved from outside into a watch keeps its mark until its
 // owner calls Unignore for it: that window is why the setting is opt-in.
 // It remembers the directories it marked by (dev, ino), so that they can
-// all be found again.
+// all be found again; when the set is full it lets go of those no longer
+// where they were marked (see sweep).
 type Quiet struct {
 	ig       DirIgnorer
 	pol      *policy.Policy
@@ -43,19 +45,29 @@ type Quiet struct {
 	offers   chan string
 	stop     chan struct{}
 	warnFull sync.Once
+	max      int // quietMax; tests lower it
 
 	mu     sync.Mutex // held from placing a mark to recording it
 	marked map[DirKey]string
+	swept  time.Time // when sweep last ran
+	// lost: sweep let go of directories that may live on elsewhere with
+	// their marks (moved, not removed). From then on Unignore removes
+	// the mark of any directory, and UnignoreAll has its caller look for
+	// them in the watches.
+	lost bool
 }
 
 // DirKey identifies a directory while it exists.
 type DirKey struct{ Dev, Ino uint64 }
 
 const (
-	// quietMax bounds the directories remembered (about 100 bytes each);
-	// past it no more are marked. Evicted inodes are not noticed, so a
-	// long run can fill it.
+	// quietMax bounds the directories remembered (about 100 bytes each).
+	// Removed and evicted inodes are not noticed as they go: a full set
+	// is swept, and past it no more are marked.
 	quietMax = 1 << 15
+	// sweepEvery bounds how often a full set is swept: a set full of
+	// directories still there is not read through at every offer.
+	sweepEvery = time.Minute
 	// quietQueue: offers beyond it are dropped; the next open in the
 	// directory offers it again.
 	quietQueue = 256
@@ -74,6 +86,7 @@ func NewQuiet(ig DirIgnorer, p *policy.Policy, mask uint64, follows func(fd int)
 		ig: ig, pol: p, mask: mask, follows: follows, counters: counters, log: log,
 		offers: make(chan string, quietQueue),
 		stop:   make(chan struct{}),
+		max:    quietMax,
 		marked: make(map[DirKey]string),
 	}
 }
@@ -129,7 +142,7 @@ func (q *Quiet) place(dir string) {
 	// Offered again though marked: the kernel evicted the inode, and its
 	// mark with it. Mark it again.
 	_, had := q.marked[key]
-	if !had && len(q.marked) >= quietMax {
+	if !had && len(q.marked) >= q.max && !q.sweep() {
 		q.warnFull.Do(func() {
 			q.log.Warn("out-of-scope directories: no more ignore marks, the set is full", "count", len(q.marked))
 		})
@@ -158,11 +171,48 @@ func (q *Quiet) place(dir string) {
 	}
 }
 
-// Empty reports whether no directory is ignore-marked.
+// sweep makes room in the full set: it lets go of the directories no
+// longer at the path they were marked at, and reports whether that made
+// room. Most of them were removed, and their marks went with their
+// inodes: under churn (directories made, opened and removed outside the
+// watches) they filled the set within minutes, and then no directory
+// was quieted again until vigil restarted. One moved away keeps its
+// mark: q.lost has it found again (see Unignore, UnignoreAll).
+func (q *Quiet) sweep() bool {
+	now := time.Now()
+	if now.Sub(q.swept) < sweepEvery {
+		return false
+	}
+	q.swept = now
+	before := len(q.marked)
+	for key, dir := range q.marked {
+		if !at(key, dir) {
+			delete(q.marked, key)
+			q.lost = true
+		}
+	}
+	q.log.Debug("out-of-scope directories no longer where they were marked let go of",
+		"count", before-len(q.marked), "left", len(q.marked))
+	return len(q.marked) < q.max
+}
+
+// at reports whether dir is the directory key.
+func at(key DirKey, dir string) bool {
+	fd, err := openDir(unix.AT_FDCWD, dir)
+	if err != nil {
+		return false
+	}
+	defer unix.Close(fd)
+	k, err := dirKey(fd)
+	return err == nil && k == key
+}
+
+// Empty reports whether no directory is ignore-marked, as far as q
+// knows: after a sweep let go of some, it never is.
 func (q *Quiet) Empty() bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return len(q.marked) == 0
+	return len(q.marked) == 0 && !q.lost
 }
 
 // Len is the number of directories ignore-marked.
@@ -173,7 +223,9 @@ func (q *Quiet) Len() int {
 }
 
 // Unignore removes the ignore mark of the directory open at fd, if it
-// has one from q, and reports whether it had.
+// has one from q, and reports whether it had. Once a sweep let go of
+// directories, one q does not know loses its mark too, if it has one,
+// and is reported as not having had one.
 func (q *Quiet) Unignore(fd int) (bool, error) {
 	key, err := dirKey(fd)
 	if err != nil {
@@ -186,12 +238,18 @@ func (q *Quiet) Unignore(fd int) (bool, error) {
 
 func (q *Quiet) unignore(fd int, key DirKey) (bool, error) {
 	dir, ok := q.marked[key]
-	if !ok {
+	if !ok && !q.lost {
 		return false, nil
 	}
 	if err := q.ig.UnignoreDir(fd, q.mask); err != nil {
 		q.counters.QuietErrors.Add(1)
+		if !ok {
+			dir, _ = fdLink(fd)
+		}
 		return false, fmt.Errorf("remove ignore mark of %s: %w", dir, err)
+	}
+	if !ok {
+		return false, nil
 	}
 	delete(q.marked, key)
 	q.counters.Unquieted.Add(1)
@@ -201,10 +259,14 @@ func (q *Quiet) unignore(fd int, key DirKey) (bool, error) {
 // UnignoreAll removes every ignore mark q placed that it can still reach
 // by the path it was placed at, and returns how many directories it could
 // not reach there (moved or gone): the caller looks for those in the
-// watches, where they matter, with Unignore.
+// watches, where they matter, with Unignore. Once a sweep let go of
+// directories, some are always counted unreached.
 func (q *Quiet) UnignoreAll() (unreached int) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	if q.lost {
+		unreached++
+	}
 	for key, dir := range q.marked {
 		fd, err := openDir(unix.AT_FDCWD, dir)
 		if err != nil {
@@ -227,6 +289,7 @@ func (q *Quiet) Forget() {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	clear(q.marked)
+	q.lost = false
 }
 
 // openDir opens a directory for marking or reading without following a

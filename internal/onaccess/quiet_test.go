@@ -279,3 +279,71 @@ func TestQuietRemarkAfterEviction(t *testing.T) {
 		t.Errorf("got %d ignore calls, Quieted %d, set %d; want 2, 1, 1", ig.ignores, c.Quieted.Load(), q.Len())
 	}
 }
+
+// A full set lets go of the directories no longer where they were marked,
+// and quiets the next one: directories made, opened and removed outside
+// the watches (a soak, 290 a second) filled it within two minutes, and
+// no directory was quieted again. One that moved away with its mark, let
+// go of too, still loses the mark when it moves into a watch.
+func TestQuietSweepsWhenFull(t *testing.T) {
+	root, pol := quietFixture(t)
+	ig := &fakeIgnorer{marked: map[DirKey]bool{}}
+	var c Counters
+	q := NewQuiet(ig, pol, quietMask, &c, nil)
+	q.max = 3
+	path := func(rel string) string { return filepath.Join(root, rel) }
+	for _, d := range []string{"out/g1", "out/g2"} {
+		if err := os.Mkdir(path(d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, d := range []string{"out/a", "out/g1", "out/g2"} {
+		q.place(path(d))
+	}
+	for _, d := range []string{"out/g1", "out/g2"} {
+		if err := os.Remove(path(d)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Rename(path("out/a"), path("out/c/a")); err != nil { // moved away, marked
+		t.Fatal(err)
+	}
+
+	q.place(path("out/c")) // the set is full
+	if got := ig.list(t, root); !slices.Contains(got, path("out/c")) {
+		t.Errorf("marks with a full set of gone directories: got %v, want out/c among them", got)
+	}
+	if q.Len() != 1 || q.Empty() {
+		t.Errorf("set after the sweep: got %d (empty %v), want 1 (out/c), not empty", q.Len(), q.Empty())
+	}
+
+	// The directory let go of moves into a watch: its mark goes all the same.
+	if err := os.Rename(path("out/c/a"), path("w/a")); err != nil {
+		t.Fatal(err)
+	}
+	fd, err := OpenDir(unix.AT_FDCWD, path("w/a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = q.Unignore(fd)
+	unix.Close(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := ig.list(t, path("w")); len(got) != 0 {
+		t.Errorf("marks in the watch after Unignore: got %v, want none", got)
+	}
+	// And after lost events, the caller is told to look in the watches.
+	if got := q.UnignoreAll(); got == 0 {
+		t.Errorf("UnignoreAll after a sweep: got %d unreached, want some", got)
+	}
+	// A set full of directories still there is not swept again at once.
+	for _, d := range []string{"out/c", "out/a2", "out/a3"} {
+		os.MkdirAll(path(d), 0o755)
+		q.place(path(d))
+	}
+	q.place(path("."))
+	if q.Len() != 3 || slices.Contains(ig.list(t, root), root) {
+		t.Errorf("a full set of live directories: got %d, %v; want 3, the root not marked", q.Len(), ig.list(t, root))
+	}
+}
