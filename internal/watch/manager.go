@@ -453,7 +453,7 @@ func (m *Manager) handle(ctx context.Context, ev DirEvent) {
 		m.mu.Lock()
 		roots := m.roots
 		m.mu.Unlock()
-		if _, err := m.walker.Place(ctx, roots); err != nil {
+		if _, err := m.walker.Place(ctx, roots); err != nil && ctx.Err() == nil {
 			m.log.Error("resync", "error", err)
 		}
 	case Remounted:
@@ -482,7 +482,9 @@ func (m *Manager) created(ctx context.Context, dir string) {
 	if m.marked.markedAs(dir, d) {
 		return
 	}
-	if _, err := m.walker.Subtree(ctx, dir); err != nil {
+	// A walk cut short by a stop or a reload is no error: the next
+	// group's manager walks the watches anew.
+	if _, err := m.walker.Subtree(ctx, dir); err != nil && ctx.Err() == nil {
 		m.log.Error("walk new directory", "dir", dir, "error", err)
 	}
 }

@@ -253,6 +253,30 @@ func TestManagerMovedOutAndOnIsQuiet(t *testing.T) {
 	}
 }
 
+// A walk cut short by a stop or a reload (the manager's context done) is
+// no error: a soak reloading every 1.5 s under churn logged "walk new
+// directory ... context canceled" at error level for one reload in
+// fifteen.
+func TestManagerCanceledWalkIsQuiet(t *testing.T) {
+	dir := t.TempDir()
+	mkdirs(t, dir, "w")
+	var buf testutil.SyncBuffer
+	log := hclog.New(&hclog.LoggerOptions{Output: &buf, Level: hclog.Info})
+	h := &managerHarness{dir: dir, mark: newRecorder(), unmark: newRecorder(), src: newFakeSource()}
+	h.m = NewManager(h.mark, h.unmark, Sources{Primary: []Source{h.src}}, log)
+	if _, err := h.m.Place(context.Background(), []Root{{Path: h.path("w"), Recursive: true, Events: open}}); err != nil {
+		t.Fatal(err)
+	}
+	mkdirs(t, dir, "w/a/b")
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	h.m.Handle(ctx, DirEvent{Op: Created, Path: h.path("w/a"), Source: "fake"})
+	h.m.Handle(ctx, DirEvent{Op: Resync, Source: "fake"})
+	if got := buf.String(); strings.Contains(got, "[ERROR]") {
+		t.Errorf("log after walks cut short by their context: got %q, want no error", got)
+	}
+}
+
 // A missing root's ancestor that is removed and made again is tracked
 // again: the sources track inodes, and the new one is not the old. A root
 // made before that tracking took, which no source reports, is placed all

@@ -170,7 +170,7 @@ func (m *Manager) rescue(ctx context.Context) {
 			continue
 		}
 		m.guard(ctx, dir, func(ctx context.Context) {
-			if _, err := m.walker.Subtree(ctx, dir); err != nil {
+			if _, err := m.walker.Subtree(ctx, dir); err != nil && ctx.Err() == nil {
 				m.log.Error("walk beside a stalled walk", "dir", dir, "error", err)
 			}
 		})
