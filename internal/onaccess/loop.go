@@ -130,6 +130,11 @@ type Loop struct {
 	oversize seenKeys // files over max_file_size logged
 	execs    execs    // infected files an alert watch let a process execute
 	failures logLimit // log lines of on_error decisions
+	// detections: log lines of infected files blocked or alerted. A
+	// process opening an infected file in a loop (a crawler, a retrying
+	// server) had the log take a line per open, hundreds a second, past
+	// journald's rate limit, which then drops vigil's other lines too.
+	detections logLimit
 
 	// Set by Run.
 	ctx     context.Context
@@ -566,7 +571,7 @@ func unnamed(s policy.Settings) *policy.Watch {
 }
 
 // logLimit keeps a log readable when every open fails (clamd down, a full
-// queue): logBurst lines a second at most. The lines held back are counted,
+// queue), or is of an infected file: logBurst lines a second at most. The lines held back are counted,
 // and the next line logged says how many; the alert log and the counters
 // still have every one.
 type logLimit struct {
@@ -783,8 +788,16 @@ func (l *Loop) infected(r *request, signature string) {
 		return // the quarantine reports the alert once the file is moved
 	}
 	l.cfg.Alerts.Emit(rec)
-	l.log.Warn("infected file "+action, "path", r.path, "signature", signature, "pid", r.pid,
-		"uid", rec.UID, "exe", rec.Exe, "engine", r.state.Engine.Name(), "elapsed", time.Since(r.start))
+	ok, held := l.detections.take(time.Now())
+	if !ok {
+		return
+	}
+	args := []any{"path", r.path, "signature", signature, "pid", r.pid,
+		"uid", rec.UID, "exe", rec.Exe, "engine", r.state.Engine.Name(), "elapsed", time.Since(r.start)}
+	if held > 0 {
+		args = append(args, "not_logged_before", held)
+	}
+	l.log.Warn("infected file "+action, args...)
 }
 
 // quarantine hands a descriptor of its own for the denied file to the

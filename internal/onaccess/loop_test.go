@@ -465,6 +465,44 @@ func (f *fileIgnorer) UnignoreFile(fd int, mask uint64) error {
 // version, however often it is opened. It gets no ignore mark: the skip
 // is its watch's, and a hard link may put the same inode in a watch with
 // a larger max_file_size, which must still scan it.
+// An infected file opened again and again is blocked and alerted each
+// time, but the log takes logBurst lines a second of it; the next line
+// says how many it did not take. A soak reading EICAR in a loop had the
+// daemon log 745 lines a second.
+func TestDetectionsLogLimited(t *testing.T) {
+	var logs strings.Builder
+	var mu sync.Mutex
+	h := newHarnessWith(t, 256, basePolicy, func(c *Config) {
+		c.Log = hclog.New(&hclog.LoggerOptions{Output: &logs, Mutex: &mu, Level: hclog.Info})
+	})
+	const n = 3 * logBurst
+	var evs []fanotify.Event
+	for i := range n {
+		evs = append(evs, h.event(fmt.Sprintf("a/evil%d", i), "INFECTED", unix.FAN_OPEN_PERM))
+	}
+	start := time.Now()
+	h.send(n, evs...)
+	took := time.Since(start)
+	time.Sleep(time.Second) // a second later, the log takes lines again
+	h.send(1, h.event("a/evil-later", "INFECTED", unix.FAN_OPEN_PERM))
+	h.stop()
+	if got := len(h.alerts.actions()); got != n+1 {
+		t.Errorf("alerts: got %d, want %d: every detection", got, n+1)
+	}
+	if got := h.loop.Counters().Blocked; got != n+1 {
+		t.Errorf("blocked: got %d, want %d", got, n+1)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	lines := strings.Count(logs.String(), "infected file blocked")
+	if most := logBurst*(int(took/time.Second)+1) + 1; lines > most || lines < logBurst+1 {
+		t.Errorf("log lines of %d detections within %v, then one: %d, want %d to %d:\n%s", n, took, lines, logBurst+1, most, logs.String())
+	}
+	if !strings.Contains(logs.String(), "not_logged_before=") {
+		t.Errorf("no line says how many were not logged:\n%s", logs.String())
+	}
+}
+
 // When every scan fails, the log takes logBurst lines a second; the next
 // line says how many it did not take, and every failure is alerted.
 func TestFailuresLogLimited(t *testing.T) {
