@@ -55,9 +55,14 @@ type Source struct {
 	once   sync.Once
 	noFID  atomic.Bool // the kernel refused AT_HANDLE_FID
 
-	mu      sync.Mutex
-	tree    *tree
-	fsids   map[mount][2]int32
+	mu    sync.Mutex
+	tree  *tree
+	fsids map[mount][2]int32
+	// mounts is /proc/self/mountinfo, polled (never read) before fsids
+	// is used: a filesystem mounted where another was unmounted may have
+	// its device number and mount ID, and another fsid. -1 when it could
+	// not be opened: fsids is then not kept.
+	mounts  int
 	mask    uint64 // renameMask, or movedMask before 5.17
 	limited bool   // the mark limit warning was logged
 	// unsupported are the filesystems (st_dev) without file handles or
@@ -98,7 +103,14 @@ func newSource(log hclog.Logger) (*Source, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Not os.Open: Go's netpoller would poll it too, and each poll of a
+	// mountinfo takes the change it reports.
+	mounts, err := unix.Open("/proc/self/mountinfo", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		mounts = -1
+	}
 	return &Source{
+		mounts: mounts,
 		g:      g,
 		log:    log.Named(name),
 		events: make(chan watch.DirEvent, eventBuffer),
@@ -127,6 +139,9 @@ func (s *Source) Track(ds ...watch.Dir) error {
 	// directory it cannot map yet.
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.mountsChanged() {
+		clear(s.fsids)
+	}
 	var errs []error
 	for _, d := range ds {
 		if err := s.trackLocked(d); err != nil {
@@ -213,9 +228,24 @@ func (s *Source) mark(d watch.Dir) error {
 	return nil
 }
 
-// mount is where an fsid was read: a device number given back after an
-// unmount can hold another filesystem, but not in the same mount.
+// mount is where an fsid was read. A device number and a mount ID are
+// both given back after an unmount (a tmpfs mounted again where it was
+// gets the same ones, and another fsid): the fsids are forgotten when the
+// mount table changes (see mountsChanged). The directories tracked come
+// open: one opened before the change is on the filesystem its fsid was
+// read from, and one opened after it is looked at anew.
 type mount struct{ dev, id uint64 }
+
+// mountsChanged reports whether a filesystem was mounted or unmounted
+// since it last looked (always, without s.mounts).
+func (s *Source) mountsChanged() bool {
+	if s.mounts < 0 {
+		return true
+	}
+	fds := []unix.PollFd{{Fd: int32(s.mounts), Events: unix.POLLPRI}}
+	n, err := unix.Poll(fds, 0)
+	return err != nil || n > 0 && fds[0].Revents&(unix.POLLPRI|unix.POLLERR) != 0
+}
 
 // fsid is the filesystem id that events report d's filesystem by.
 func (s *Source) fsid(d watch.Dir) ([2]int32, error) {
@@ -316,6 +346,9 @@ func (s *Source) Close() error {
 	s.once.Do(func() {
 		close(s.done)
 		err = s.g.Close()
+		if s.mounts >= 0 {
+			unix.Close(s.mounts)
+		}
 		s.wg.Wait()
 		close(s.events)
 	})

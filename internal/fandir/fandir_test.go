@@ -445,3 +445,47 @@ func TestUnsupported(t *testing.T) {
 		t.Errorf("warnings: got %d, want 1:\n%s", got, buf.String())
 	}
 }
+
+// A filesystem mounted where another was, after it was unmounted, is
+// followed like the first: a tmpfs mounted again at the same point had
+// the same device number and mount ID but another fsid, and the fsid
+// cached for the first had the second's events match no directory.
+func TestRemounted(t *testing.T) {
+	s := newTest(t)
+	dir := filepath.Join(testutil.TempDir(t), "m")
+	mkdirs(t, dir)
+	var was [2]uint64
+	for i := range 3 {
+		if err := unix.Mount("vigil-test", dir, "tmpfs", 0, "size=1m"); err != nil {
+			t.Fatal(err)
+		}
+		var stx unix.Statx_t
+		if err := unix.Statx(unix.AT_FDCWD, dir, 0, unix.STATX_INO|unix.STATX_MNT_ID, &stx); err != nil {
+			t.Fatal(err)
+		}
+		is := [2]uint64{unix.Mkdev(stx.Dev_major, stx.Dev_minor), stx.Mnt_id}
+		if i > 0 && is != was {
+			t.Logf("mount %d: device and mount ID %v, not %v as before: the kernel gave new ones", i, is, was)
+		}
+		was = is
+		fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = s.Track(watch.Dir{Fd: fd, Path: dir, Dev: is[0], Ino: stx.Ino, MntID: is[1]})
+		unix.Close(fd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mkdirs(t, dir+"/new")
+		want := []watch.DirEvent{ev(watch.Created, dir+"/new")}
+		if got := collect(t, s, 1); !reflect.DeepEqual(got, want) {
+			t.Errorf("mount %d: got %+v, want %+v", i, got, want)
+		}
+		// As the manager does on the unmount, which inotify reports.
+		if err := unix.Unmount(dir, 0); err != nil {
+			t.Fatal(err)
+		}
+		s.Untrack(dir)
+	}
+}
