@@ -231,19 +231,34 @@ func (m *Manager) track(srcs []Source, ds ...Dir) {
 	}
 	for _, s := range srcs {
 		if err := s.Track(ds...); err != nil {
-			// Sources log their own limits once; this only counts.
-			m.trackErrs.Add(uint64(joined(err)))
+			// Sources log their own limits once; this counts, and says
+			// which at debug level.
+			if n := notGone(err); n > 0 {
+				m.trackErrs.Add(uint64(n))
+				m.log.Debug("track", "source", s.Name(), "error", err)
+			}
 		}
 	}
 }
 
-// joined is the number of errors err joins: one a directory, from
-// Source.Track.
-func joined(err error) int {
+// notGone is the number of errors err joins, one a directory, from
+// Source.Track, but for directories gone before they could be tracked
+// (ENOENT: removed, or renamed, since they were marked). Those are no
+// error: the source tracking their parent reports the rename, and a
+// removed directory's mark went with it. Under churn (trees made and
+// removed at once) they were most of track_errors.
+func notGone(err error) int {
+	errs := []error{err}
 	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		return len(j.Unwrap())
+		errs = j.Unwrap()
 	}
-	return 1
+	n := 0
+	for _, e := range errs {
+		if !errors.Is(e, unix.ENOENT) {
+			n++
+		}
+	}
+	return n
 }
 
 // Place marks every root's tree and tracks the ancestors of roots that do
