@@ -13,6 +13,7 @@ import (
 
 	"github.com/vigilsec/vigil/internal/fanotify"
 	"github.com/vigilsec/vigil/internal/features"
+	"github.com/vigilsec/vigil/internal/mountinfo"
 	"github.com/vigilsec/vigil/internal/pathtree"
 	"github.com/vigilsec/vigil/internal/watch"
 )
@@ -58,11 +59,11 @@ type Source struct {
 	mu    sync.Mutex
 	tree  *tree
 	fsids map[mount][2]int32
-	// mounts is /proc/self/mountinfo, polled (never read) before fsids
-	// is used: a filesystem mounted where another was unmounted may have
-	// its device number and mount ID, and another fsid. -1 when it could
-	// not be opened: fsids is then not kept.
-	mounts  int
+	// mounts tells, before fsids is used, whether a filesystem was
+	// mounted or unmounted since: one mounted where another was may have
+	// its device number and mount ID, and another fsid. nil when it
+	// could not be opened: fsids is then not kept.
+	mounts  *mountinfo.Changes
 	mask    uint64 // renameMask, or movedMask before 5.17
 	limited bool   // the mark limit warning was logged
 	// unsupported are the filesystems (st_dev) without file handles or
@@ -103,11 +104,9 @@ func newSource(log hclog.Logger) (*Source, error) {
 	if err != nil {
 		return nil, err
 	}
-	// Not os.Open: Go's netpoller would poll it too, and each poll of a
-	// mountinfo takes the change it reports.
-	mounts, err := unix.Open("/proc/self/mountinfo", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	mounts, err := mountinfo.OpenChanges("/proc/self/mountinfo")
 	if err != nil {
-		mounts = -1
+		log.Debug("fsids are read for every directory tracked", "error", err)
 	}
 	return &Source{
 		mounts: mounts,
@@ -238,14 +237,7 @@ type mount struct{ dev, id uint64 }
 
 // mountsChanged reports whether a filesystem was mounted or unmounted
 // since it last looked (always, without s.mounts).
-func (s *Source) mountsChanged() bool {
-	if s.mounts < 0 {
-		return true
-	}
-	fds := []unix.PollFd{{Fd: int32(s.mounts), Events: unix.POLLPRI}}
-	n, err := unix.Poll(fds, 0)
-	return err != nil || n > 0 && fds[0].Revents&(unix.POLLPRI|unix.POLLERR) != 0
-}
+func (s *Source) mountsChanged() bool { return s.mounts == nil || s.mounts.Changed() }
 
 // fsid is the filesystem id that events report d's filesystem by.
 func (s *Source) fsid(d watch.Dir) ([2]int32, error) {
@@ -346,8 +338,8 @@ func (s *Source) Close() error {
 	s.once.Do(func() {
 		close(s.done)
 		err = s.g.Close()
-		if s.mounts >= 0 {
-			unix.Close(s.mounts)
+		if s.mounts != nil {
+			s.mounts.Close()
 		}
 		s.wg.Wait()
 		close(s.events)

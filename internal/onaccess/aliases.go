@@ -56,7 +56,7 @@ type table struct {
 	// changed when a mount was made or removed there; nil when it could
 	// not be opened, and the table is then read again by age. It holds
 	// the namespace, and every mount there, while it is open.
-	changes *os.File
+	changes *mountinfo.Changes
 	// owner, for another namespace's table, is a pidfd of the process it
 	// was first read through; the table is dropped when that process
 	// ends, so that vigil does not hold a container's filesystems after
@@ -267,17 +267,17 @@ func (t *table) changed(now time.Time) bool {
 	if t.changes == nil {
 		return now.Sub(t.read) > refreshAfter
 	}
-	fds := []unix.PollFd{{Fd: int32(t.changes.Fd()), Events: unix.POLLPRI}}
-	n, err := unix.Poll(fds, 0)
-	return err != nil || n > 0 && fds[0].Revents&(unix.POLLPRI|unix.POLLERR) != 0
+	return t.changes.Changed()
 }
 
 func (t *table) close() {
-	for _, f := range []**os.File{&t.changes, &t.owner} {
-		if *f != nil {
-			(*f).Close()
-			*f = nil
-		}
+	if t.changes != nil {
+		t.changes.Close()
+		t.changes = nil
+	}
+	if t.owner != nil {
+		t.owner.Close()
+		t.owner = nil
 	}
 }
 
@@ -286,10 +286,8 @@ func (t *table) close() {
 // the table is read is then reported by the next look.
 func (a *Aliases) readFile(t *table, name string, now time.Time) bool {
 	if t.changes == nil && t.read.IsZero() {
-		// Not os.Open: Go's netpoller would poll the file too, and each
-		// poll of a mountinfo takes the change it reports.
-		if fd, err := unix.Open(name, unix.O_RDONLY|unix.O_CLOEXEC, 0); err == nil {
-			t.changes = os.NewFile(uintptr(fd), name)
+		if c, err := mountinfo.OpenChanges(name); err == nil {
+			t.changes = c
 		}
 	}
 	ms, err := mountinfo.ReadFile(name)

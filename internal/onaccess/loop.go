@@ -571,9 +571,9 @@ func unnamed(s policy.Settings) *policy.Watch {
 }
 
 // logLimit keeps a log readable when every open fails (clamd down, a full
-// queue), or is of an infected file: logBurst lines a second at most. The lines held back are counted,
-// and the next line logged says how many; the alert log and the counters
-// still have every one.
+// queue), or is of an infected file: logBurst lines a second at most.
+// The lines held back are counted, and the next line logged says how
+// many; the alert log and the counters still have every one.
 type logLimit struct {
 	mu     sync.Mutex
 	second time.Time // when the current second began

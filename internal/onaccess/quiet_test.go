@@ -289,7 +289,7 @@ func TestQuietSweepsWhenFull(t *testing.T) {
 	root, pol := quietFixture(t)
 	ig := &fakeIgnorer{marked: map[DirKey]bool{}}
 	var c Counters
-	q := NewQuiet(ig, pol, quietMask, &c, nil)
+	q := NewQuiet(ig, pol, quietMask, followAll, &c, nil)
 	q.max = 3
 	path := func(rel string) string { return filepath.Join(root, rel) }
 	for _, d := range []string{"out/g1", "out/g2"} {
