@@ -111,7 +111,6 @@ func Run(ctx context.Context, opts Options) error {
 				log.Error("metrics listener stopped", "error", err)
 			}
 		}()
-		log.Info("serving metrics", "addr", ln.Addr().String())
 	}
 
 	inst, err := d.start(ctx, &onaccess.State{Policy: d.resolve(pol), Engine: engine})
