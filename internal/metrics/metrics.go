@@ -199,7 +199,7 @@ var (
 	descDirs        = desc("watched_dirs", "Directories carrying a fanotify mark.")
 	descDirEvents   = desc("dir_events_total", "Directory events (created, renamed, removed) handled by the watch manager.")
 	descResyncs     = desc("resyncs_total", "Re-walks of watched trees after lost directory events.")
-	descTrackErrs   = desc("track_errors_total", "Directories a directory-event source (eBPF, inotify, fanotify) could not track, counted once per source; the log says why.")
+	descTrackErrs   = desc("track_errors_total", "Directories a directory-event source (eBPF, inotify, fanotify) could not track, counted once per source, but for those removed or renamed before they could be; the log says why (inotify's and fanotify's limits at warning level, once; the others at debug level).")
 	descStalls      = desc("walk_stalls_total", "Directory walks left to go on behind because a filesystem did not answer.")
 	descStalled     = desc("walks_stalled", "Directory walks now waiting on a filesystem that does not answer.")
 	descAlerts      = desc("alerts_total", "Alert records, by result: written, dropped (queue full or closed), failed (write error).", "result")
