@@ -461,81 +461,58 @@ func (f *fileIgnorer) UnignoreFile(fd int, mask uint64) error {
 	return nil
 }
 
+// Every infected file and every failed scan is alerted, but the log
+// takes logBurst lines a second of them; the next line says how many it
+// did not take. A soak reading EICAR in a loop had the daemon log 745
+// lines a second, past journald's rate limit.
+func TestLogLimited(t *testing.T) {
+	const n = 3 * logBurst
+	for _, tt := range []struct {
+		name, content, line string
+		blocked             uint64
+	}{
+		{"detections", "INFECTED", "infected file blocked", n + 1},
+		{"failures", "FAIL to scan", "scan failed, on_error decides", 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var logs strings.Builder
+			var mu sync.Mutex
+			h := newHarnessWith(t, 256, basePolicy, func(c *Config) {
+				c.Log = hclog.New(&hclog.LoggerOptions{Output: &logs, Mutex: &mu, Level: hclog.Info})
+			})
+			var evs []fanotify.Event
+			for i := range n {
+				evs = append(evs, h.event(fmt.Sprintf("a/f%d", i), tt.content, unix.FAN_OPEN_PERM))
+			}
+			start := time.Now()
+			h.send(n, evs...)
+			took := time.Since(start)
+			time.Sleep(time.Second) // a second later, the log takes lines again
+			h.send(1, h.event("a/later", tt.content, unix.FAN_OPEN_PERM))
+			h.stop()
+			if got := len(h.alerts.actions()); got != n+1 {
+				t.Errorf("alerts: got %d, want %d: every one", got, n+1)
+			}
+			if got := h.loop.Counters().Blocked; got != tt.blocked {
+				t.Errorf("blocked: got %d, want %d", got, tt.blocked)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			lines := strings.Count(logs.String(), tt.line)
+			if most := logBurst*(int(took/time.Second)+1) + 1; lines > most || lines < logBurst+1 {
+				t.Errorf("log lines of %d within %v, then one: %d, want %d to %d:\n%s", n, took, lines, logBurst+1, most, logs.String())
+			}
+			if !strings.Contains(logs.String(), "not_logged_before=") {
+				t.Errorf("no line says how many were not logged:\n%s", logs.String())
+			}
+		})
+	}
+}
+
 // A file over max_file_size is allowed unscanned and logged once for each
 // version, however often it is opened. It gets no ignore mark: the skip
 // is its watch's, and a hard link may put the same inode in a watch with
 // a larger max_file_size, which must still scan it.
-// An infected file opened again and again is blocked and alerted each
-// time, but the log takes logBurst lines a second of it; the next line
-// says how many it did not take. A soak reading EICAR in a loop had the
-// daemon log 745 lines a second.
-func TestDetectionsLogLimited(t *testing.T) {
-	var logs strings.Builder
-	var mu sync.Mutex
-	h := newHarnessWith(t, 256, basePolicy, func(c *Config) {
-		c.Log = hclog.New(&hclog.LoggerOptions{Output: &logs, Mutex: &mu, Level: hclog.Info})
-	})
-	const n = 3 * logBurst
-	var evs []fanotify.Event
-	for i := range n {
-		evs = append(evs, h.event(fmt.Sprintf("a/evil%d", i), "INFECTED", unix.FAN_OPEN_PERM))
-	}
-	start := time.Now()
-	h.send(n, evs...)
-	took := time.Since(start)
-	time.Sleep(time.Second) // a second later, the log takes lines again
-	h.send(1, h.event("a/evil-later", "INFECTED", unix.FAN_OPEN_PERM))
-	h.stop()
-	if got := len(h.alerts.actions()); got != n+1 {
-		t.Errorf("alerts: got %d, want %d: every detection", got, n+1)
-	}
-	if got := h.loop.Counters().Blocked; got != n+1 {
-		t.Errorf("blocked: got %d, want %d", got, n+1)
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	lines := strings.Count(logs.String(), "infected file blocked")
-	if most := logBurst*(int(took/time.Second)+1) + 1; lines > most || lines < logBurst+1 {
-		t.Errorf("log lines of %d detections within %v, then one: %d, want %d to %d:\n%s", n, took, lines, logBurst+1, most, logs.String())
-	}
-	if !strings.Contains(logs.String(), "not_logged_before=") {
-		t.Errorf("no line says how many were not logged:\n%s", logs.String())
-	}
-}
-
-// When every scan fails, the log takes logBurst lines a second; the next
-// line says how many it did not take, and every failure is alerted.
-func TestFailuresLogLimited(t *testing.T) {
-	var logs strings.Builder
-	var mu sync.Mutex
-	h := newHarnessWith(t, 256, basePolicy, func(c *Config) {
-		c.Log = hclog.New(&hclog.LoggerOptions{Output: &logs, Mutex: &mu, Level: hclog.Info})
-	})
-	const n = 3 * logBurst
-	var evs []fanotify.Event
-	for i := range n {
-		evs = append(evs, h.event(fmt.Sprintf("a/broken%d", i), "FAIL to scan", unix.FAN_OPEN_PERM))
-	}
-	start := time.Now()
-	h.send(n, evs...)
-	took := time.Since(start)
-	time.Sleep(time.Second) // a second later, the log takes lines again
-	h.send(1, h.event("a/broken-later", "FAIL to scan", unix.FAN_OPEN_PERM))
-	h.stop()
-	if got := len(h.alerts.actions()); got != n+1 {
-		t.Errorf("alerts: got %d, want %d: every failure", got, n+1)
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	lines := strings.Count(logs.String(), "scan failed, on_error decides")
-	if most := logBurst*(int(took/time.Second)+1) + 1; lines > most || lines < logBurst+1 {
-		t.Errorf("log lines of %d failures within %v, then one: %d, want %d to %d:\n%s", n, took, lines, logBurst+1, most, logs.String())
-	}
-	if !strings.Contains(logs.String(), "not_logged_before=") {
-		t.Errorf("no line says how many were not logged:\n%s", logs.String())
-	}
-}
-
 func TestOversizeLoggedOnce(t *testing.T) {
 	var logs strings.Builder
 	var mu sync.Mutex
