@@ -107,8 +107,15 @@ func newManagerHarness(t *testing.T, roots ...Root) *managerHarness {
 // already.
 func newManagerHarnessIn(t *testing.T, dir string, roots ...Root) *managerHarness {
 	t.Helper()
+	return newManagerHarnessLog(t, dir, nil, roots...)
+}
+
+// newManagerHarnessLog is newManagerHarnessIn with the manager logging to
+// log.
+func newManagerHarnessLog(t *testing.T, dir string, log hclog.Logger, roots ...Root) *managerHarness {
+	t.Helper()
 	h := &managerHarness{dir: dir, mark: newRecorder(), unmark: newRecorder(), src: newFakeSource()}
-	h.m = NewManager(h.mark, h.unmark, Sources{Primary: []Source{h.src}}, nil)
+	h.m = NewManager(h.mark, h.unmark, Sources{Primary: []Source{h.src}}, log)
 	for i := range roots {
 		roots[i].Path = filepath.Join(h.dir, roots[i].Path)
 	}
@@ -226,11 +233,7 @@ func TestManagerMovedOutAndOnIsQuiet(t *testing.T) {
 	mkdirs(t, dir, "w/a/b", "out")
 	var buf testutil.SyncBuffer
 	log := hclog.New(&hclog.LoggerOptions{Output: &buf, Level: hclog.Info})
-	h := &managerHarness{dir: dir, mark: newRecorder(), unmark: newRecorder(), src: newFakeSource()}
-	h.m = NewManager(h.mark, h.unmark, Sources{Primary: []Source{h.src}}, log)
-	if _, err := h.m.Place(context.Background(), []Root{{Path: h.path("w"), Recursive: true, Events: open}}); err != nil {
-		t.Fatal(err)
-	}
+	h := newManagerHarnessLog(t, dir, log, Root{Path: "w", Recursive: true, Events: open})
 	for _, mv := range [][2]string{{"w/a", "out/a"}, {"out/a", "out/gone"}} {
 		if err := os.Rename(h.path(mv[0]), h.path(mv[1])); err != nil {
 			t.Fatal(err)
@@ -262,11 +265,7 @@ func TestManagerCanceledWalkIsQuiet(t *testing.T) {
 	mkdirs(t, dir, "w")
 	var buf testutil.SyncBuffer
 	log := hclog.New(&hclog.LoggerOptions{Output: &buf, Level: hclog.Info})
-	h := &managerHarness{dir: dir, mark: newRecorder(), unmark: newRecorder(), src: newFakeSource()}
-	h.m = NewManager(h.mark, h.unmark, Sources{Primary: []Source{h.src}}, log)
-	if _, err := h.m.Place(context.Background(), []Root{{Path: h.path("w"), Recursive: true, Events: open}}); err != nil {
-		t.Fatal(err)
-	}
+	h := newManagerHarnessLog(t, dir, log, Root{Path: "w", Recursive: true, Events: open})
 	mkdirs(t, dir, "w/a/b")
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
