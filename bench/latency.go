@@ -45,14 +45,7 @@ func runLatency(e *env) ([]row, error) {
 		base, first, again []pass
 		scanned, leaked    uint64
 	)
-	passes := func(dst []pass) []pass {
-		for range reps {
-			if e.stopped() == nil {
-				dst = append(dst, r.pass())
-			}
-		}
-		return dst
-	}
+	passes := func(dst []pass) []pass { return e.passes(dst, reps, r.pass) }
 	for round := range rounds {
 		base = passes(base)
 		if err := e.stopped(); err != nil {
@@ -191,6 +184,17 @@ func newReader(paths []string) (*reader, error) {
 		r.ptrs[i] = b
 	}
 	return r, nil
+}
+
+// passes appends reps passes of pass to dst, but none once the bench is
+// stopped.
+func (e *env) passes(dst []pass, reps int, pass func() pass) []pass {
+	for range reps {
+		if e.stopped() == nil {
+			dst = append(dst, pass())
+		}
+	}
+	return dst
 }
 
 func (r *reader) pass() pass { return timePass(r.ptrs, r.paths, "read", r.readFile) }

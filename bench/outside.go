@@ -60,14 +60,7 @@ func runOutside(e *env) ([]row, error) {
 		return nil, err
 	}
 	var base, off, on []pass
-	passes := func(dst []pass) []pass {
-		for range reps {
-			if e.stopped() == nil {
-				dst = append(dst, r.pass())
-			}
-		}
-		return dst
-	}
+	passes := func(dst []pass) []pass { return e.passes(dst, reps, r.pass) }
 	base = passes(base)
 
 	// Setting off: every open is a round trip, first or not.

@@ -122,14 +122,7 @@ func runWrite(e *env) ([]row, error) {
 // with no monitor again.
 func writeRounds(e *env, w *writer, fs string, c writeCase, watched string, rounds, reps int) (writeResult, error) {
 	res := writeResult{fs: fs, c: c, hasCloseWrites: true}
-	passes := func(dst []pass) []pass {
-		for range reps {
-			if e.stopped() == nil {
-				dst = append(dst, w.pass())
-			}
-		}
-		return dst
-	}
+	passes := func(dst []pass) []pass { return e.passes(dst, reps, w.pass) }
 	for round := range rounds {
 		res.base = passes(res.base)
 		if err := e.stopped(); err != nil {
