@@ -162,17 +162,32 @@ func (r *row) verdict(status int, err error) {
 	}
 }
 
+// suiteTimeout is how long a guest of the suite may run under KVM; TCG
+// multiplies it (-tcg-scale).
+const suiteTimeout = 6 * time.Minute
+
+// binaryTimeout is the go test -timeout of each test binary: the one
+// asked for, or by default five sixths of the guest's. A binary is as long
+// as its tests, which grow; what bounds the guest is its own timeout, and
+// under it a test that hangs is stopped by go test, with every goroutine's
+// stack printed, before the guest is.
+func binaryTimeout(asked, guest time.Duration) time.Duration {
+	if asked > 0 {
+		return asked
+	}
+	return guest * 5 / 6
+}
+
 func cmdSuite(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("suite", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var f vmFlags
-	// Whole-suite figures for KVM: TCG multiplies them (-tcg-scale).
-	f.register(fs, 6*time.Minute)
+	f.register(fs, suiteTimeout)
 	var kernels multiFlag
 	listFile := fs.String("kernels", "", "file listing the kernels to boot (Debian package names, releases or image files)")
 	fs.Var(&kernels, "kernel", "a kernel to boot besides the list (repeatable)")
 	run := fs.String("run", "", "run only the tests matching this regular expression (go test -run)")
-	testTimeout := fs.Duration("test-timeout", 3*time.Minute, "go test -timeout of each test binary under KVM (scaled under TCG)")
+	testTimeout := fs.Duration("test-timeout", 0, "go test -timeout of each test binary under KVM, scaled under TCG (0: five sixths of -timeout, so that a hung test prints its goroutines before the guest is stopped)")
 	host := fs.Bool("host", false, "run the suite on the host too (as its row of the table)")
 	outDir := fs.String("out", "", "where the binaries are built (default: bin/vmtest.d in -workdir)")
 	parallel := fs.Int("parallel", 0, "kernels run at once (0: one per host CPU under TCG, whose guests run in one thread each; one under KVM)")
@@ -210,7 +225,7 @@ func cmdSuite(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	stepsFor := func(accel string) []step {
 		steps := []step{{Name: "features", Dir: f.workDir, Argv: []string{vigil, "features"}}}
 		for _, p := range pkgs {
-			argv := []string{p.Bin, "-test.v", "-test.count=1", "-test.timeout=" + f.scaled(*testTimeout, accel).String()}
+			argv := []string{p.Bin, "-test.v", "-test.count=1", "-test.timeout=" + f.scaled(binaryTimeout(*testTimeout, f.timeout), accel).String()}
 			if *run != "" {
 				argv = append(argv, "-test.run="+*run)
 			}

@@ -143,6 +143,23 @@ vmtest: 120 passed, 1 failed, 3 skipped
 // TestVMTestMustFail fails on purpose, inside a vmtest guest only and when
 // asked for by name, so that `make vmtest VMTEST_RUN=TestVMTestMustFail`
 // shows a failing guest test failing make.
+// TestBinaryTimeout: under the suite's defaults a test binary may run for
+// most of its guest's time (cmd/vigil's took 11-12 minutes under TCG, and
+// was stopped at the 12 it was given), and a hung one is still stopped by
+// go test, which prints its goroutines, before the guest is.
+func TestBinaryTimeout(t *testing.T) {
+	f := vmFlags{timeout: suiteTimeout, tcgScale: 4}
+	for _, accel := range []string{"kvm", "tcg"} {
+		bin, guest := f.scaled(binaryTimeout(0, f.timeout), accel), f.scaled(f.timeout, accel)
+		if bin < guest*3/4 || guest-bin < time.Minute {
+			t.Errorf("%s: a test binary gets %s of its guest's %s", accel, bin, guest)
+		}
+	}
+	if got := binaryTimeout(time.Minute, f.timeout); got != time.Minute {
+		t.Errorf("-test-timeout 1m gave %s", got)
+	}
+}
+
 func TestVMTestMustFail(t *testing.T) {
 	if os.Getenv("VMTEST_GUEST") != "1" || flag.Lookup("test.run").Value.String() != "TestVMTestMustFail" {
 		t.Skip("fails on purpose, only in a vmtest guest with -run TestVMTestMustFail")
