@@ -1058,6 +1058,9 @@ func TestStatus(t *testing.T) {
 	if r, _ := st["db_report"].(string); !strings.Contains(r, "builtin db") {
 		t.Errorf("db_report: got %q, want the built-in engine's load report", r)
 	}
+	// How long the start took, from exec: what an operator compares
+	// across restarts and kernels.
+	d.waitLogLine(t, "vigil ready", "startup=")
 
 	// Re-opening an unchanged clean file costs no event at all: the
 	// kernel's ignore mark answers.

@@ -28,6 +28,11 @@ import (
 // version is set at build time (-ldflags "-X main.version=...").
 var version = "dev"
 
+// started is when the process started, near enough: package variables are
+// set after the runtime's and the libraries' initialisation, a few
+// milliseconds in.
+var started = time.Now()
+
 const (
 	defaultPolicy = "/etc/vigil/policy.hcl"
 	defaultSocket = "/run/vigil/vigil.sock"
@@ -232,6 +237,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 			Diagnostics: diagnostics,
 			Reload:      notifySignal(syscall.SIGHUP),
 			Reopen:      notifySignal(syscall.SIGUSR1),
+			Started:     started,
 		})
 	}()
 	select {

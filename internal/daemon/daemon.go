@@ -49,6 +49,9 @@ type Options struct {
 	Reload <-chan struct{}
 	// Reopen asks for the alert log to be reopened after rotation (SIGUSR1).
 	Reopen <-chan struct{}
+	// Started is when the process started (now, if zero): status reports
+	// it, and the ready line how long the start took.
+	Started time.Time
 }
 
 // cacheSize bounds the user-space clean cache (about 100 bytes an entry).
@@ -58,6 +61,9 @@ const cacheSize = 1 << 16
 // policy does not load, and any error that stops protection.
 func Run(ctx context.Context, opts Options) error {
 	log := opts.Log
+	if opts.Started.IsZero() {
+		opts.Started = time.Now()
+	}
 	// Absolute from here on, for status and the logs: "policy.hcl" says
 	// little to whoever does not know where vigil was started.
 	file, err := filepath.Abs(opts.PolicyFile)
@@ -86,7 +92,7 @@ func Run(ctx context.Context, opts Options) error {
 		alerts:  alerts,
 		cache:   verdict.NewCache(cacheSize),
 		aliases: onaccess.NewAliases(log.Named("aliases")),
-		started: time.Now(),
+		started: opts.Started,
 		written: pol,
 	}
 	if d.links, err = newLinks(log); err != nil {
@@ -151,7 +157,8 @@ func Run(ctx context.Context, opts Options) error {
 	if err := notifyReady(); err != nil {
 		log.Warn("notify systemd", "error", err)
 	}
-	log.Info("vigil ready", "policy", pol.Filename, "engine", engine.Name(), "workers", pol.Settings.Workers)
+	log.Info("vigil ready", "policy", pol.Filename, "engine", engine.Name(), "workers", pol.Settings.Workers,
+		"startup", time.Since(d.started).Round(time.Millisecond))
 
 	// systemd's watchdog (WatchdogSec) hears from this loop only: a daemon
 	// stuck here, in a reload or in a deadlock, is restarted.
