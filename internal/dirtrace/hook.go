@@ -139,15 +139,21 @@ func pruneSpec(spec *ebpf.CollectionSpec, h Hook) {
 	}
 }
 
+// dirwatchSpec is the programs' object, parsed once: every rung tried
+// loads from a copy of it (parsing it costs ~5 ms, each rung down the
+// ladder would pay it again).
+var dirwatchSpec = sync.OnceValues(loadDirwatch)
+
 // loadRung loads and attaches hook's programs. Errors that mean the
 // kernel lacks the hook wrap features.ErrNotSupported. kernel holds the
 // kernel's BTF once decoded: the rungs of one climb down the ladder share
 // it, for decoding it costs tens of milliseconds each time.
 func loadRung(h Hook, kernel *btf.Cache, log hclog.Logger) (*rung, error) {
-	spec, err := loadDirwatch()
+	spec, err := dirwatchSpec()
 	if err != nil {
 		return nil, err
 	}
+	spec = spec.Copy()
 	if err := prepare(spec, h, kernel, log); err != nil {
 		return nil, err
 	}
