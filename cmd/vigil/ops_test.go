@@ -181,6 +181,34 @@ func TestEngineHangUsesOnError(t *testing.T) {
 	wantEngineUp(t, d, true)
 }
 
+// A reload closes the engine it replaces: a clamd engine's pooled
+// sessions and its health check, which pings a clamd that does not answer
+// every second until it does, are not left behind.
+func TestReloadClosesEngine(t *testing.T) {
+	clamd := testutil.StartClamd(t, fmt.Sprintf("%x:%d:Test.EICAR\n", md5sum([]byte(clamav.EICAR)), len(clamav.EICAR)))
+	root := testutil.TempDir(t)
+	f := filepath.Join(root, "f")
+	writeFile(t, f, clean)
+	watches := fmt.Sprintf("watch %q {}\n", root)
+	d := startDaemonWith(t, watches, fmt.Sprintf("engine \"clamd\" {\n  address = %q\n}\n", clamd.Unix), `  scan_timeout = "1s"`)
+
+	testutil.Stop(t, clamd.Cmd.Process.Pid)
+	defer clamd.Cmd.Process.Signal(syscall.SIGCONT)
+	os.ReadFile(f) // times out: the health check starts
+	d.waitLog(t, "clamd does not answer PING")
+	d.reload(t, watches)
+	d.waitLog(t, "reloaded")
+	if got := statusJSON(t, d)["engine"]; got != "builtin" {
+		t.Fatalf("engine after the reload: %v, want builtin", got)
+	}
+	clamd.Cmd.Process.Signal(syscall.SIGCONT)
+	// The check pings every second: three of them would have heard PONG.
+	time.Sleep(3 * time.Second)
+	if strings.Contains(d.log(), "clamd answers again") {
+		t.Errorf("the replaced clamd engine still checks clamd's health after the reload:\n%s", d.log())
+	}
+}
+
 // wantEngineUp checks what vigil status and vigil metrics say of the
 // engine's health.
 func wantEngineUp(t *testing.T, d *daemonProc, up bool) {

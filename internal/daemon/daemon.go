@@ -26,6 +26,7 @@ import (
 	"github.com/vigilsec/vigil/internal/metrics"
 	"github.com/vigilsec/vigil/internal/onaccess"
 	"github.com/vigilsec/vigil/internal/policy"
+	"github.com/vigilsec/vigil/internal/scan"
 	"github.com/vigilsec/vigil/internal/verdict"
 	"github.com/vigilsec/vigil/internal/watch"
 )
@@ -121,6 +122,7 @@ func Run(ctx context.Context, opts Options) error {
 
 	inst, err := d.start(ctx, &onaccess.State{Policy: d.resolve(pol), Engine: engine})
 	if err != nil {
+		d.closeEngine(engine)
 		if ctx.Err() != nil {
 			// Asked to stop while the watches were placed: a stop
 			// like any other, not a failure to start.
@@ -130,7 +132,11 @@ func Run(ctx context.Context, opts Options) error {
 		return err
 	}
 	d.cur.Store(inst)
-	defer func() { d.cur.Load().stop() }()
+	defer func() {
+		last := d.cur.Load()
+		last.stop()
+		d.closeEngine(last.loop.State().Engine)
+	}()
 	// The walk's buffers are garbage now, and the cross-check's once it
 	// has caught up: give them back rather than keep the start-up peak as
 	// the daemon's resident size. Off the way to ready: collecting the
@@ -493,12 +499,23 @@ func (d *daemon) reload(ctx context.Context) error {
 	inst, err := d.start(ctx, &onaccess.State{Policy: d.resolve(pol), Engine: engine})
 	if err != nil {
 		d.links.follow(watchPaths(d.written))
+		d.closeEngine(engine)
 		return err
 	}
-	d.cur.Swap(inst).retire()
+	prev := d.cur.Swap(inst)
+	prev.retire()
+	// The old loop has ended: nothing scans with its engine any more.
+	d.closeEngine(prev.loop.State().Engine)
 	d.written = pol
 	d.log.Info("reloaded", "policy", pol.Filename, "engine", engine.Name())
 	return nil
+}
+
+// closeEngine releases an engine nothing scans with any more.
+func (d *daemon) closeEngine(e scan.Engine) {
+	if err := scan.Close(e); err != nil {
+		d.log.Warn("close the scan engine", "engine", e.Name(), "error", err)
+	}
 }
 
 // repoint resolves the watches' paths again after a name on one of them

@@ -2,6 +2,7 @@ package scan
 
 import (
 	"context"
+	"io"
 	"os"
 )
 
@@ -22,6 +23,16 @@ type Health interface {
 func HealthOf(e Engine) error {
 	if h, ok := e.(Health); ok {
 		return h.Health()
+	}
+	return nil
+}
+
+// Close releases what e holds, if it holds anything (an io.Closer):
+// clamd's pooled sessions and its health check. Called once nothing scans
+// with e any more.
+func Close(e Engine) error {
+	if c, ok := e.(io.Closer); ok {
+		return c.Close()
 	}
 	return nil
 }
