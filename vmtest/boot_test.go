@@ -80,6 +80,10 @@ func TestBootRoot(t *testing.T) {
 	base.Accel = accel
 
 	work := t.TempDir()
+	tool := filepath.Join(work, "tool")
+	if err := os.WriteFile(tool, []byte("#!/bin/sh\necho staged tool\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	sh := func(script string) []string { return []string{"/bin/sh", "-c", script} }
 	tests := []struct {
 		name       string
@@ -88,6 +92,7 @@ func TestBootRoot(t *testing.T) {
 		wantStatus int
 		wantOut    string
 		wantErr    error
+		stage      []string
 		check      func(t *testing.T)
 	}{
 		{name: "status passes through", argv: sh("exit 7"), wantStatus: 7},
@@ -107,6 +112,13 @@ test "$(id -u)" = 0`),
 				}
 			},
 		},
+		{
+			name:  "staged in memory",
+			stage: []string{tool},
+			// Executed from the guest's tmpfs, not over 9p.
+			argv:    sh(`test "$(stat -f -c %T ` + staged(tool) + `)" = tmpfs && ` + staged(tool)),
+			wantOut: "staged tool",
+		},
 		{name: "kernel panic", argv: sh("echo c > /proc/sysrq-trigger; sleep 60"), wantErr: errPanic},
 		{name: "hang", argv: []string{"/bin/sleep", "3600"}, timeout: 20 * time.Second, wantErr: errTimeout},
 	}
@@ -117,6 +129,7 @@ test "$(id -u)" = 0`),
 			v := base
 			v.WorkDir = work
 			v.Steps = []step{{Name: "sh", Dir: "/", Argv: tt.argv}}
+			v.Stage = tt.stage
 			v.Output = &out
 			v.Timeout = f.scaled(time.Minute, accel)
 			if tt.timeout != 0 {

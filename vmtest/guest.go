@@ -151,6 +151,9 @@ func runGuest(p *plan) (int, error) {
 		fmt.Fprintf(os.Stderr, "vmtest init: %v (going on without it)\n", err)
 	}
 	unix.Sethostname([]byte("vmtest"))
+	if err := stage(p.Stage); err != nil {
+		return 0, err
+	}
 
 	// One step: its own status. Several: 1 if any failed, every one run.
 	status := 0
@@ -163,6 +166,26 @@ func runGuest(p *plan) (int, error) {
 		}
 	}
 	return status, nil
+}
+
+// stage copies files into stageDir, executable.
+func stage(files []string) error {
+	if len(files) == 0 {
+		return nil
+	}
+	if err := os.MkdirAll(stageDir, 0o755); err != nil {
+		return fmt.Errorf("stage: %w", err)
+	}
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return fmt.Errorf("stage: %w", err)
+		}
+		if err := os.WriteFile(staged(f), data, 0o755); err != nil {
+			return fmt.Errorf("stage: %w", err)
+		}
+	}
+	return nil
 }
 
 // runStep runs s with the console as its output and returns its status.

@@ -34,6 +34,7 @@ type vm struct {
 	WorkDir string // shared read-write at the same path; empty for none
 	Tmpfs   []string
 	Env     []string
+	Stage   []string // files copied into the guest's stageDir (see plan)
 	Steps   []step
 	Timeout time.Duration
 	Output  io.Writer // the guest's console, streamed
@@ -105,7 +106,7 @@ func (v *vm) initramfs(w io.Writer, modules []string) error {
 	if err != nil {
 		return err
 	}
-	p := plan{WorkDir: v.WorkDir, Tmpfs: v.Tmpfs, Env: v.Env, Steps: v.Steps, ExitPort: exitPort}
+	p := plan{WorkDir: v.WorkDir, Tmpfs: v.Tmpfs, Env: v.Env, Stage: v.Stage, Steps: v.Steps, ExitPort: exitPort}
 	c := newCPIO(w)
 	for _, d := range []string{"dev", "proc", "sys", "newroot", "modules"} {
 		c.Dir(d, 0o755)

@@ -223,7 +223,11 @@ func cmdSuite(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	f.env = append(f.env, "VIGIL_BIN="+vigil)
 	stepsFor := func(accel string) []step {
-		steps := []step{{Name: "features", Dir: f.workDir, Argv: []string{vigil, "features"}}}
+		bin := vigil
+		if accel != "host" {
+			bin = staged(vigil)
+		}
+		steps := []step{{Name: "features", Dir: f.workDir, Argv: []string{bin, "features"}}}
 		for _, p := range pkgs {
 			argv := []string{p.Bin, "-test.v", "-test.count=1", "-test.timeout=" + f.scaled(binaryTimeout(*testTimeout, f.timeout), accel).String()}
 			if *run != "" {
@@ -264,6 +268,9 @@ func cmdSuite(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 				}
 				kr.r.accel = accel
 				v.Accel, v.Steps, v.Timeout = accel, stepsFor(accel), f.scaled(f.timeout, accel)
+				// The tests execute vigil hundreds of times: from the
+				// guest's memory, not over 9p each time.
+				v.Stage, v.Env = []string{vigil}, append(v.Env, "VIGIL_BIN="+staged(vigil))
 				fmt.Fprintf(stdout, "=== vmtest: %s under %s (%s), timeout %s\n", k.Release, accel, why, v.Timeout)
 				if k.Note != "" {
 					fmt.Fprintf(&kr.out, "=== vmtest: %s\n", k.Note)
