@@ -196,7 +196,14 @@ func TestFilesystemModeSubmounts(t *testing.T) {
 		}
 	}
 	testutil.MountTmpfsOn(t, atStart)
-	startDaemon(t, fmt.Sprintf("watch %q {\n  mode = \"filesystem\"\n}\n", w), "")
+	d := startDaemon(t, fmt.Sprintf("watch %q {\n  mode = \"filesystem\"\n}\n", w), "")
+	// Status says why it counts no watched directory.
+	if got := fmt.Sprint(statusJSON(t, d)["filesystem_watches"]); got != fmt.Sprint([]string{w}) {
+		t.Errorf("status filesystem_watches: %s, want [%s]", got, w)
+	}
+	if out, err := exec.Command(vigilBin, "status", "--socket", d.socket).CombinedOutput(); err != nil || !strings.Contains(string(out), w+" (filesystem mode)") {
+		t.Errorf("vigil status: %v, want the watch named as in filesystem mode:\n%s", err, out)
+	}
 	testutil.MountTmpfsOn(t, later)
 	for _, point := range []string{atStart, later} {
 		eicar := filepath.Join(point, "eicar")

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"text/tabwriter"
 
@@ -58,9 +59,17 @@ func printStatus(w io.Writer, st *daemon.Status) {
 		fmt.Fprintf(tw, "databases\t%s\n", st.DBReport)
 	}
 	fmt.Fprintf(tw, "hook\t%s\n", st.Hook)
-	fmt.Fprintf(tw, "watched dirs\t%d\n", st.WatchedDirs)
+	if len(st.FilesystemWatches) == 0 {
+		fmt.Fprintf(tw, "watched dirs\t%d\n", st.WatchedDirs)
+	} else {
+		fmt.Fprintf(tw, "watched dirs\t%d (tree mode; filesystem mode marks whole filesystems)\n", st.WatchedDirs)
+	}
 	for _, w := range st.Watches {
-		fmt.Fprintf(tw, "watch\t%s\n", w)
+		if slices.Contains(st.FilesystemWatches, w) {
+			fmt.Fprintf(tw, "watch\t%s (filesystem mode)\n", w)
+		} else {
+			fmt.Fprintf(tw, "watch\t%s\n", w)
+		}
 	}
 	names := make([]string, 0, len(st.Counters))
 	for n := range st.Counters {

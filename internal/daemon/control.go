@@ -17,25 +17,30 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vigilsec/vigil/internal/metrics"
+	"github.com/vigilsec/vigil/internal/policy"
 	"github.com/vigilsec/vigil/internal/scan"
 	"github.com/vigilsec/vigil/internal/scan/clamav"
 )
 
 // Status is what `vigil status` shows.
 type Status struct {
-	Ready       bool              `json:"ready"`
-	Version     string            `json:"version"`
-	PID         int               `json:"pid"`
-	Started     time.Time         `json:"started"`
-	Policy      string            `json:"policy"`
-	Engine      string            `json:"engine"`
-	DBVersion   string            `json:"db_version"`
-	DBReport    string            `json:"db_report,omitempty"`    // the built-in engine's load report
-	EngineError string            `json:"engine_error,omitempty"` // why the engine cannot scan now (clamd down)
-	Watches     []string          `json:"watches"`
-	WatchedDirs int64             `json:"watched_dirs"`
-	Hook        string            `json:"hook"` // eBPF rung tracing directories
-	Counters    map[string]uint64 `json:"counters"`
+	Ready       bool      `json:"ready"`
+	Version     string    `json:"version"`
+	PID         int       `json:"pid"`
+	Started     time.Time `json:"started"`
+	Policy      string    `json:"policy"`
+	Engine      string    `json:"engine"`
+	DBVersion   string    `json:"db_version"`
+	DBReport    string    `json:"db_report,omitempty"`    // the built-in engine's load report
+	EngineError string    `json:"engine_error,omitempty"` // why the engine cannot scan now (clamd down)
+	Watches     []string  `json:"watches"`
+	// FilesystemWatches are the watches in filesystem mode: each marks
+	// its filesystems whole, and none of its directories is counted in
+	// WatchedDirs, the directories tree-mode watches mark.
+	FilesystemWatches []string          `json:"filesystem_watches,omitempty"`
+	WatchedDirs       int64             `json:"watched_dirs"`
+	Hook              string            `json:"hook"` // eBPF rung tracing directories
+	Counters          map[string]uint64 `json:"counters"`
 }
 
 const (
@@ -160,6 +165,9 @@ func (d *daemon) status() Status {
 	}
 	for _, w := range st.Policy.Watches {
 		s.Watches = append(s.Watches, w.Path)
+		if w.Mode == policy.ModeFilesystem {
+			s.FilesystemWatches = append(s.FilesystemWatches, w.Path)
+		}
 	}
 	c := d.counters.Snapshot()
 	written, dropped, failed := d.alerts.Stats()
