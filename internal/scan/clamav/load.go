@@ -502,7 +502,7 @@ func (r Report) Total() int {
 }
 
 // String is one line for a log or `vigil scan --report`, e.g.
-// "builtin db 3f2a…: 2 files, 5 signatures (md5=3 sha1=0 sha256=1 ndb=1 ...); skipped .cvd=1 (not supported yet); unused .ndb target 3 (HTML)=2 (needs HTML or mail parsing we do not do)".
+// "builtin db 3f2a…: 2 files, 5 signatures (md5=3 sha1=0 sha256=1 ndb=1 ...); skipped .ldb=1 (not supported yet); unused .ndb target-3-(HTML)=2 (needs HTML or mail parsing we do not do)".
 func (r Report) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "builtin db %s: %d files, %d signatures (", r.Version, r.Files, r.Total())
