@@ -149,6 +149,9 @@ var dirwatchSpec = sync.OnceValues(loadDirwatch)
 // kernel's BTF once decoded: the rungs of one climb down the ladder share
 // it, for decoding it costs tens of milliseconds each time.
 func loadRung(h Hook, kernel *btf.Cache, log hclog.Logger) (*rung, error) {
+	if err := raiseMemlock(); err != nil {
+		log.Debug("raise RLIMIT_MEMLOCK (kernels before 5.11 charge BPF memory to it)", "hook", h, "error", err)
+	}
 	spec, err := dirwatchSpec()
 	if err != nil {
 		return nil, err
@@ -182,6 +185,30 @@ func loadRung(h Hook, kernel *btf.Cache, log hclog.Logger) (*rung, error) {
 		}
 	}
 	return r, nil
+}
+
+// raiseMemlock lifts RLIMIT_MEMLOCK. Kernels before 5.11 charge BPF maps
+// and programs to it, and its default outside vigil's systemd unit
+// (LimitMEMLOCK=infinity), 64 KiB or 8 MiB in a container, refuses the
+// ring buffer: eBPF would be given up for inotify alone. Later kernels
+// charge the memory cgroup instead, and ignore it. Without
+// CAP_SYS_RESOURCE the soft limit is raised as far as the hard one.
+func raiseMemlock() error {
+	err := unix.Setrlimit(unix.RLIMIT_MEMLOCK, &unix.Rlimit{Cur: unix.RLIM_INFINITY, Max: unix.RLIM_INFINITY})
+	if err == nil {
+		return nil
+	}
+	var lim unix.Rlimit
+	if gerr := unix.Getrlimit(unix.RLIMIT_MEMLOCK, &lim); gerr != nil {
+		return errors.Join(err, gerr)
+	}
+	if lim.Cur < lim.Max {
+		lim.Cur = lim.Max
+		if serr := unix.Setrlimit(unix.RLIMIT_MEMLOCK, &lim); serr != nil {
+			return errors.Join(err, serr)
+		}
+	}
+	return fmt.Errorf("raised to the hard limit, %d bytes, not unlimited: %w", lim.Max, err)
 }
 
 // prepare does what a rung needs before loading: kernel facts for the

@@ -488,6 +488,36 @@ func TestOpenAutoRoot(t *testing.T) {
 	}
 }
 
+// A tracer lifts RLIMIT_MEMLOCK, which kernels before 5.11 charge its
+// maps to: a container's default (64 KiB) would refuse the ring buffer.
+// Without CAP_SYS_RESOURCE (as here) only as far as the hard limit.
+func TestMemlockRaisedRoot(t *testing.T) {
+	testutil.SkipUnlessRoot(t)
+	var was unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_MEMLOCK, &was); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Setrlimit(unix.RLIMIT_MEMLOCK, &was) })
+	if was.Max <= 64<<10 {
+		t.Skipf("RLIMIT_MEMLOCK's hard limit is %d: no room to see it raised", was.Max)
+	}
+	if err := unix.Setrlimit(unix.RLIMIT_MEMLOCK, &unix.Rlimit{Cur: 64 << 10, Max: was.Max}); err != nil {
+		t.Fatal(err)
+	}
+	tr, err := Open(HookTracepoint, testLogger(t))
+	if err != nil {
+		t.Fatalf("Open(tracepoint) with RLIMIT_MEMLOCK at 64 KiB: %v", err)
+	}
+	defer tr.Close()
+	var got unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_MEMLOCK, &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Cur != unix.RLIM_INFINITY && got.Cur != was.Max {
+		t.Errorf("RLIMIT_MEMLOCK after Open: %d, want unlimited or the hard limit, %d", got.Cur, was.Max)
+	}
+}
+
 func TestTrackUntrackRoot(t *testing.T) {
 	tr := openRoot(t, HookTracepoint)
 	root := testutil.TempDir(t)
