@@ -243,9 +243,7 @@ func readBody(r *bufio.Reader) ([]member, error) {
 		if strings.ContainsRune(hdr.Name, '/') || hdr.Name == "" {
 			return nil, fmt.Errorf("body: member name %q: paths are not allowed in a container", clip(hdr.Name))
 		}
-		switch hdr.Typeflag {
-		case tar.TypeReg, tar.TypeRegA:
-		default:
+		if hdr.Typeflag != tar.TypeReg { // the reader reads the old '\x00' as TypeReg
 			return nil, fmt.Errorf("body: member %s: type %q, want a regular file", clip(hdr.Name), hdr.Typeflag)
 		}
 		if len(ms) == maxMembers {

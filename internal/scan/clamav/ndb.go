@@ -67,8 +67,6 @@ type offset struct {
 	sect  int
 }
 
-func (o offset) relative() bool { return o.kind != offAny && o.kind != offAbs }
-
 // exeRelative reports offsets that need an executable's headers.
 func (o offset) exeRelative() bool { return o.kind >= offEPPlus }
 

@@ -135,19 +135,16 @@ func textSignatures(n int, seed uint64) []string {
 func BenchmarkLoadNDB(b *testing.B) {
 	db := writeFile(b, b.TempDir(), "sigs.ndb", strings.Join(clamavtest.BodySignatures(100000, 1), "\n")+"\n")
 	b.ReportAllocs()
-	var e *Engine
 	for b.Loop() {
-		var err error
-		if e, err = Load([]string{db}, nil); err != nil {
+		if _, err := Load([]string{db}, nil); err != nil {
 			b.Fatal(err)
 		}
 	}
 	b.StopTimer()
 	var before, after runtime.MemStats
-	e = nil
 	runtime.GC()
 	runtime.ReadMemStats(&before)
-	e = mustLoad(b, db)
+	e := mustLoad(b, db)
 	runtime.GC()
 	runtime.ReadMemStats(&after)
 	b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/(1<<20), "heap-MiB")
