@@ -163,7 +163,7 @@ func loadRung(h Hook, kernel *btf.Cache, log hclog.Logger) (*rung, error) {
 	pruneSpec(spec, h)
 	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{Cache: kernel})
 	if err != nil {
-		return nil, fmt.Errorf("load %s programs: %w", h, notSupported(err))
+		return nil, fmt.Errorf("load %s programs: %w", h, notSupported(refused(err)))
 	}
 	r := &rung{hook: h, coll: coll}
 	for _, name := range rungPrograms[h] {
@@ -209,6 +209,29 @@ func raiseMemlock() error {
 		}
 	}
 	return fmt.Errorf("raised to the hard limit, %d bytes, not unlimited: %w", lim.Max, err)
+}
+
+// refused says what root's EPERM from a load means on a kernel that
+// does not charge BPF memory to RLIMIT_MEMLOCK (5.11 on), where
+// cilium/ebpf's guess, "MEMLOCK may be too low", which it adds to the
+// error, cannot be the reason: a policy refused the programs.
+func refused(err error) error {
+	var u unix.Utsname
+	if !errors.Is(err, unix.EPERM) || os.Geteuid() != 0 || unix.Uname(&u) != nil ||
+		chargesMemlock(unix.ByteSliceToString(u.Release[:])) {
+		return err
+	}
+	return fmt.Errorf("refused by a policy (lockdown, an LSM, seccomp, a capability dropped), not for memory: this kernel does not charge BPF to RLIMIT_MEMLOCK: %w", err)
+}
+
+// chargesMemlock reports whether a kernel of release may charge BPF maps
+// and programs to RLIMIT_MEMLOCK: before 5.11, or when it cannot tell.
+func chargesMemlock(release string) bool {
+	var major, minor int
+	if _, err := fmt.Sscanf(release, "%d.%d", &major, &minor); err != nil {
+		return true
+	}
+	return major < 5 || major == 5 && minor < 11
 }
 
 // prepare does what a rung needs before loading: kernel facts for the

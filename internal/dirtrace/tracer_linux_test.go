@@ -518,6 +518,42 @@ func TestMemlockRaisedRoot(t *testing.T) {
 	}
 }
 
+func TestChargesMemlock(t *testing.T) {
+	for release, want := range map[string]bool{
+		"4.18.0-513.5.1.el8_9.x86_64": true,
+		"5.10.0-23-amd64":             true,
+		"5.11.0":                      false,
+		"5.15.0-91-generic":           false,
+		"6.1.0-57-amd64":              false,
+		"6.18.44-fc-v782":             false,
+		"":                            true,
+		"weird":                       true,
+	} {
+		if got := chargesMemlock(release); got != want {
+			t.Errorf("chargesMemlock(%q) = %v, want %v", release, got, want)
+		}
+	}
+}
+
+// Where the kernel refuses fentry programs to root (this machine, whose
+// kernel charges no BPF memory to RLIMIT_MEMLOCK), the error says a policy
+// refused them, not cilium/ebpf's "MEMLOCK may be too low" alone.
+func TestFentryRefusedSaysWhyRoot(t *testing.T) {
+	testutil.SkipUnlessRoot(t)
+	tr, err := Open(HookFentry, testLogger(t))
+	if err == nil {
+		tr.Close()
+		t.Skip("fentry programs load here")
+	}
+	var u unix.Utsname
+	if unix.Uname(&u) != nil || chargesMemlock(unix.ByteSliceToString(u.Release[:])) || !errors.Is(err, unix.EPERM) {
+		t.Skipf("not refused with EPERM on a kernel that charges no BPF to RLIMIT_MEMLOCK: %v", err)
+	}
+	if !strings.Contains(err.Error(), "refused by a policy") {
+		t.Errorf("Open(fentry): %v, want it to say a policy refused the programs", err)
+	}
+}
+
 func TestTrackUntrackRoot(t *testing.T) {
 	tr := openRoot(t, HookTracepoint)
 	root := testutil.TempDir(t)
