@@ -139,29 +139,44 @@ func pruneSpec(spec *ebpf.CollectionSpec, h Hook) {
 	}
 }
 
-// dirwatchSpec is the programs' object, parsed once: every rung tried
-// loads from a copy of it (parsing it costs ~5 ms, each rung down the
-// ladder would pay it again).
-var dirwatchSpec = sync.OnceValues(loadDirwatch)
+// climb is what the rungs tried in one climb down the ladder share, each
+// decoded once, when first needed, and let go with the climb: the
+// kernel's BTF (tens of milliseconds to decode) and the programs' object
+// (about 5 ms, and 0.5 MiB kept).
+type climb struct {
+	kernel *btf.Cache
+	spec   *ebpf.CollectionSpec
+}
+
+func newClimb() *climb { return &climb{kernel: btf.NewCache()} }
+
+// objects returns a copy of the programs' object, for one rung to load.
+func (c *climb) objects() (*ebpf.CollectionSpec, error) {
+	if c.spec == nil {
+		spec, err := loadDirwatch()
+		if err != nil {
+			return nil, err
+		}
+		c.spec = spec
+	}
+	return c.spec.Copy(), nil
+}
 
 // loadRung loads and attaches hook's programs. Errors that mean the
-// kernel lacks the hook wrap features.ErrNotSupported. kernel holds the
-// kernel's BTF once decoded: the rungs of one climb down the ladder share
-// it, for decoding it costs tens of milliseconds each time.
-func loadRung(h Hook, kernel *btf.Cache, log hclog.Logger) (*rung, error) {
+// kernel lacks the hook wrap features.ErrNotSupported.
+func loadRung(h Hook, c *climb, log hclog.Logger) (*rung, error) {
 	if err := raiseMemlock(); err != nil {
 		log.Debug("raise RLIMIT_MEMLOCK (kernels before 5.11 charge BPF memory to it)", "hook", h, "error", err)
 	}
-	spec, err := dirwatchSpec()
+	spec, err := c.objects()
 	if err != nil {
 		return nil, err
 	}
-	spec = spec.Copy()
-	if err := prepare(spec, h, kernel, log); err != nil {
+	if err := prepare(spec, h, c.kernel, log); err != nil {
 		return nil, err
 	}
 	pruneSpec(spec, h)
-	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{Cache: kernel})
+	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{Cache: c.kernel})
 	if err != nil {
 		return nil, fmt.Errorf("load %s programs: %w", h, notSupported(refused(err)))
 	}

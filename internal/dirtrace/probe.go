@@ -3,7 +3,6 @@ package dirtrace
 import (
 	"fmt"
 
-	"github.com/cilium/ebpf/btf"
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/vigilsec/vigil/internal/features"
@@ -20,13 +19,13 @@ type RungProbe struct {
 // Like Open, it mounts tracefs when a rung needs it.
 func Probe() []RungProbe {
 	var out []RungProbe
-	kernel := btf.NewCache()
+	c := newClimb()
 	for _, h := range Ladder {
 		if h == HookNone {
 			continue
 		}
 		p := RungProbe{Probe: features.Probe{Name: "eBPF directory events, hook " + string(h)}, Hook: h}
-		r, err := loadRung(h, kernel, hclog.NewNullLogger())
+		r, err := loadRung(h, c, hclog.NewNullLogger())
 		if err != nil {
 			p.Err = err
 		} else if err := r.close(); err != nil {

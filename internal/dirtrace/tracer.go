@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/ringbuf"
 	"github.com/hashicorp/go-hclog"
 
@@ -104,13 +103,13 @@ func Open(want Hook, log hclog.Logger) (*Tracer, error) {
 	if want != "" {
 		try = []Hook{want}
 	}
-	kernel := btf.NewCache()
+	c := newClimb()
 	for _, h := range try {
 		if h == HookNone {
 			log.Info("tracing directory events", "hook", h)
 			return newTracer(h, nil, log), nil
 		}
-		r, err := loadRung(h, kernel, log)
+		r, err := loadRung(h, c, log)
 		if err != nil {
 			if want != "" {
 				return nil, fmt.Errorf("open tracer with hook %s: %w", h, err)
