@@ -175,10 +175,7 @@ func TestDeepTree(t *testing.T) {
 	root := testutil.TempDir(t)
 	// Deeper than the programs climb (64 levels): only the anchors the
 	// tracer places every 32 levels let them reach a covering directory.
-	bottom := root
-	for i := range 70 {
-		bottom = filepath.Join(bottom, fmt.Sprintf("d%d", i))
-	}
+	bottom := chain(root, 70)[70]
 	if err := os.MkdirAll(bottom, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -392,14 +389,21 @@ func TestWatchRootMadeAgain(t *testing.T) {
 
 const maxUserWatches = "/proc/sys/fs/inotify/max_user_watches"
 
+// chain is root and the n directories of a chain below it, d0/d1/...,
+// each the previous one's child, root first.
+func chain(root string, n int) []string {
+	dirs := []string{root}
+	for i := range n {
+		dirs = append(dirs, filepath.Join(dirs[i], fmt.Sprintf("d%d", i)))
+	}
+	return dirs
+}
+
 // With fs.inotify.max_user_watches below the tree's size, the start-up
 // marks still cover the whole tree, and the warning names the sysctl.
 func TestInotifyLimit(t *testing.T) {
 	root := testutil.TempDir(t)
-	deep := root
-	for i := range 40 {
-		deep = filepath.Join(deep, fmt.Sprintf("d%d", i))
-	}
+	deep := chain(root, 40)[40]
 	writeFile(t, filepath.Join(deep, "eicar"), clamav.EICAR)
 	restore := testutil.Sysctl(t, maxUserWatches, "8")
 	d := startDaemon(t, fmt.Sprintf("watch %q {}\n", root), "")
@@ -421,10 +425,7 @@ func TestInotifyLimitWithoutEBPF(t *testing.T) {
 		t.Skipf("no fanotify directory events: %v", err)
 	}
 	root := testutil.TempDir(t)
-	dirs := []string{root}
-	for i := range 40 {
-		dirs = append(dirs, filepath.Join(dirs[len(dirs)-1], fmt.Sprintf("d%d", i)))
-	}
+	dirs := chain(root, 40)
 	if err := os.MkdirAll(dirs[len(dirs)-1], 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -560,10 +561,7 @@ func TestInotifyCrossCheck(t *testing.T) {
 // unmount.
 func TestQuickRemountInTree(t *testing.T) {
 	root := testutil.TempDir(t)
-	vol := root
-	for i := range 40 {
-		vol = filepath.Join(vol, fmt.Sprintf("d%d", i))
-	}
+	vol := chain(root, 40)[40]
 	if err := os.MkdirAll(vol, 0o755); err != nil {
 		t.Fatal(err)
 	}
