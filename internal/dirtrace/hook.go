@@ -148,7 +148,13 @@ type climb struct {
 	spec   *ebpf.CollectionSpec
 }
 
-func newClimb() *climb { return &climb{kernel: btf.NewCache()} }
+// newClimb starts a climb, lifting RLIMIT_MEMLOCK first for every rung.
+func newClimb(log hclog.Logger) *climb {
+	if err := raiseMemlock(); err != nil {
+		log.Debug("raise RLIMIT_MEMLOCK (kernels before 5.11 charge BPF memory to it)", "error", err)
+	}
+	return &climb{kernel: btf.NewCache()}
+}
 
 // objects returns a copy of the programs' object, for one rung to load.
 func (c *climb) objects() (*ebpf.CollectionSpec, error) {
@@ -165,9 +171,6 @@ func (c *climb) objects() (*ebpf.CollectionSpec, error) {
 // loadRung loads and attaches hook's programs. Errors that mean the
 // kernel lacks the hook wrap features.ErrNotSupported.
 func loadRung(h Hook, c *climb, log hclog.Logger) (*rung, error) {
-	if err := raiseMemlock(); err != nil {
-		log.Debug("raise RLIMIT_MEMLOCK (kernels before 5.11 charge BPF memory to it)", "hook", h, "error", err)
-	}
 	spec, err := c.objects()
 	if err != nil {
 		return nil, err

@@ -19,7 +19,7 @@ type RungProbe struct {
 // Like Open, it mounts tracefs when a rung needs it.
 func Probe() []RungProbe {
 	var out []RungProbe
-	c := newClimb()
+	c := newClimb(hclog.NewNullLogger())
 	for _, h := range Ladder {
 		if h == HookNone {
 			continue

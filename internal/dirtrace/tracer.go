@@ -103,7 +103,7 @@ func Open(want Hook, log hclog.Logger) (*Tracer, error) {
 	if want != "" {
 		try = []Hook{want}
 	}
-	c := newClimb()
+	c := newClimb(log)
 	for _, h := range try {
 		if h == HookNone {
 			log.Info("tracing directory events", "hook", h)
